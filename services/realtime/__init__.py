@@ -1,0 +1,1 @@
+"""wattstream: services/realtime."""

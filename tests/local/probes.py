@@ -1,0 +1,68 @@
+"""Test-only functions added to the real template, so the runner can be exercised."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def kinesis_probe(
+    logical_id: str = "ProbeFunction", **mapping: Any
+) -> Any:
+    """Extend a template with a function reading the readings stream."""
+    properties = {
+        "Stream": {"Fn::GetAtt": ["ReadingsStream", "Arn"]},
+        "StartingPosition": "TRIM_HORIZON",
+        "BatchSize": 10,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "DestinationConfig": {
+            "OnFailure": {"Destination": {"Fn::GetAtt": ["ReadingsFailureQueue", "Arn"]}}
+        },
+    }
+    properties.update(mapping)
+
+    def extend(template: dict[str, Any]) -> None:
+        template["Resources"][logical_id] = {
+            "Type": "AWS::Serverless::Function",
+            "Properties": {
+                "CodeUri": "..",
+                "Handler": "tests.local.probes.echo_handler",
+                "Environment": {"Variables": {"PROBE_STREAM": {"Ref": "ReadingsStream"}}},
+                "Events": {"Readings": {"Type": "Kinesis", "Properties": properties}},
+            },
+        }
+
+    return extend
+
+
+def sqs_probe(logical_id: str = "RawProbeFunction", **mapping: Any) -> Any:
+    """Extend a template with a function fed by the raw bucket's S3 events (via SQS)."""
+    properties = {
+        "Queue": {"Fn::GetAtt": ["RawEventsQueue", "Arn"]},
+        "BatchSize": 10,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+    }
+    properties.update(mapping)
+
+    def extend(template: dict[str, Any]) -> None:
+        template["Resources"][logical_id] = {
+            "Type": "AWS::Serverless::Function",
+            "Properties": {
+                "CodeUri": "..",
+                "Handler": "tests.local.probes.echo_handler",
+                "Events": {"RawEvents": {"Type": "SQS", "Properties": properties}},
+            },
+        }
+
+    return extend
+
+
+#: What echo_handler saw of its environment, one entry per invocation.
+SEEN_STREAMS: list[str] = []
+
+
+def echo_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A handler imported by name from the template, as on Lambda."""
+    import os
+
+    SEEN_STREAMS.append(os.environ.get("PROBE_STREAM", "<unset>"))
+    return {"batchItemFailures": []}

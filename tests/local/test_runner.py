@@ -1,0 +1,273 @@
+"""Runner semantics, each proven against the real template on a moto server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus
+
+import pytest
+
+from shared.streams.kinesis import KinesisPublisher
+from shared.streams.ports import StreamRecord
+from tests.local import probes
+from tests.local.probes import kinesis_probe, sqs_probe
+from wattstream.local.runner import EventSourceRunner
+from wattstream.local.stack import StackDescription
+
+
+class Recorder:
+    """A Kinesis handler that records what it saw and fails what the test says."""
+
+    def __init__(
+        self,
+        *,
+        fail_record: Callable[[bytes, int], bool] = lambda data, seen: False,
+        raise_on_batch: Callable[[list[bytes]], bool] = lambda batch: False,
+    ) -> None:
+        self.fail_record = fail_record
+        self.raise_on_batch = raise_on_batch
+        self.calls: list[list[bytes]] = []
+        self.delivered: list[bytes] = []
+        self.seen: dict[bytes, int] = {}
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        assert context.get_remaining_time_in_millis() > 0
+        records = [
+            (r["kinesis"]["sequenceNumber"], base64.b64decode(r["kinesis"]["data"]))
+            for r in event["Records"]
+        ]
+        batch = [data for _, data in records]
+        self.calls.append(batch)
+        if self.raise_on_batch(batch):
+            raise RuntimeError("poisoned batch")
+        failures = []
+        for sequence, data in records:
+            self.seen[data] = self.seen.get(data, 0) + 1
+            if self.fail_record(data, self.seen[data]):
+                failures.append({"itemIdentifier": sequence})
+            else:
+                self.delivered.append(data)
+        return {"batchItemFailures": failures}
+
+
+def publish(stack: StackDescription, clients: Any, payloads: list[bytes], key: str = "h1") -> None:
+    publisher = KinesisPublisher(stack.outputs["ReadingsStreamName"], clients("kinesis"))
+    publisher.publish([StreamRecord(key, p) for p in payloads])
+
+
+def runner_for(
+    stack: StackDescription, clients: Any, tmp_path: Path, handler: Any, **kwargs: Any
+) -> EventSourceRunner:
+    return EventSourceRunner(
+        stack,
+        clients=clients,
+        checkpoint_path=tmp_path / "checkpoints.json",
+        handlers={"ProbeFunction": handler, "RawProbeFunction": handler},
+        idle_sleep_s=0.01,
+        max_backoff_s=0.01,
+        **kwargs,
+    )
+
+
+def failure_messages(stack: StackDescription, clients: Any, output: str) -> list[dict[str, Any]]:
+    sqs = clients("sqs")
+    url = sqs.get_queue_url(QueueName=stack.outputs[output].rsplit("/", 1)[1])["QueueUrl"]
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def payloads(n: int) -> list[bytes]:
+    return [f"r{i:02d}".encode() for i in range(n)]
+
+
+def test_runner_partial_failure_redelivers_from_lowest_failed(deploy_stack, clients, tmp_path):
+    stack = deploy_stack(kinesis_probe(), {"ReadingsShardCount": "1"})
+    publish(stack, clients, payloads(20))
+    recorder = Recorder(fail_record=lambda data, seen: data == b"r03" and seen == 1)
+
+    runner_for(stack, clients, tmp_path, recorder).drain(timeout_s=30)
+
+    assert recorder.calls[0] == payloads(10)
+    assert recorder.calls[1][0] == b"r03"  # r00-r02 were checkpointed, r03 onwards retried
+    assert recorder.delivered.count(b"r04") == 2  # records after the failure come again
+    assert sorted(set(recorder.delivered)) == payloads(20)
+    assert failure_messages(stack, clients, "ReadingsFailureQueueUrl") == []
+
+
+def test_runner_bisect_isolates_poison_record_to_destination(deploy_stack, clients, tmp_path):
+    stack = deploy_stack(
+        kinesis_probe(
+            BatchSize=8,
+            BisectBatchOnFunctionError=True,
+            MaximumRetryAttempts=1,
+            FunctionResponseTypes=[],
+        ),
+        {"ReadingsShardCount": "1"},
+    )
+    data = payloads(8)
+    data[5] = b"poison"
+    publish(stack, clients, data)
+    recorder = Recorder(raise_on_batch=lambda batch: b"poison" in batch)
+
+    runner = runner_for(stack, clients, tmp_path, recorder)
+    runner.drain(timeout_s=30)
+
+    assert recorder.delivered == [d for d in data if d != b"poison"]  # in order, each once
+    assert [len(c) for c in recorder.calls[:4]] == [8, 4, 4, 2]
+    (failure,) = failure_messages(stack, clients, "ReadingsFailureQueueUrl")
+    assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert failure["KinesisBatchInfo"]["batchSize"] == 1
+    assert runner.stats()["ProbeFunctionReadings"].bisects >= 3
+
+
+def test_runner_retries_then_sends_batch_info_to_destination(deploy_stack, clients, tmp_path):
+    stack = deploy_stack(
+        kinesis_probe(BatchSize=5, MaximumRetryAttempts=2), {"ReadingsShardCount": "1"}
+    )
+    publish(stack, clients, payloads(10))
+    recorder = Recorder(raise_on_batch=lambda batch: b"r01" in batch)
+
+    runner_for(stack, clients, tmp_path, recorder).drain(timeout_s=30)
+
+    assert recorder.calls[:3] == [payloads(5)] * 3  # the first try and two retries
+    assert recorder.delivered == payloads(10)[5:]
+    (failure,) = failure_messages(stack, clients, "ReadingsFailureQueueUrl")
+    info = failure["KinesisBatchInfo"]
+    assert info["batchSize"] == 5
+    assert info["streamArn"] == stack.mappings[0].source_arn
+    assert int(info["startSequenceNumber"]) < int(info["endSequenceNumber"])
+
+
+def test_runner_resumes_after_restart_from_checkpoint(deploy_stack, clients, tmp_path):
+    stack = deploy_stack(kinesis_probe(), {"ReadingsShardCount": "2"})
+    publish(stack, clients, payloads(12), key="a")
+    first = Recorder()
+    runner_for(stack, clients, tmp_path, first).drain(timeout_s=30)
+    publish(stack, clients, [b"late1", b"late2"], key="a")
+
+    second = Recorder()
+    runner_for(stack, clients, tmp_path, second).drain(timeout_s=30)
+
+    assert first.delivered == payloads(12)
+    assert second.delivered == [b"late1", b"late2"]
+
+
+def test_runner_latest_position_survives_restart_before_first_record(
+    deploy_stack, clients, tmp_path
+):
+    stack = deploy_stack(kinesis_probe(StartingPosition="LATEST"), {"ReadingsShardCount": "1"})
+    publish(stack, clients, [b"before"])
+    time.sleep(0.05)
+    runner_for(stack, clients, tmp_path, Recorder()).drain(timeout_s=30)
+    publish(stack, clients, [b"while-down"])
+
+    recorder = Recorder()
+    runner_for(stack, clients, tmp_path, recorder).drain(timeout_s=30)
+
+    assert recorder.delivered == [b"while-down"]
+
+
+def test_runner_sends_records_older_than_maximum_age_to_destination(
+    deploy_stack, clients, tmp_path
+):
+    stack = deploy_stack(
+        kinesis_probe(MaximumRecordAgeInSeconds=60), {"ReadingsShardCount": "1"}
+    )
+    publish(stack, clients, payloads(3))
+    recorder = Recorder()
+
+    runner_for(stack, clients, tmp_path, recorder, clock=lambda: time.time() + 3600).drain(
+        timeout_s=30
+    )
+
+    assert recorder.calls == []
+    (failure,) = failure_messages(stack, clients, "ReadingsFailureQueueUrl")
+    assert failure["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert failure["KinesisBatchInfo"]["batchSize"] == 3
+
+
+def test_runner_imports_handler_and_environment_from_template(deploy_stack, clients, tmp_path):
+    stack = deploy_stack(kinesis_probe(), {"ReadingsShardCount": "1"})
+    publish(stack, clients, payloads(2))
+    runner = EventSourceRunner(
+        stack, clients=clients, checkpoint_path=tmp_path / "c.json", idle_sleep_s=0.01
+    )
+    probes.SEEN_STREAMS.clear()
+
+    runner.drain(timeout_s=30)
+
+    assert runner.stats()["ProbeFunctionReadings"].records == 2
+    assert probes.SEEN_STREAMS == [stack.outputs["ReadingsStreamName"]]
+    assert "PROBE_STREAM" not in os.environ  # the function's environment is its own
+
+
+class S3EventRecorder:
+    """An SQS handler for S3 events; fails keys starting with ``bad``."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        failures = []
+        for record in event["Records"]:
+            body = json.loads(record["body"])
+            if body.get("Event") == "s3:TestEvent":
+                continue
+            for s3_record in body["Records"]:
+                key = unquote_plus(s3_record["s3"]["object"]["key"])
+                self.keys.append(key)
+                if key.startswith("bad"):
+                    failures.append({"itemIdentifier": record["messageId"]})
+        return {"batchItemFailures": failures}
+
+
+def test_runner_s3_events_partial_failure_then_redrive_to_dlq(deploy_stack, clients, tmp_path):
+    stack = deploy_stack(sqs_probe(), {"RawEventsVisibilityTimeout": "1"})
+    s3 = clients("s3")
+    s3.put_object(Bucket=stack.outputs["RawBucketName"], Key="good one.txt", Body=b"1")
+    s3.put_object(Bucket=stack.outputs["RawBucketName"], Key="bad+file.txt", Body=b"2")
+    recorder = S3EventRecorder()
+    runner = runner_for(stack, clients, tmp_path, recorder)
+
+    deadline = time.monotonic() + 20
+    dead: list[dict[str, Any]] = []
+    while not dead and time.monotonic() < deadline:
+        runner.poll_once()
+        time.sleep(0.2)
+        dead = failure_messages(stack, clients, "RawEventsDeadLetterQueueUrl")
+
+    assert recorder.keys.count("good one.txt") == 1  # deleted after success, never again
+    assert recorder.keys.count("bad+file.txt") == 3  # maxReceiveCount in the template
+    assert [unquote_plus(r["s3"]["object"]["key"]) for r in dead[0]["Records"]] == [
+        "bad+file.txt"
+    ]
+
+
+@pytest.mark.parametrize("response", [{"batchItemFailures": [{"itemIdentifier": "nope"}]}, 42])
+def test_runner_invalid_item_failure_reply_fails_whole_batch(
+    deploy_stack, clients, tmp_path, response
+):
+    stack = deploy_stack(
+        kinesis_probe(BatchSize=5, MaximumRetryAttempts=0), {"ReadingsShardCount": "1"}
+    )
+    publish(stack, clients, payloads(5))
+    calls = []
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        calls.append(len(event["Records"]))
+        return response
+
+    runner = runner_for(stack, clients, tmp_path, handler)
+    runner.drain(timeout_s=30)
+
+    expected_errors = 1 if isinstance(response, dict) else 0
+    assert calls == [5]
+    assert runner.stats()["ProbeFunctionReadings"].function_errors == expected_errors
+    sent = failure_messages(stack, clients, "ReadingsFailureQueueUrl")
+    assert len(sent) == expected_errors

@@ -1,0 +1,59 @@
+"""The local stack comes from the SAM template and nothing else."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import unquote_plus
+
+from tests.conftest import TEMPLATE
+from tests.local.probes import kinesis_probe
+from wattstream.local.stack import StackDescription, load_template
+
+
+def test_stack_creates_every_template_resource(deploy_stack):
+    stack = deploy_stack()
+
+    template = load_template(TEMPLATE)["Resources"]
+    assert set(stack.resources) | set(stack.not_emulated) == set(template)
+    assert stack.not_emulated == ["RawEventsQueuePolicy"]  # IAM-only: enforced on AWS
+    assert set(stack.outputs) == set(load_template(TEMPLATE)["Outputs"])
+
+
+def test_stack_stream_shards_follow_template_parameters(deploy_stack, clients):
+    stack = deploy_stack(parameters={"ReadingsShardCount": "3"})
+    kinesis = clients("kinesis")
+    summary = kinesis.describe_stream_summary(StreamName=stack.outputs["ReadingsStreamName"])
+    assert summary["StreamDescriptionSummary"]["OpenShardCount"] == 3
+    summary = kinesis.describe_stream_summary(StreamName=stack.outputs["ForecastsStreamName"])
+    assert summary["StreamDescriptionSummary"]["OpenShardCount"] == 2
+
+
+def test_stack_applies_bucket_notifications_from_template(deploy_stack, clients):
+    stack = deploy_stack()
+    s3, sqs = clients("s3"), clients("sqs")
+    s3.put_object(Bucket=stack.outputs["RawBucketName"], Key="2007/a b+c.txt", Body=b"x")
+
+    url = sqs.get_queue_url(QueueName=stack.outputs["RawEventsQueueUrl"].rsplit("/", 1)[1])
+    bodies = [
+        json.loads(m["Body"])
+        for m in sqs.receive_message(QueueUrl=url["QueueUrl"], MaxNumberOfMessages=10)["Messages"]
+    ]
+    keys = [r["s3"]["object"]["key"] for b in bodies for r in b.get("Records", [])]
+    assert len(keys) == 1 and "a+b%2Bc.txt" in keys[0]  # URL-encoded, as on AWS
+    assert unquote_plus(keys[0]) == "2007/a b+c.txt"
+
+
+def test_stack_resolves_mappings_for_runner_and_round_trips(deploy_stack, tmp_path):
+    stack = deploy_stack(kinesis_probe(BatchSize=7, MaximumRecordAgeInSeconds=120))
+
+    (mapping,) = stack.mappings
+    assert mapping.source_kind == "kinesis"
+    assert mapping.source_arn.endswith("/" + stack.outputs["ReadingsStreamName"])
+    assert mapping.properties["BatchSize"] == 7
+    assert mapping.properties["MaximumRecordAgeInSeconds"] == 120
+    assert mapping.properties["DestinationConfig"]["OnFailure"]["Destination"].startswith(
+        "arn:aws:sqs:"
+    )
+    assert stack.functions["ProbeFunction"].handler == "tests.local.probes.echo_handler"
+    stack.save(tmp_path / "stack.json")
+    assert StackDescription.load(tmp_path / "stack.json") == stack

@@ -1,0 +1,98 @@
+"""moto server, in-process on loopback: the AWS account of the local stack."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from wattstream.local.stack import StackDescription, deploy, load_template
+
+#: Credentials moto accepts; only ever set when nothing else is configured.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def ensure_local_credentials() -> None:
+    """boto3 refuses to sign without credentials; moto ignores what they are."""
+    if not os.environ.get("AWS_ACCESS_KEY_ID") and not os.environ.get("AWS_PROFILE"):
+        for key, value in LOCAL_CREDENTIALS.items():
+            os.environ.setdefault(key, value)
+
+
+def client_factory(endpoint_url: str | None, region: str) -> Callable[[str], Any]:
+    """``factory(service) -> boto3 client`` bound to one endpoint and region."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(region_name=region, retries={"max_attempts": 5, "mode": "standard"})
+
+    def factory(service: str) -> Any:
+        return boto3.client(service, endpoint_url=endpoint_url, config=config)
+
+    return factory
+
+
+class EmbeddedAws:
+    """A moto server thread; ``port=0`` picks a free port (tests run many at once)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True) -> None:
+        self.host = host
+        self.port = port
+        self._server: Any = None
+        if quiet:  # per-request logs and per-resource-type warnings are noise on a terminal;
+            # the stack description lists what moto does not emulate instead.
+            logging.getLogger("werkzeug").setLevel(logging.WARNING)
+            logging.getLogger("moto").setLevel(logging.ERROR)
+            warnings.filterwarnings("ignore", message="Tried to parse .* not supported by moto")
+
+    @property
+    def endpoint_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the embedded AWS server is not running")
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> str:
+        from moto.server import ThreadedMotoServer
+
+        ensure_local_credentials()
+        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        self._server.start()
+        self.host, self.port = self._server.get_host_and_port()
+        return self.endpoint_url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> EmbeddedAws:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def provision(
+    template_path: Path,
+    *,
+    endpoint_url: str,
+    region: str,
+    stack_name: str = "wattstream",
+    parameters: dict[str, str] | None = None,
+    template: dict[str, Any] | None = None,
+) -> StackDescription:
+    """Create every resource of the template on the endpoint (a fresh moto server)."""
+    sam = template if template is not None else load_template(template_path)
+    return deploy(
+        sam,
+        clients=client_factory(endpoint_url, region),
+        stack_name=stack_name,
+        region=region,
+        endpoint_url=endpoint_url,
+        template_path=str(template_path),
+        parameters=parameters,
+    )
