@@ -8,6 +8,7 @@ from the infrastructure and never see each other's resources.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from wattstream.local.stack import StackDescription, load_template
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "deploy" / "template.yaml"
 APRIL_2007 = ROOT / "data" / "uci_household_power_consumption_2007-04.txt.gz"
-FULL_UCI = ROOT.parent / "shared" / "data" / "uci_household_power_consumption.txt.gz"
+#: The full real data sets (not shipped): ../shared/data, or WATTSTREAM_DATA_DIR.
+DATA_DIR = Path(os.environ.get("WATTSTREAM_DATA_DIR", ROOT.parent / "shared" / "data"))
+FULL_UCI = DATA_DIR / "uci_household_power_consumption.txt.gz"
 REGION = "us-east-1"
 
 _stack_numbers = itertools.count(1)
@@ -59,3 +62,21 @@ def deploy_stack(aws: EmbeddedAws) -> Callable[..., StackDescription]:
         )
 
     return deploy
+
+
+@pytest.fixture(scope="session")
+def full_uci() -> Path:
+    """The complete UCI file; a slow test without it is skipped, loudly, not passed."""
+    if not FULL_UCI.exists():
+        pytest.skip(f"full UCI file not found at {FULL_UCI} (set WATTSTREAM_DATA_DIR)")
+    return FULL_UCI
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A bare ``pytest`` stays fast: full-data tests run only when ``-m`` selects them."""
+    if config.option.markexpr:
+        return
+    skip = pytest.mark.skip(reason="full-data test: run with -m slow (make test-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def kinesis_probe(
-    logical_id: str = "ProbeFunction", **mapping: Any
-) -> Any:
+def kinesis_probe(logical_id: str = "ProbeFunction", **mapping: Any) -> Any:
     """Extend a template with a function reading the readings stream."""
     properties = {
         "Stream": {"Fn::GetAtt": ["ReadingsStream", "Arn"]},

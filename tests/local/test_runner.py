@@ -176,9 +176,7 @@ def test_runner_latest_position_survives_restart_before_first_record(
 def test_runner_sends_records_older_than_maximum_age_to_destination(
     deploy_stack, clients, tmp_path
 ):
-    stack = deploy_stack(
-        kinesis_probe(MaximumRecordAgeInSeconds=60), {"ReadingsShardCount": "1"}
-    )
+    stack = deploy_stack(kinesis_probe(MaximumRecordAgeInSeconds=60), {"ReadingsShardCount": "1"})
     publish(stack, clients, payloads(3))
     recorder = Recorder()
 
@@ -203,7 +201,7 @@ def test_runner_imports_handler_and_environment_from_template(deploy_stack, clie
     runner.drain(timeout_s=30)
 
     assert runner.stats()["ProbeFunctionReadings"].records == 2
-    assert probes.SEEN_STREAMS == [stack.outputs["ReadingsStreamName"]]
+    assert [stack.outputs["ReadingsStreamName"]] == probes.SEEN_STREAMS
     assert "PROBE_STREAM" not in os.environ  # the function's environment is its own
 
 
@@ -244,9 +242,7 @@ def test_runner_s3_events_partial_failure_then_redrive_to_dlq(deploy_stack, clie
 
     assert recorder.keys.count("good one.txt") == 1  # deleted after success, never again
     assert recorder.keys.count("bad+file.txt") == 3  # maxReceiveCount in the template
-    assert [unquote_plus(r["s3"]["object"]["key"]) for r in dead[0]["Records"]] == [
-        "bad+file.txt"
-    ]
+    assert [unquote_plus(r["s3"]["object"]["key"]) for r in dead[0]["Records"]] == ["bad+file.txt"]
 
 
 @pytest.mark.parametrize("response", [{"batchItemFailures": [{"itemIdentifier": "nope"}]}, 42])
@@ -271,3 +267,23 @@ def test_runner_invalid_item_failure_reply_fails_whole_batch(
     assert runner.stats()["ProbeFunctionReadings"].function_errors == expected_errors
     sent = failure_messages(stack, clients, "ReadingsFailureQueueUrl")
     assert len(sent) == expected_errors
+
+
+def test_runner_batching_window_waits_to_fill_batch(deploy_stack, clients, tmp_path):
+    stack = deploy_stack(
+        kinesis_probe(BatchSize=100, MaximumBatchingWindowInSeconds=5),
+        {"ReadingsShardCount": "1"},
+    )
+    now = [time.time()]
+    recorder = Recorder()
+    runner = runner_for(stack, clients, tmp_path, recorder, clock=lambda: now[0])
+    publish(stack, clients, payloads(3))
+
+    runner.poll_once()
+    publish(stack, clients, payloads(5)[3:])
+    runner.poll_once()
+    assert recorder.calls == []  # inside the window: keep gathering
+    now[0] += 5.1
+    runner.poll_once()
+
+    assert recorder.calls == [payloads(5)]

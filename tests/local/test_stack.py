@@ -39,7 +39,8 @@ def test_stack_applies_bucket_notifications_from_template(deploy_stack, clients)
         for m in sqs.receive_message(QueueUrl=url["QueueUrl"], MaxNumberOfMessages=10)["Messages"]
     ]
     keys = [r["s3"]["object"]["key"] for b in bodies for r in b.get("Records", [])]
-    assert len(keys) == 1 and "a+b%2Bc.txt" in keys[0]  # URL-encoded, as on AWS
+    assert len(keys) == 1
+    assert "a+b%2Bc.txt" in keys[0]
     assert unquote_plus(keys[0]) == "2007/a b+c.txt"
 
 

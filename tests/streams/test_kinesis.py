@@ -52,9 +52,7 @@ def records(n: int, keys: int = 1000, size: int = 10) -> list[StreamRecord]:
 def publisher(client: Any, **kwargs: Any) -> tuple[KinesisPublisher, list[float]]:
     sleeps: list[float] = []
     return (
-        KinesisPublisher(
-            "readings", client, sleep=sleeps.append, rng=random.Random(7), **kwargs
-        ),
+        KinesisPublisher("readings", client, sleep=sleeps.append, rng=random.Random(7), **kwargs),
         sleeps,
     )
 
@@ -71,7 +69,8 @@ def test_publisher_retries_only_failed_entries_with_backoff():
     assert sorted(d for _, d in client.stored) == sorted(r.data for r in records(30))
     assert report.retried_entries == 10
     assert report.throttled_entries == 10
-    assert len(sleeps) == 1 and 0 <= sleeps[0] <= RetryPolicy().base_delay_s
+    assert len(sleeps) == 1
+    assert 0 <= sleeps[0] <= RetryPolicy().base_delay_s
 
 
 def test_publisher_gives_clear_error_with_failed_records_after_bound():
@@ -84,7 +83,8 @@ def test_publisher_gives_clear_error_with_failed_records_after_bound():
     assert [r.data for r in info.value.failed] == [records(5)[0].data]
     assert info.value.error_codes == ("InternalFailure",)
     assert len(client.stored) == 4
-    assert len(sleeps) == 3 and all(s <= 0.1 * 2**k for k, s in enumerate(sleeps))
+    assert len(sleeps) == 3
+    assert all(s <= 0.1 * 2**k for k, s in enumerate(sleeps))
 
 
 def test_publisher_retries_whole_request_throttling_but_not_config_errors():
@@ -97,7 +97,8 @@ def test_publisher_retries_whole_request_throttling_but_not_config_errors():
     pub, sleeps = publisher(missing)
     with pytest.raises(PublishError, match="ResourceNotFoundException"):
         pub.publish(records(3))
-    assert len(missing.calls) == 1 and sleeps == []
+    assert len(missing.calls) == 1
+    assert sleeps == []
 
 
 def test_publisher_rejects_oversized_record_before_any_call():
@@ -114,7 +115,8 @@ def test_plan_requests_respects_entry_and_byte_limits():
     assert [len(p) for p in plans] == [500, 500, 234]
     big = [StreamRecord(f"k{i}", b"x" * 900_000) for i in range(12)]
     sizes = [sum(len(big[i].data) + 2 for i in p) for p in plan_requests(big)]
-    assert all(s <= MAX_REQUEST_BYTES for s in sizes) and sum(map(len, plan_requests(big))) == 12
+    assert all(s <= MAX_REQUEST_BYTES for s in sizes)
+    assert sum(map(len, plan_requests(big))) == 12
     assert max(len(p) for p in plans) <= MAX_ENTRIES_PER_REQUEST
 
 
@@ -140,7 +142,8 @@ def test_publisher_on_moto_writes_every_record_to_its_key_shard(deploy_stack, cl
         )["ShardIterator"]
         for record in kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]:
             got.setdefault(record["PartitionKey"], []).append(record["Data"])
-    assert report.records == 1500 and report.requests == 30
+    assert report.records == 1500
+    assert report.requests == 30
     assert sum(map(len, got.values())) == 1500
     for key, data in got.items():  # each household's records in publish order
         assert data == [r.data for r in sent if r.partition_key == key]

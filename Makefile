@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test test-slow test-all lint bench-codec clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make run: local AWS stack + handlers + the shipped real-data slice (Ctrl-C stops)
+run: $(STAMP)
+	$(BIN)/wattstream run
+
+## make test: the default (fast) test suite, with lint
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+## make test-slow: long tests on the full real data set (../shared/data)
+test-slow: $(STAMP)
+	$(BIN)/pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow test selected
+
+test-all: test test-slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench-codec: $(STAMP)
+	$(BIN)/python -m bench codec
+
+clean:
+	rm -rf $(VENV) .wattstream build *.egg-info

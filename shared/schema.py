@@ -1,0 +1,300 @@
+"""The wire contract: versioned pydantic models shared by every service.
+
+Why one module: a reading, a forecast or a quarantined record must mean the same thing in
+the gateway, the stream consumers and the dashboards. Every model carries
+``schema_version`` so a consumer can refuse a payload it does not understand instead of
+silently misreading it; every model is frozen and forbids unknown fields, so a typo in a
+producer fails loudly at the edge. All datetimes are timezone-aware and normalised to UTC;
+all floats are finite (``NaN``/``inf`` are rejected, absence is spelled ``None``).
+
+Example:
+    >>> r = MeterReading.model_validate_json(
+    ...     '{"household_id": "uci-sceaux", "timestamp": "2007-04-01T00:00:00+01:00",'
+    ...     ' "global_active_power_kw": 3.48}'
+    ... )
+    >>> r.timestamp.isoformat(), r.global_active_power_kw
+    ('2007-03-31T23:00:00+00:00', 3.48)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import itertools
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "HOUSEHOLD_ID_PATTERN",
+    "MEASUREMENT_FIELDS",
+    "SCHEMA_VERSION",
+    "DailyPoint",
+    "Forecast",
+    "ForecastPoint",
+    "HouseholdId",
+    "MeterReading",
+    "MonthlyForecast",
+    "Quarantined",
+    "StreamCoordinates",
+    "UtcDatetime",
+]
+
+SCHEMA_VERSION: Final = 1
+
+HOUSEHOLD_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+"""London ids look like ``MAC000002``, the UCI house is ``uci-sceaux``. The id is also the
+Kinesis partition key and part of S3 keys, hence the conservative alphabet."""
+
+HouseholdId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=HOUSEHOLD_ID_PATTERN)
+]
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    """Reject naive datetimes: guessing a zone is how series end up shifted by an hour."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise PydanticCustomError(
+            "naive_timestamp",
+            "timestamp {value} has no timezone; send an aware time such as '2007-04-01T00:00:00Z'",
+            {"value": value.isoformat()},
+        )
+    return value.astimezone(dt.UTC)
+
+
+UtcDatetime = Annotated[dt.datetime, AfterValidator(_as_utc)]
+"""A timezone-aware datetime, normalised to UTC."""
+
+# Strict: a number sent as a JSON string or a boolean is a producer bug, not a number.
+Measurement = Annotated[float, Strict()]
+
+MEASUREMENT_FIELDS: Final[tuple[str, ...]] = (
+    "global_active_power_kw",
+    "global_reactive_power_kw",
+    "voltage_v",
+    "global_intensity_a",
+    "sub_metering_1_wh",
+    "sub_metering_2_wh",
+    "sub_metering_3_wh",
+    "energy_kwh",
+    "interval_s",
+)
+"""The numeric fields of :class:`MeterReading`, in the order the binary codec stores them.
+Append only: the codec's column bitmask gives bit ``i`` to ``MEASUREMENT_FIELDS[i]``."""
+
+
+class _WireModel(BaseModel):
+    """Common configuration: versioned, immutable, no unknown fields, finite floats."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
+class MeterReading(_WireModel):
+    """One smart-meter reading of one household.
+
+    UCI-style meters send instantaneous (minute-averaged) power; London-style meters send
+    the energy of an interval. Either ``global_active_power_kw`` or both ``energy_kwh`` and
+    ``interval_s`` must be present, otherwise the reading carries no consumption at all.
+    """
+
+    household_id: HouseholdId
+    timestamp: UtcDatetime
+    global_active_power_kw: Measurement | None = None
+    global_reactive_power_kw: Measurement | None = None
+    voltage_v: Measurement | None = None
+    global_intensity_a: Measurement | None = None
+    sub_metering_1_wh: Measurement | None = None
+    sub_metering_2_wh: Measurement | None = None
+    sub_metering_3_wh: Measurement | None = None
+    energy_kwh: Measurement | None = None
+    interval_s: Measurement | None = None
+
+    @model_validator(mode="after")
+    def _has_consumption(self) -> MeterReading:
+        if self.global_active_power_kw is None and (
+            self.energy_kwh is None or self.interval_s is None
+        ):
+            raise PydanticCustomError(
+                "missing_measurement",
+                "a reading needs global_active_power_kw, or both energy_kwh and interval_s",
+            )
+        return self
+
+
+def _require_ordered(name: str, values: dict[str, float]) -> None:
+    """Raise unless ``values`` (in the given order) are non-decreasing.
+
+    Shared by every model with a point forecast inside prediction intervals, so that a
+    dashboard never draws a point outside its own band.
+    """
+    items = list(values.items())
+    for (lo_name, lo), (hi_name, hi) in itertools.pairwise(items):
+        if lo > hi:
+            raise PydanticCustomError(
+                "unordered_interval",
+                "{name}: {lo_name}={lo} is above {hi_name}={hi}",
+                {"name": name, "lo_name": lo_name, "lo": lo, "hi_name": hi_name, "hi": hi},
+            )
+
+
+class ForecastPoint(_WireModel):
+    """One step of a short-term forecast with its prediction interval."""
+
+    timestamp: UtcDatetime
+    value_kw: float
+    lower_kw: float
+    upper_kw: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ForecastPoint:
+        _require_ordered(
+            "forecast point",
+            {"lower_kw": self.lower_kw, "value_kw": self.value_kw, "upper_kw": self.upper_kw},
+        )
+        return self
+
+
+class Forecast(_WireModel):
+    """A real-time forecast for one household, with the anomaly verdict on the latest data."""
+
+    household_id: HouseholdId
+    issued_at: UtcDatetime
+    resolution_s: Annotated[int, Field(gt=0)]
+    points: Annotated[list[ForecastPoint], Field(min_length=1)]
+    model_version: Annotated[str, StringConstraints(min_length=1)]
+    anomaly_score: float
+    anomaly: bool
+
+    @model_validator(mode="after")
+    def _points_increase(self) -> Forecast:
+        stamps = [p.timestamp for p in self.points]
+        if any(a >= b for a, b in itertools.pairwise(stamps)):
+            raise PydanticCustomError(
+                "unordered_points", "forecast points must have strictly increasing timestamps"
+            )
+        return self
+
+
+class DailyPoint(_WireModel):
+    """One day of a monthly forecast: an actual (``is_actual``) or a predicted total."""
+
+    date: dt.date
+    kwh: float
+    lower_80: float
+    upper_80: float
+    lower_95: float
+    upper_95: float
+    is_actual: bool
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DailyPoint:
+        _require_ordered(
+            f"daily point {self.date}",
+            {
+                "lower_95": self.lower_95,
+                "lower_80": self.lower_80,
+                "kwh": self.kwh,
+                "upper_80": self.upper_80,
+                "upper_95": self.upper_95,
+            },
+        )
+        return self
+
+
+class MonthlyForecast(_WireModel):
+    """Month-to-date actuals plus the forecast of the rest of the month, per household."""
+
+    household_id: HouseholdId
+    month: Annotated[str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+    as_of: dt.date
+    actual_to_date_kwh: float
+    rest_of_month_kwh: float
+    month_total_kwh: float
+    month_total_lower_80: float
+    month_total_upper_80: float
+    month_total_lower_95: float
+    month_total_upper_95: float
+    daily: list[DailyPoint]
+    model_version: Annotated[str, StringConstraints(min_length=1)]
+    plot_keys: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MonthlyForecast:
+        _require_ordered(
+            f"month total {self.month}",
+            {
+                "month_total_lower_95": self.month_total_lower_95,
+                "month_total_lower_80": self.month_total_lower_80,
+                "month_total_kwh": self.month_total_kwh,
+                "month_total_upper_80": self.month_total_upper_80,
+                "month_total_upper_95": self.month_total_upper_95,
+            },
+        )
+        days = [p.date for p in self.daily]
+        if any(d.strftime("%Y-%m") != self.month for d in days):
+            raise PydanticCustomError(
+                "date_outside_month",
+                "daily points must all fall in month {month}",
+                {"month": self.month},
+            )
+        if any(a >= b for a, b in itertools.pairwise(days)):
+            raise PydanticCustomError(
+                "unordered_points", "daily points must have strictly increasing dates"
+            )
+        return self
+
+
+class StreamCoordinates(_WireModel):
+    """Where a record came from, so a quarantined record can be traced and replayed."""
+
+    stream: str
+    shard_or_partition: str
+    sequence_or_offset: str
+    partition_key: str | None = None
+
+
+class Quarantined(_WireModel):
+    """A record we refused, kept verbatim with the reason (errors are data, not logs).
+
+    ``original`` holds the raw bytes, which need not be UTF-8. In JSON it is standard
+    base64; in Python it stays ``bytes``. A ``str`` given for it is read as base64 in both
+    modes, so ``model_validate(model_dump(mode="json"))`` round-trips too.
+    """
+
+    original: bytes
+    reason: str
+    source: Annotated[str, StringConstraints(min_length=1)]
+    coordinates: StreamCoordinates | None = None
+    quarantined_at: UtcDatetime
+
+    @field_validator("original", mode="before")
+    @classmethod
+    def _from_base64(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise PydanticCustomError(
+                    "bad_base64",
+                    "original must be base64 when given as text: {error}",
+                    {"error": str(exc)},
+                ) from exc
+        return value
+
+    @field_serializer("original", when_used="json")
+    def _to_base64(self, value: bytes) -> str:
+        return base64.b64encode(value).decode("ascii")

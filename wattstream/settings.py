@@ -1,0 +1,41 @@
+"""Settings of the local tooling (CLI, embedded stack, runner), from WATTSTREAM_* vars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_template() -> Path:
+    """deploy/template.yaml of the checkout this package runs from."""
+    return PACKAGE_ROOT / "deploy" / "template.yaml"
+
+
+def default_data_slice() -> Path:
+    """The real-data slice shipped in the repository (UCI, April 2007)."""
+    return PACKAGE_ROOT / "data" / "uci_household_power_consumption_2007-04.txt.gz"
+
+
+class LocalSettings(BaseSettings):
+    """Where the local stack listens and keeps its state."""
+
+    model_config = SettingsConfigDict(env_prefix="WATTSTREAM_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=4566, ge=0, le=65535)
+    region: str = "us-east-1"
+    stack_name: str = "wattstream"
+    state_dir: Path = Path(".wattstream")
+    template: Path = Field(default_factory=default_template)
+
+    @property
+    def stack_file(self) -> Path:
+        return self.state_dir / "stack.json"
+
+    def checkpoint_file(self, stack_name: str, created_at: float) -> Path:
+        """Checkpoints belong to one stack instance; a new stack starts from scratch."""
+        return self.state_dir / f"checkpoints-{stack_name}-{int(created_at)}.json"
