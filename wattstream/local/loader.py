@@ -10,13 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.codec import encode_batch
-from shared.streams.ports import StreamPublisher, StreamRecord
+from shared.publishing import DEFAULT_READINGS_PER_RECORD, stream_records
+from shared.streams.ports import StreamPublisher
 from shared.uci import iter_uci
-
-#: One day of minute readings per record: ~12 KB compressed, far below the 1 MiB limit,
-#: and few enough records that a shard's 1,000 records/s is never the bottleneck.
-DEFAULT_READINGS_PER_RECORD = 1440
 
 
 @dataclass
@@ -40,11 +36,7 @@ def publish_uci_file(
     report = LoadReport()
     for chunk in iter_uci(path, household_id=household_id):
         batch = chunk.readings
-        records = [
-            StreamRecord(household_id, data)
-            for start in range(0, len(batch), readings_per_record)
-            for data in encode_batch(batch.slice(start, start + readings_per_record))
-        ]
+        records = stream_records([batch], readings_per_record=readings_per_record)
         if records:
             publisher.publish(records)
         report.readings_published += len(batch)
