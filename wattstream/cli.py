@@ -95,8 +95,8 @@ def _print_resources(description: Any) -> None:
     table.add_column("physical id")
     for logical, physical in sorted(description.resources.items()):
         table.add_row(logical, physical)
-    for logical in description.not_emulated:
-        table.add_row(logical, "[dim](AWS only: not emulated locally)[/]")
+    for logical, kind in description.not_emulated.items():
+        table.add_row(logical, f"[dim]{kind}: AWS only, not emulated locally[/]")
     console.print(table)
 
 

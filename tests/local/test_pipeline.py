@@ -50,6 +50,7 @@ def test_pipeline_april_2007_slice_delivered_once_in_order_per_household(
         clients=clients,
         checkpoint_path=tmp_path / "checkpoints.json",
         handlers={"ProbeFunction": collector},
+        functions={"ProbeFunction"},
         idle_sleep_s=0.01,
     )
 

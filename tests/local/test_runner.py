@@ -69,6 +69,7 @@ def runner_for(
         clients=clients,
         checkpoint_path=tmp_path / "checkpoints.json",
         handlers={"ProbeFunction": handler, "RawProbeFunction": handler},
+        functions={"ProbeFunction", "RawProbeFunction"},
         idle_sleep_s=0.01,
         max_backoff_s=0.01,
         **kwargs,
@@ -194,7 +195,11 @@ def test_runner_imports_handler_and_environment_from_template(deploy_stack, clie
     stack = deploy_stack(kinesis_probe(), {"ReadingsShardCount": "1"})
     publish(stack, clients, payloads(2))
     runner = EventSourceRunner(
-        stack, clients=clients, checkpoint_path=tmp_path / "c.json", idle_sleep_s=0.01
+        stack,
+        clients=clients,
+        checkpoint_path=tmp_path / "c.json",
+        idle_sleep_s=0.01,
+        functions={"ProbeFunction"},
     )
     probes.SEEN_STREAMS.clear()
 
@@ -220,7 +225,7 @@ class S3EventRecorder:
             for s3_record in body["Records"]:
                 key = unquote_plus(s3_record["s3"]["object"]["key"])
                 self.keys.append(key)
-                if key.startswith("bad"):
+                if key.startswith("uploads/bad"):
                     failures.append({"itemIdentifier": record["messageId"]})
         return {"batchItemFailures": failures}
 
@@ -228,8 +233,8 @@ class S3EventRecorder:
 def test_runner_s3_events_partial_failure_then_redrive_to_dlq(deploy_stack, clients, tmp_path):
     stack = deploy_stack(sqs_probe(), {"RawEventsVisibilityTimeout": "1"})
     s3 = clients("s3")
-    s3.put_object(Bucket=stack.outputs["RawBucketName"], Key="good one.txt", Body=b"1")
-    s3.put_object(Bucket=stack.outputs["RawBucketName"], Key="bad+file.txt", Body=b"2")
+    s3.put_object(Bucket=stack.outputs["RawBucketName"], Key="uploads/good one.txt", Body=b"1")
+    s3.put_object(Bucket=stack.outputs["RawBucketName"], Key="uploads/bad+file.txt", Body=b"2")
     recorder = S3EventRecorder()
     runner = runner_for(stack, clients, tmp_path, recorder)
 
@@ -240,9 +245,11 @@ def test_runner_s3_events_partial_failure_then_redrive_to_dlq(deploy_stack, clie
         time.sleep(0.2)
         dead = failure_messages(stack, clients, "RawEventsDeadLetterQueueUrl")
 
-    assert recorder.keys.count("good one.txt") == 1  # deleted after success, never again
-    assert recorder.keys.count("bad+file.txt") == 3  # maxReceiveCount in the template
-    assert [unquote_plus(r["s3"]["object"]["key"]) for r in dead[0]["Records"]] == ["bad+file.txt"]
+    assert recorder.keys.count("uploads/good one.txt") == 1  # deleted after success
+    assert recorder.keys.count("uploads/bad+file.txt") == 3  # maxReceiveCount in the template
+    assert [unquote_plus(r["s3"]["object"]["key"]) for r in dead[0]["Records"]] == [
+        "uploads/bad+file.txt"
+    ]
 
 
 @pytest.mark.parametrize("response", [{"batchItemFailures": [{"itemIdentifier": "nope"}]}, 42])

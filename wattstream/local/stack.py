@@ -84,7 +84,7 @@ class StackDescription:
     mappings: list[MappingSpec]
     notifications: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Template resources moto does not emulate (e.g. queue policies, alarms): AWS-only.
-    not_emulated: list[str] = field(default_factory=list)
+    not_emulated: dict[str, str] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
 
     def save(self, path: Path) -> None:
@@ -297,7 +297,10 @@ def deploy(
         for r in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
         if r.get("LogicalResourceId") and r.get("PhysicalResourceId")
     }
-    not_emulated = sorted(set(moto_template["Resources"]) - set(resources))
+    not_emulated = {
+        logical: moto_template["Resources"][logical]["Type"]
+        for logical in sorted(set(moto_template["Resources"]) - set(resources))
+    }
     notifications = {}
     for bucket_id, config in raw_notifications.items():
         resolved = _to_s3_notification(_fill_outputs(config, outputs))
