@@ -1,0 +1,368 @@
+"""Lambda entry point for historical files put under ``uploads/`` in the raw bucket.
+
+S3 sends ``ObjectCreated`` events to a queue; this function gets them one message at a
+time (SQS mapping, ``ReportBatchItemFailures``). For each object it streams the file
+from S3 (plain or gzip UCI text; never the whole 130 MB in memory), validates it chunk by
+chunk through :mod:`services.ingest.core.intake`, quarantines the rejected lines (exact
+bytes, line numbers as coordinates), publishes the accepted readings, counts the gap rows
+(``?``) without inventing them, and writes a JSON report to ``reports/<key>.json`` in the
+same bucket.
+
+Keys: ``uploads/<household>/<name>`` gives the household; ``uploads/<name>`` uses
+``BatchDeps.default_household`` (the UCI house, ``uci-sceaux``). Names end in ``.txt``,
+``.txt.gz``, ``.csv`` or ``.csv.gz`` (the content decides gzip). A file that cannot be
+read as a whole (bad key, bad header) is rejected: its head is quarantined, its report
+says why, and the message succeeds, since retrying bad input cannot help. Failures on
+our side (S3, the stream, the quarantine) fail the message instead, which the queue
+redelivers and finally moves to its dead-letter queue.
+
+Idempotent: the same object gives the same report key, the same quarantine keys and the
+same readings again (the archive keeps one reading per household and timestamp).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import BaseModel, ConfigDict
+
+from services.ingest.adapters.quarantine import S3SqsQuarantine
+from services.ingest.core.intake import (
+    DEFAULT_INTAKE_LIMITS,
+    EMPTY_SEEN,
+    IntakeLimits,
+    IntakeTotals,
+    LineTap,
+    household_rejection,
+    intake_uci_chunk,
+    reject_payload,
+    uci_header_rejection,
+)
+from services.ingest.ports import QuarantineSink
+from services.ingest.settings import IngestSettings
+from shared.batch import us_to_datetime
+from shared.publishing import DEFAULT_READINGS_PER_RECORD, stream_records
+from shared.settings import AwsSettings
+from shared.streams.kinesis import KinesisPublisher
+from shared.streams.ports import StreamPublisher
+from shared.uci import UCI_HOUSEHOLD_ID, UciFormatError
+from shared.validation import Rejection
+
+__all__ = [
+    "BatchDeps",
+    "UploadReport",
+    "build_handler",
+    "deps_from_environment",
+    "handler",
+    "ingest_object",
+    "report_key",
+    "upload_household",
+]
+
+UPLOAD_PREFIX: Final = "uploads/"
+REPORT_PREFIX: Final = "reports/"
+UPLOAD_SUFFIXES: Final = (".txt", ".txt.gz", ".csv", ".csv.gz")
+_TEST_EVENT: Final = "s3:TestEvent"
+
+LambdaHandler = Callable[[dict[str, Any], Any], PartialItemFailureResponse]
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class BatchDeps:
+    """Everything the handler needs; built by a composition root (or a test).
+
+    ``chunk_rows`` bounds memory: 100,000 UCI lines are ~6.5 MB of text, ~6 MB of
+    columns and (only when a chunk has rejected rows) ~10 MB of kept raw lines.
+    """
+
+    s3: Any
+    raw_bucket: str
+    publisher: StreamPublisher
+    quarantine: QuarantineSink
+    clock: Callable[[], dt.datetime] = _utc_now
+    limits: IntakeLimits = DEFAULT_INTAKE_LIMITS
+    chunk_rows: int = 100_000
+    readings_per_record: int = DEFAULT_READINGS_PER_RECORD
+    default_household: str = UCI_HOUSEHOLD_ID
+    logger: Logger = field(default_factory=Logger)
+    metrics: Metrics = field(default_factory=Metrics)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UploadError(_Model):
+    code: str
+    reason: str
+
+
+class UploadReport(_Model):
+    """What one upload gave; written to ``reports/<key>.json`` (overwritten on replay).
+
+    ``rows`` counts the non-blank data lines: ``rows == accepted + rejected + duplicates
+    + missing``. ``malformed`` counts the lines that could not be parsed at all (they are
+    among ``rejected``). First/last timestamps are those of the accepted readings.
+    """
+
+    bucket: str
+    key: str
+    source: str
+    household_id: str | None
+    status: Literal["processed", "rejected"]
+    error: UploadError | None = None
+    size_bytes: int | None = None
+    etag: str | None = None
+    rows: int
+    accepted: int
+    rejected: int
+    rejected_by_code: dict[str, int]
+    duplicates: int
+    missing: int
+    malformed: int
+    quarantined: int
+    records_published: int
+    first_timestamp: dt.datetime | None
+    last_timestamp: dt.datetime | None
+    processed_at: dt.datetime
+    duration_s: float
+
+
+def report_key(key: str) -> str:
+    """Where the report of ``key`` goes (outside ``uploads/``, so it triggers nothing)."""
+    return f"{REPORT_PREFIX}{key}.json"
+
+
+def upload_household(key: str, default: str) -> str | Rejection:
+    """The household of an upload key, or why the key is unusable."""
+    name = key.removeprefix(UPLOAD_PREFIX)
+    if not name.lower().endswith(UPLOAD_SUFFIXES):
+        return Rejection(
+            "unsupported_format",
+            f"{key!r} is not a UCI file: names end in {', '.join(UPLOAD_SUFFIXES)}",
+            "key",
+        )
+    household, sep, _ = name.partition("/")
+    household = household if sep else default
+    return household_rejection(household) or household
+
+
+@dataclass
+class _Tally:
+    """Running counts over the chunks of one upload."""
+
+    totals: IntakeTotals = field(default_factory=IntakeTotals)
+    malformed: int = 0
+    quarantined: int = 0
+    records: int = 0
+    first_us: int | None = None
+    last_us: int | None = None
+
+    def span(self, first: int, last: int) -> None:
+        self.first_us = first if self.first_us is None else min(self.first_us, first)
+        self.last_us = last if self.last_us is None else max(self.last_us, last)
+
+
+def ingest_object(deps: BatchDeps, bucket: str, key: str) -> UploadReport:
+    """Validate, quarantine and publish one uploaded object; write and return its report."""
+    if bucket != deps.raw_bucket:
+        raise ValueError(f"event for bucket {bucket!r}, this function reads {deps.raw_bucket!r}")
+    started = time.monotonic()
+    now = deps.clock()
+    source = f"upload:{key}"
+    household = upload_household(key, deps.default_household)
+    tally = _Tally()
+    rejection = household if isinstance(household, Rejection) else None
+    size = etag = None
+    if isinstance(household, str):
+        obj = deps.s3.get_object(Bucket=bucket, Key=key)
+        size, etag = obj.get("ContentLength"), obj.get("ETag")
+        with contextlib.closing(obj["Body"]) as body:
+            tap = LineTap(body)
+            try:
+                _ingest_chunks(deps, tap, household, source, now, tally)
+            except UciFormatError as error:  # raised by the header, before any publishing
+                rejection = uci_header_rejection(tap.take().get(1) or b"", error)
+    if rejection is not None:
+        size, etag = _reject_object(deps, bucket, key, rejection, source, now, tally)
+    report = UploadReport(
+        bucket=bucket,
+        key=key,
+        source=source,
+        household_id=None if isinstance(household, Rejection) else household,
+        status="rejected" if rejection else "processed",
+        error=UploadError(code=rejection.code, reason=rejection.reason) if rejection else None,
+        size_bytes=size,
+        etag=etag.strip('"') if etag else None,
+        rows=tally.totals.received,
+        accepted=tally.totals.accepted,
+        rejected=tally.totals.rejected,
+        rejected_by_code=dict(tally.totals.rejected_by_code),
+        duplicates=tally.totals.duplicates,
+        missing=tally.totals.missing,
+        malformed=tally.malformed,
+        quarantined=tally.quarantined,
+        records_published=tally.records,
+        first_timestamp=None if tally.first_us is None else us_to_datetime(tally.first_us),
+        last_timestamp=None if tally.last_us is None else us_to_datetime(tally.last_us),
+        processed_at=now,
+        duration_s=round(time.monotonic() - started, 3),
+    )
+    for name, count in tally.totals.metric_counts().items():
+        deps.metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+    deps.s3.put_object(
+        Bucket=bucket,
+        Key=report_key(key),
+        Body=report.model_dump_json(indent=2).encode(),
+        ContentType="application/json",
+    )
+    return report
+
+
+def _ingest_chunks(
+    deps: BatchDeps, tap: LineTap, household: str, source: str, now: dt.datetime, tally: _Tally
+) -> None:
+    seen = EMPTY_SEEN
+    for chunk, raw in tap.chunks(household_id=household, chunk_rows=deps.chunk_rows):
+        result, seen = intake_uci_chunk(
+            chunk,
+            seen=seen,
+            source=source,
+            now=now,
+            limits=deps.limits,
+            raw=raw,
+            with_outcomes=False,
+        )
+        # Quarantine first: if it fails, nothing of this chunk was claimed yet.
+        deps.quarantine.quarantine(result.quarantined)
+        records = stream_records(result.accepted, readings_per_record=deps.readings_per_record)
+        if records:
+            deps.publisher.publish(records)
+        tally.totals += result.totals
+        tally.malformed += len(chunk.malformed)
+        tally.quarantined += len(result.quarantined)
+        tally.records += len(records)
+        for batch in result.accepted:
+            tally.span(int(batch.timestamps_us[0]), int(batch.timestamps_us[-1]))
+
+
+def _reject_object(
+    deps: BatchDeps,
+    bucket: str,
+    key: str,
+    rejection: Rejection,
+    source: str,
+    now: dt.datetime,
+    tally: _Tally,
+) -> tuple[int | None, str | None]:
+    """Quarantine the head of an object that cannot be read at all (it stays in S3)."""
+    obj = deps.s3.get_object(Bucket=bucket, Key=key)
+    with contextlib.closing(obj["Body"]) as body:
+        head = body.read(deps.limits.max_quarantined_bytes)
+    size = obj.get("ContentLength", len(head))
+    result = reject_payload(
+        head, rejection, source=source, now=now, limits=deps.limits, body_size=size
+    )
+    deps.quarantine.quarantine(result.quarantined)
+    tally.totals += result.totals
+    tally.quarantined += len(result.quarantined)
+    return size, obj.get("ETag")
+
+
+def _object_events(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(bucket, key)`` of each ObjectCreated record of one S3 event (keys decoded)."""
+    return [
+        (record["s3"]["bucket"]["name"], unquote_plus(record["s3"]["object"]["key"]))
+        for record in body.get("Records", [])
+        if str(record.get("eventName", "")).startswith("ObjectCreated:")
+    ]
+
+
+def build_handler(deps: BatchDeps) -> LambdaHandler:
+    """The SQS-triggered handler: one failed object fails only its own message."""
+    processor = BatchProcessor(event_type=EventType.SQS)
+    logger, metrics = deps.logger, deps.metrics
+
+    def record_handler(record: SQSRecord) -> None:
+        body = json.loads(record.body)
+        if body.get("Event") == _TEST_EVENT:  # sent once when notifications are configured
+            logger.info("skipping s3:TestEvent", extra={"message_id": record.message_id})
+            metrics.add_metric(name="S3TestEventsSkipped", unit=MetricUnit.Count, value=1)
+            return
+        for bucket, key in _object_events(body):
+            if not key.startswith(UPLOAD_PREFIX) or key.endswith("/"):
+                logger.warning("not an upload; skipped", extra={"bucket": bucket, "key": key})
+                metrics.add_metric(name="ObjectsSkipped", unit=MetricUnit.Count, value=1)
+                continue
+            try:
+                report = ingest_object(deps, bucket, key)
+            except Exception:  # counted, then re-raised: the message fails and is retried
+                metrics.add_metric(name="UploadsFailed", unit=MetricUnit.Count, value=1)
+                raise
+            logger.info("upload ingested", extra={"report_key": report_key(key), **_log(report)})
+            metrics.add_metric(
+                name="UploadsRejected" if report.error else "UploadsProcessed",
+                unit=MetricUnit.Count,
+                value=1,
+            )
+
+    @metrics.log_metrics
+    @logger.inject_lambda_context
+    def handle(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+
+    return handle
+
+
+def _log(report: UploadReport) -> dict[str, Any]:
+    return report.model_dump(
+        mode="json", include={"key", "status", "rows", "accepted", "rejected", "missing"}
+    )
+
+
+def deps_from_environment() -> BatchDeps:
+    """Real adapters from the function's environment (set by the SAM template)."""
+    settings = IngestSettings()  # type: ignore[call-arg]  # read from the environment
+    aws = AwsSettings()
+    s3 = aws.client("s3")
+    return BatchDeps(
+        s3=s3,
+        raw_bucket=settings.raw_bucket,
+        publisher=KinesisPublisher(settings.readings_stream_name, aws.client("kinesis")),
+        quarantine=S3SqsQuarantine(
+            settings.archive_bucket, settings.quarantine_queue_url, s3=s3, sqs=aws.client("sqs")
+        ),
+    )
+
+
+@functools.cache
+def _default_handler() -> LambdaHandler:
+    return build_handler(deps_from_environment())
+
+
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+    """The template's ``Handler``: built once per Lambda sandbox, on first use."""
+    return _default_handler()(event, context)
