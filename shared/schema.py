@@ -42,6 +42,7 @@ __all__ = [
     "MEASUREMENT_FIELDS",
     "SCHEMA_VERSION",
     "DailyPoint",
+    "DailySummary",
     "Forecast",
     "ForecastPoint",
     "HouseholdId",
@@ -149,6 +150,27 @@ def _require_ordered(name: str, values: dict[str, float]) -> None:
                 "{name}: {lo_name}={lo} is above {hi_name}={hi}",
                 {"name": name, "lo_name": lo_name, "lo": lo, "hi_name": hi_name, "hi": hi},
             )
+
+
+class DailySummary(_WireModel):
+    """What the monthly service needs of a household-day, without reading the archive.
+
+    The archive writes one per household and UTC day (an S3 object whose events trigger
+    the monthly forecast), so it is part of the wire contract.
+
+    ``coverage`` is the fraction of the day covered by readings: each reading covers its
+    interval (``interval_s``, else one minute), overlaps counted once, so 1,440 minute
+    readings or 48 half-hours make 1.0.
+    """
+
+    household_id: HouseholdId
+    date: dt.date
+    readings: Annotated[int, Field(ge=1)]
+    kwh: float
+    peak_kw: float
+    coverage: Annotated[float, Field(ge=0, le=1)]
+    first_timestamp: UtcDatetime
+    last_timestamp: UtcDatetime
 
 
 class ForecastPoint(_WireModel):

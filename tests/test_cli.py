@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import click
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import APRIL_2007
 from wattstream.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """Commands configure the process like a function (os.environ); undo that per test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -62,3 +73,38 @@ def test_cli_run_once_loads_shipped_slice(tmp_path, monkeypatch):
     assert published.group(1) == "39,477"
     assert "3,723 missing rows reported" in text
     assert not (tmp_path / "stack.json").exists()  # cleaned up when the stack stops
+
+
+def test_cli_replay_publishes_to_running_stack(tmp_path, monkeypatch, deploy_stack, clients):
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    stack = deploy_stack()
+    stack.save(tmp_path / "stack.json")
+    result = CliRunner().invoke(
+        main,
+        ["replay", "--file", str(APRIL_2007), "--speed", "max", "--households", "2"],
+        terminal_width=200,
+    )
+    assert result.exit_code == 0, result.output
+    assert "published 78,954 readings of 2 households" in " ".join(result.output.split())
+
+
+def test_cli_upload_puts_file_under_uploads(tmp_path, monkeypatch, deploy_stack, clients):
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    stack = deploy_stack()
+    stack.save(tmp_path / "stack.json")
+    result = CliRunner().invoke(
+        main, ["upload", str(APRIL_2007), "--household", "h-1", "--no-wait"]
+    )
+    assert result.exit_code == 0, result.output
+    head = clients("s3").head_object(
+        Bucket=stack.outputs["RawBucketName"], Key=f"uploads/h-1/{APRIL_2007.name}"
+    )
+    assert head["ContentLength"] == APRIL_2007.stat().st_size
+
+
+def test_cli_replay_rejects_bad_speed(tmp_path, monkeypatch, deploy_stack):
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    deploy_stack().save(tmp_path / "stack.json")
+    result = CliRunner().invoke(main, ["replay", "--file", str(APRIL_2007), "--speed", "fast"])
+    assert result.exit_code == 2
+    assert "--speed" in result.output

@@ -6,15 +6,14 @@ Only commands that work are offered; each has ``--help``. Long work shows progre
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from wattstream.settings import LocalSettings, default_data_slice
@@ -163,6 +162,7 @@ def _build_runner(settings: LocalSettings, description: Any, functions: set[str]
         clients=client_factory(description.endpoint_url, description.region),
         checkpoint_path=settings.checkpoint_file(description.stack_name, description.created_at),
         functions=functions,
+        log_dir=settings.state_dir / "logs",
     )
 
 
@@ -202,6 +202,30 @@ def runner(ctx: click.Context, functions: tuple[str, ...]) -> None:
         event_runner.stop()
 
 
+def load_stack(settings: LocalSettings) -> Any:
+    """The running local stack's description, or a clear error saying how to start one."""
+    from wattstream.local.stack import StackDescription, StackError
+
+    try:
+        return StackDescription.load(settings.stack_file)
+    except StackError as error:
+        raise click.ClickException(str(error)) from error
+
+
+def use_stack_environment(description: Any, function_logical_id: str) -> None:
+    """Configure this process like the template's function: same variables, local endpoint.
+
+    The composition roots then read their settings from the environment exactly as they
+    do on Lambda; nothing in them knows the stack is local.
+    """
+    from wattstream.local.server import ensure_local_credentials
+
+    ensure_local_credentials()
+    os.environ.update(description.functions[function_logical_id].environment)
+    os.environ["AWS_ENDPOINT_URL"] = description.endpoint_url
+    os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = description.region
+
+
 @main.command()
 @click.option(
     "--data",
@@ -210,63 +234,76 @@ def runner(ctx: click.Context, functions: tuple[str, ...]) -> None:
     default=None,
     help="UCI household power file (.txt or .txt.gz); default: the shipped slice.",
 )
-@click.option("--household", default="uci-sceaux", show_default=True, help="Household id.")
-@click.option("--once", is_flag=True, help="Exit once the data is loaded and processed.")
+@click.option("--speed", default="600", show_default=True, help="Replay speed factor, or max.")
+@click.option("--households", default=1, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--once", is_flag=True, help="Replay at full speed, process everything, exit.")
 @click.pass_context
-def run(ctx: click.Context, data_path: Path | None, household: str, once: bool) -> None:
-    """Start everything built so far on real data: stack, handlers, and the data load.
+def run(
+    ctx: click.Context, data_path: Path | None, speed: str, households: int, once: bool
+) -> None:
+    """Start everything built so far on real data (what `make run` does).
 
-    The local stack comes up from the template, the template's handlers start on the
-    local runner, and the UCI data is published to the readings stream (aggregated
-    records, through the Kinesis adapter) with a progress bar.
+    The local stack comes up from the template; the template's handlers start on the
+    local runner (their logs under the state dir); the ingest HTTP API listens on
+    WATTSTREAM_INGEST_PORT; and the UCI data is replayed onto the readings stream as if
+    live, with a progress bar, through validation into the archive.
     """
-    from shared.streams.kinesis import KinesisPublisher
-    from wattstream.local.loader import publish_uci_file
-    from wattstream.local.server import client_factory
+    from wattstream.ingest_commands import replay_with_progress, start_ingest_api
 
     settings = _settings(ctx)
     path = data_path or default_data_slice()
     server, description = _start_stack(settings, {})
     event_runner = _build_runner(settings, description, None)
-    event_runner.start()
+    api = None
     try:
-        clients = client_factory(description.endpoint_url, description.region)
-        publisher = KinesisPublisher(description.outputs["ReadingsStreamName"], clients("kinesis"))
-        total = path.stat().st_size
-        with Progress(
-            TextColumn("[bold]loading[/] {task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[readings]:,} readings"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task(path.name, total=None, readings=0)
-            started = time.monotonic()
-            report = publish_uci_file(
-                path,
-                publisher,
-                household_id=household,
-                on_progress=lambda r: progress.update(task, readings=r.readings_published),
-            )
-            progress.update(task, total=total, completed=total)
-        console.print(
-            f"published {report.readings_published:,} readings in {report.records:,} records "
-            f"({report.bytes / max(report.readings_published, 1):.1f} bytes/reading) in "
-            f"{time.monotonic() - started:.1f} s; {report.rows_missing:,} missing rows reported, "
-            f"{report.rows_malformed:,} malformed"
-        )
-        if not event_runner.pollers:
-            console.print(
-                "[yellow]no template function consumes the streams yet[/]: the readings wait "
-                "on the stream (see `wattstream status`)"
-            )
         if not once:
-            console.print("running; Ctrl-C stops")
+            event_runner.start()
+            api = start_ingest_api(description, settings)
+        replay_with_progress(
+            description, path, speed="max" if once else speed, households=households
+        )
+        if once:
+            with console.status("processing: archive and daily summaries ..."):
+                event_runner.drain(timeout_s=600)
+            _print_pipeline_summary(description, event_runner)
+        else:
+            console.print("replay finished; still serving. Ctrl-C stops")
             _wait_for_interrupt()
     finally:
+        if api is not None:
+            api.should_exit = True
         event_runner.stop()
         server.stop()
         settings.stack_file.unlink(missing_ok=True)
+
+
+def _print_pipeline_summary(description: Any, event_runner: Any) -> None:
+    from wattstream.local.server import client_factory
+
+    s3 = client_factory(description.endpoint_url, description.region)("s3")
+    bucket = description.outputs["ArchiveBucketName"]
+    counts = {}
+    for prefix in ("readings/", "summaries/", "quarantine/"):
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        counts[prefix] = sum(page.get("KeyCount", 0) for page in pages)
+    console.print(
+        f"archive: {counts['readings/']} household-day Parquet files, "
+        f"{counts['summaries/']} daily summaries, {counts['quarantine/']} quarantined items"
+    )
+    for name, stats in event_runner.stats().items():
+        console.print(
+            f"  {name}: {stats.invocations} invocations, {stats.records} records, "
+            f"{stats.function_errors} errors, {stats.sent_to_destination} to the failure queue"
+        )
+
+
+def _register_service_commands() -> None:
+    from wattstream import ingest_commands
+
+    ingest_commands.register(main)
+
+
+_register_service_commands()
 
 
 if __name__ == "__main__":

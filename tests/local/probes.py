@@ -55,12 +55,15 @@ def sqs_probe(logical_id: str = "RawProbeFunction", **mapping: Any) -> Any:
 
 
 #: What echo_handler saw of its environment, one entry per invocation.
-SEEN_STREAMS: list[str] = []
+SEEN_STREAMS: list[tuple[str, str]] = []
 
 
 def echo_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """A handler imported by name from the template, as on Lambda."""
     import os
 
-    SEEN_STREAMS.append(os.environ.get("PROBE_STREAM", "<unset>"))
+    SEEN_STREAMS.append(
+        (os.environ.get("PROBE_STREAM", "<unset>"), os.environ.get("AWS_ENDPOINT_URL", "<unset>"))
+    )
+    print(f"echo {len(event['Records'])} records")  # lands in the function's log file
     return {"batchItemFailures": []}

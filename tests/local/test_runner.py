@@ -200,13 +200,16 @@ def test_runner_imports_handler_and_environment_from_template(deploy_stack, clie
         checkpoint_path=tmp_path / "c.json",
         idle_sleep_s=0.01,
         functions={"ProbeFunction"},
+        log_dir=tmp_path / "logs",
     )
     probes.SEEN_STREAMS.clear()
 
     runner.drain(timeout_s=30)
 
     assert runner.stats()["ProbeFunctionReadings"].records == 2
-    assert [stack.outputs["ReadingsStreamName"]] == probes.SEEN_STREAMS
+    assert probes.SEEN_STREAMS == [(stack.outputs["ReadingsStreamName"], stack.endpoint_url)]
+    runner.stop()
+    assert (tmp_path / "logs" / "ProbeFunction.log").read_text() == "echo 2 records\n"
     assert "PROBE_STREAM" not in os.environ  # the function's environment is its own
 
 

@@ -31,13 +31,14 @@ import os
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from botocore.exceptions import ClientError
 
@@ -121,11 +122,32 @@ def resolve_handler(spec: FunctionSpec, template_dir: Path) -> Handler:
 
 
 class Function:
-    """A template function bound to its handler: invoked the way Lambda invokes it."""
+    """A template function bound to its handler: invoked the way Lambda invokes it.
 
-    def __init__(self, spec: FunctionSpec, handler: Handler) -> None:
+    Its environment is the template's variables plus what the Lambda runtime sets
+    (region, function name, and ``AWS_ENDPOINT_URL`` so its clients reach the local
+    stack). With ``log`` its stdout (Powertools logs and EMF metrics) goes to that file,
+    as it would go to CloudWatch Logs, instead of the terminal.
+    """
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        handler: Handler,
+        *,
+        runtime_environment: Mapping[str, str] | None = None,
+        log: TextIO | None = None,
+    ) -> None:
         self.spec = spec
         self._handler = handler
+        self._environment = {
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            **(runtime_environment or {}),
+            **spec.environment,
+        }
+        self._log = log
 
     def invoke(self, event: dict[str, Any]) -> InvokeResult:
         context = LambdaContext(
@@ -135,12 +157,15 @@ class Function:
             timeout_s=self.spec.timeout_s,
         )
         started = time.monotonic()
-        with _function_environment(self.spec.environment):
+        output = redirect_stdout(self._log) if self._log else nullcontext()
+        with _function_environment(self._environment), output:
             try:
                 response = self._handler(event, context)
                 json.dumps(response)  # Lambda must serialise the reply, or the call fails
             except Exception as error:
                 log.exception("%s failed", self.spec.logical_id)
+                if self._log:
+                    traceback.print_exc(file=self._log)
                 return InvokeResult(
                     error=f"{type(error).__name__}: {error}",
                     duration_s=time.monotonic() - started,
@@ -663,6 +688,7 @@ class EventSourceRunner:
         idle_sleep_s: float = 0.1,
         max_backoff_s: float = 1.0,
         clock: Clock = time.time,
+        log_dir: Path | None = None,
     ) -> None:
         self.stack = stack
         self.checkpoints = FileCheckpointStore(checkpoint_path)
@@ -672,6 +698,12 @@ class EventSourceRunner:
         self.errors: list[BaseException] = []
         template_dir = Path(stack.template_path).resolve().parent
         kinesis, sqs = clients("kinesis"), clients("sqs")
+        runtime_environment = {
+            "AWS_ENDPOINT_URL": stack.endpoint_url,
+            "AWS_REGION": stack.region,
+            "AWS_DEFAULT_REGION": stack.region,
+        }
+        self._logs: dict[str, TextIO] = {}
         self.pollers: list[Poller] = []
         for mapping in stack.mappings:
             if functions is not None and mapping.function_logical_id not in functions:
@@ -681,7 +713,12 @@ class EventSourceRunner:
                 continue
             spec = stack.function_for(mapping)
             handler = (handlers or {}).get(spec.logical_id) or resolve_handler(spec, template_dir)
-            function = Function(spec, handler)
+            function = Function(
+                spec,
+                handler,
+                runtime_environment=runtime_environment,
+                log=self._log_for(spec, log_dir),
+            )
             if mapping.source_kind == "kinesis":
                 self.pollers.append(
                     KinesisPoller(
@@ -703,6 +740,16 @@ class EventSourceRunner:
                 raise ValueError(
                     f"{mapping.logical_id}: the local runner has no {mapping.source_kind} source"
                 )
+
+    def _log_for(self, spec: FunctionSpec, log_dir: Path | None) -> TextIO | None:
+        """One log file per function, open for the runner's life (loggers keep the stream)."""
+        if log_dir is None:
+            return None
+        if spec.logical_id not in self._logs:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            path = log_dir / f"{spec.logical_id}.log"
+            self._logs[spec.logical_id] = path.open("a", buffering=1, encoding="utf-8")
+        return self._logs[spec.logical_id]
 
     def poll_once(self) -> int:
         """One round over every mapping (tests drive the runner with this)."""
@@ -747,6 +794,8 @@ class EventSourceRunner:
         for thread in self._threads:
             thread.join(timeout_s)
         self._threads.clear()
+        for log_file in self._logs.values():
+            log_file.flush()
 
     def stats(self) -> dict[str, MappingStats]:
         return {p.mapping.logical_id: p.stats for p in self.pollers}

@@ -49,15 +49,14 @@ import datetime as dt
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Final, Literal, NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
 
 from shared.batch import ReadingBatch, us_to_datetime
-from shared.schema import MEASUREMENT_FIELDS, SCHEMA_VERSION, HouseholdId, UtcDatetime
+from shared.schema import MEASUREMENT_FIELDS, DailySummary
 from shared.validation import DEFAULT_LIMITS
 
 __all__ = [
@@ -343,27 +342,6 @@ def from_table(table: pa.Table) -> ReadingBatch:
 
 
 # ------------------------------------------------------------------------------ summary
-
-
-class DailySummary(BaseModel):
-    """What the monthly service needs of a household-day, without reading the archive.
-
-    ``coverage`` is the fraction of the day covered by readings: each reading covers its
-    interval (``interval_s``, else one minute), overlaps counted once, so 1,440 minute
-    readings or 48 half-hours make 1.0.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    schema_version: Literal[1] = SCHEMA_VERSION
-    household_id: HouseholdId
-    date: dt.date
-    readings: Annotated[int, Field(ge=1)]
-    kwh: float
-    peak_kw: float
-    coverage: Annotated[float, Field(ge=0, le=1)]
-    first_timestamp: UtcDatetime
-    last_timestamp: UtcDatetime
 
 
 def summarize_day(

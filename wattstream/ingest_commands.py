@@ -1,0 +1,343 @@
+"""CLI commands of the ingest service: replay, simulate, upload, serve.
+
+Each command is a composition root: it configures the process like the template's
+function (``use_stack_environment``) and builds the same adapters the Lambda shells use.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from wattstream.cli import _settings, console, load_stack, use_stack_environment
+from wattstream.settings import LocalSettings
+
+
+def _stack_publisher_and_quarantine(description: Any) -> tuple[Any, Any]:
+    from services.ingest.adapters.quarantine import S3SqsQuarantine
+    from services.ingest.settings import IngestSettings
+    from shared.settings import AwsSettings
+    from shared.streams.kinesis import KinesisPublisher
+
+    use_stack_environment(description, "IngestHttpFunction")
+    settings = IngestSettings()  # type: ignore[call-arg]  # from the environment
+    aws = AwsSettings()
+    publisher = KinesisPublisher(settings.readings_stream_name, aws.client("kinesis"))
+    quarantine = S3SqsQuarantine(
+        settings.archive_bucket,
+        settings.quarantine_queue_url,
+        s3=aws.client("s3"),
+        sqs=aws.client("sqs"),
+    )
+    return publisher, quarantine
+
+
+def _source_progress(title: str) -> Progress:
+    return Progress(
+        TextColumn(f"[bold]{title}[/]"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[readings]:,} readings, {task.fields[rejected]:,} rejected"),
+        TextColumn("lag {task.fields[lag]:.1f}s"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _print_source_report(report: Any) -> None:
+    console.print(
+        f"published {report.readings_published:,} readings of {report.households:,} "
+        f"households in {report.records:,} records ({report.bytes:,} bytes) in "
+        f"{report.wall_s:.1f} s; {report.rows_missing:,} missing rows reported (never "
+        f"invented), {report.rows_malformed:,} malformed, {report.rejected:,} rejected"
+        + (f" {dict(report.rejected_by_code)}" if report.rejected else "")
+    )
+
+
+def _run_source(title: str, run: Any) -> Any:
+    with _source_progress(title) as progress:
+        task = progress.add_task(title, total=1.0, readings=0, rejected=0, lag=0.0)
+
+        def update(report: Any) -> None:
+            progress.update(
+                task,
+                completed=report.fraction,
+                readings=report.readings_published,
+                rejected=report.rejected,
+                lag=report.lag_s,
+            )
+
+        report = run(update)
+        progress.update(task, completed=1.0)
+    _print_source_report(report)
+    return report
+
+
+def replay_with_progress(
+    description: Any,
+    path: Path,
+    *,
+    speed: str,
+    households: int,
+    start: str = "now",
+    seed: int = 0,
+    flush_every_s: float | None = None,
+) -> Any:
+    """Replay a UCI file onto the stack's readings stream with a progress bar."""
+    from services.ingest.core.replay import parse_speed
+    from services.ingest.sources import DEFAULT_FLUSH_EVERY_S, run_replay
+
+    try:
+        speed_factor = parse_speed(speed)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--speed") from error
+    publisher, quarantine = _stack_publisher_and_quarantine(description)
+    return _run_source(
+        f"replay {path.name}",
+        lambda update: run_replay(
+            path,
+            publisher,
+            speed=speed_factor,
+            households=households,
+            start=start,  # type: ignore[arg-type]
+            seed=seed,
+            flush_every_s=flush_every_s or DEFAULT_FLUSH_EVERY_S,
+            quarantine=quarantine,
+            on_progress=update,
+        ),
+    )
+
+
+def start_ingest_api(description: Any, settings: LocalSettings) -> Any:
+    """Serve the ingest HTTP API (the Lambda's FastAPI app) in a background thread."""
+    import uvicorn
+
+    from services.ingest.shells.http_app import create_app
+    from services.ingest.shells.http_lambda import deps_from_environment
+
+    use_stack_environment(description, "IngestHttpFunction")
+    config = uvicorn.Config(
+        create_app(deps_from_environment()),
+        host=settings.host,
+        port=settings.ingest_port,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="ingest-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        raise click.ClickException(
+            f"the ingest API could not listen on {settings.host}:{settings.ingest_port}; "
+            "set WATTSTREAM_INGEST_PORT"
+        )
+    console.print(
+        f"ingest API on http://{settings.host}:{settings.ingest_port} "
+        "(POST /readings, OpenAPI at /docs)"
+    )
+    return server
+
+
+@click.command()
+@click.option(
+    "--file",
+    "path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="UCI household power file (.txt or .txt.gz).",
+)
+@click.option(
+    "--speed",
+    default="600",
+    show_default=True,
+    help="Data minutes per wall minute (600 = 10 h of data per minute), or max.",
+)
+@click.option(
+    "--households",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Replay as N households (seeded variations of the real series).",
+)
+@click.option(
+    "--start",
+    type=click.Choice(["now", "original"]),
+    default="now",
+    show_default=True,
+    help="now: shift the first reading to the current time; original: file times.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the household variations.")
+@click.option(
+    "--flush",
+    "flush_every_s",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    help="Seconds between records of one household (default 1).",
+)
+@click.pass_context
+def replay(
+    ctx: click.Context,
+    path: Path,
+    speed: str,
+    households: int,
+    start: str,
+    seed: int,
+    flush_every_s: float | None,
+) -> None:
+    """Stream a UCI file to the running local stack as if live (time-shifted, sped up)."""
+    description = load_stack(_settings(ctx))
+    replay_with_progress(
+        description,
+        path,
+        speed=speed,
+        households=households,
+        start=start,
+        seed=seed,
+        flush_every_s=flush_every_s,
+    )
+
+
+@click.command()
+@click.option("--households", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--days", default=1.0, show_default=True, type=click.FloatRange(min=0.0, min_open=True)
+)
+@click.option(
+    "--start",
+    default="now",
+    show_default=True,
+    help="now, or an ISO date/time (UTC) for the first simulated reading.",
+)
+@click.option("--speed", default="max", show_default=True, help="Speed factor, or max.")
+@click.option(
+    "--data-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Folder with lcl_daily_dataset/ and the UCI file (default: ../shared/data).",
+)
+@click.pass_context
+def simulate(
+    ctx: click.Context,
+    households: int,
+    seed: int,
+    days: float,
+    start: str,
+    speed: str,
+    data_dir: Path | None,
+) -> None:
+    """Publish a seeded fleet of households built from real UCI and London profiles."""
+    import datetime as dt
+
+    from services.ingest.core.replay import parse_speed
+    from services.ingest.sources import load_fleet, run_fleet
+
+    description = load_stack(_settings(ctx))
+    data = data_dir or Path("..") / "shared" / "data"
+    if not (data / "lcl_daily_dataset").is_dir():
+        raise click.BadParameter(f"no lcl_daily_dataset/ in {data}", param_hint="--data-dir")
+    uci = data / "uci_household_power_consumption.txt.gz"
+    begin: dt.datetime | str = start
+    if start != "now":
+        try:
+            begin = dt.datetime.fromisoformat(start).replace(tzinfo=dt.UTC)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--start") from error
+    with console.status(f"loading real profiles for {households:,} households ..."):
+        fleet, sources = load_fleet(
+            households, seed=seed, data_dir=data, uci_path=uci if uci.exists() else None
+        )
+    publisher, quarantine = _stack_publisher_and_quarantine(description)
+    _run_source(
+        f"simulate {households:,} households",
+        lambda update: run_fleet(
+            fleet,
+            sources,
+            publisher,
+            start=begin,
+            days=days,
+            speed=parse_speed(speed),
+            quarantine=quarantine,
+            on_progress=update,
+        ),
+    )
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--household",
+    default=None,
+    help="Household id (default: the upload handler's default for the file).",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait for the batch handler's report (needs `wattstream run` or `runner`).",
+)
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait.")
+@click.pass_context
+def upload(
+    ctx: click.Context, path: Path, household: str | None, wait: bool, timeout: float
+) -> None:
+    """Batch processing: put a historical file in the raw bucket and wait for its report."""
+    from services.ingest.shells.batch_lambda import report_key
+    from wattstream.local.server import client_factory
+
+    description = load_stack(_settings(ctx))
+    s3 = client_factory(description.endpoint_url, description.region)("s3")
+    bucket = description.outputs["RawBucketName"]
+    key = f"uploads/{household}/{path.name}" if household else f"uploads/{path.name}"
+    with console.status(f"uploading {path.name} ({path.stat().st_size:,} bytes) ..."):
+        s3.upload_file(str(path), bucket, key)
+    console.print(f"uploaded to s3://{bucket}/{key}")
+    if not wait:
+        return
+    report = report_key(key)
+    deadline = time.monotonic() + timeout
+    with console.status("waiting for the batch handler's report ..."):
+        while time.monotonic() < deadline:
+            try:
+                body = s3.get_object(Bucket=bucket, Key=report)["Body"].read()
+            except s3.exceptions.NoSuchKey:
+                time.sleep(0.5)
+                continue
+            console.print_json(json.dumps(json.loads(body)))
+            return
+    raise click.ClickException(
+        f"no report at s3://{bucket}/{report} after {timeout:.0f} s: is the runner running "
+        "(`wattstream run` or `wattstream runner`)?"
+    )
+
+
+@click.group()
+def serve() -> None:
+    """Serve a service's HTTP API locally (the same app the Lambda serves)."""
+
+
+@serve.command("ingest")
+@click.pass_context
+def serve_ingest(ctx: click.Context) -> None:
+    """The ingest API (POST /readings) on WATTSTREAM_INGEST_PORT, until Ctrl-C."""
+    import uvicorn
+
+    from services.ingest.shells.http_app import create_app
+    from services.ingest.shells.http_lambda import deps_from_environment
+
+    settings = _settings(ctx)
+    use_stack_environment(load_stack(settings), "IngestHttpFunction")
+    uvicorn.run(create_app(deps_from_environment()), host=settings.host, port=settings.ingest_port)
+
+
+def register(main: click.Group) -> None:
+    for command in (replay, simulate, upload, serve):
+        main.add_command(command)
