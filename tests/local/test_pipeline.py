@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from shared.batch import ReadingBatch
 from shared.codec import decode_record
+from shared.publishing import stream_records
 from shared.streams.kinesis import KinesisPublisher
 from shared.uci import iter_uci
 from tests.conftest import APRIL_2007
 from tests.local.probes import kinesis_probe
-from wattstream.local.loader import publish_uci_file
 from wattstream.local.runner import EventSourceRunner
 
 HOUSEHOLDS = ("uci-a", "uci-b", "uci-c")
@@ -39,11 +40,12 @@ def test_pipeline_april_2007_slice_delivered_once_in_order_per_household(
 ):
     stack = deploy_stack(kinesis_probe(BatchSize=100), {"ReadingsShardCount": "4"})
     publisher = KinesisPublisher(stack.outputs["ReadingsStreamName"], clients("kinesis"))
-    expected = np.concatenate([c.readings.timestamps_us for c in iter_uci(APRIL_2007)])
-    reports = [
-        publish_uci_file(APRIL_2007, publisher, household_id=h, readings_per_record=120)
-        for h in HOUSEHOLDS
-    ]
+    chunks = list(iter_uci(APRIL_2007))
+    expected = np.concatenate([c.readings.timestamps_us for c in chunks])
+    for household in HOUSEHOLDS:
+        batch = ReadingBatch.concat([c.readings for c in chunks])
+        batch = ReadingBatch(household, batch.timestamps_us, batch.columns)
+        publisher.publish(stream_records([batch], readings_per_record=120))
     collector = TimestampCollector()
     runner = EventSourceRunner(
         stack,
@@ -56,11 +58,12 @@ def test_pipeline_april_2007_slice_delivered_once_in_order_per_household(
 
     runner.drain(timeout_s=120)
 
-    assert reports[0].readings_published + reports[0].rows_missing == 43_200
-    assert reports[0].rows_missing == 3_723  # the documented April gap, never invented
+    missing = sum(len(c.missing_timestamps_us) for c in chunks)
+    assert len(expected) + missing == 43_200
+    assert missing == 3_723  # the documented April gap, reported, never invented
     assert collector.keys_match
     for household in HOUSEHOLDS:
         delivered = np.concatenate(collector.timestamps[household])
-        assert len(delivered) == len(expected) == reports[0].readings_published
+        assert len(delivered) == len(expected)
         np.testing.assert_array_equal(delivered, expected)  # once each, in order
     assert runner.stats()["ProbeFunctionReadings"].sent_to_destination == 0
