@@ -108,3 +108,19 @@ def test_cli_replay_rejects_bad_speed(tmp_path, monkeypatch, deploy_stack):
     result = CliRunner().invoke(main, ["replay", "--file", str(APRIL_2007), "--speed", "fast"])
     assert result.exit_code == 2
     assert "--speed" in result.output
+
+
+@pytest.mark.slow
+def test_cli_simulate_publishes_fleet_from_real_profiles(tmp_path, monkeypatch, deploy_stack):
+    from tests.conftest import DATA_DIR
+
+    if not (DATA_DIR / "lcl_daily_dataset").is_dir():
+        pytest.skip(f"London data not found in {DATA_DIR}")
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    deploy_stack().save(tmp_path / "stack.json")
+    args = ["simulate", "--households", "20", "--days", "1", "--start", "2013-03-01"]
+    result = CliRunner().invoke(main, [*args, "--data-dir", str(DATA_DIR)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert re.search(r"published [\d,]+ readings of 20 households", text)
+    assert "0 rejected" in text
