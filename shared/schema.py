@@ -200,6 +200,9 @@ class Forecast(_WireModel):
     model_version: Annotated[str, StringConstraints(min_length=1)]
     anomaly_score: float
     anomaly: bool
+    #: Why this forecast is not from the multivariate model (e.g. an energy-only meter
+    #: gets the univariate fallback); ``None`` for the model's own forecasts.
+    fallback_reason: str | None = None
 
     @model_validator(mode="after")
     def _points_increase(self) -> Forecast:
