@@ -11,11 +11,11 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError, ConnectionError, EndpointConnectionError
 
+from shared.retry import RetryPolicy
 from shared.streams.ports import PublishError, PublishReport, StreamRecord
 
 #: Service limits of PutRecords (AWS Kinesis Data Streams quotas).
@@ -36,19 +36,6 @@ RETRYABLE_ERROR_CODES = frozenset(
         "KMSThrottlingException",
     }
 )
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Capped exponential backoff with full jitter (the AWS Architecture Blog variant)."""
-
-    max_attempts: int = 8
-    base_delay_s: float = 0.05
-    max_delay_s: float = 2.0
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Delay before retry number ``attempt`` (1-based)."""
-        return rng.uniform(0.0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
 
 
 def record_size(record: StreamRecord) -> int:

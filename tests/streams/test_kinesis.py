@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from shared.retry import RetryPolicy
 from shared.streams.kinesis import (
     MAX_ENTRIES_PER_REQUEST,
     MAX_RECORD_BYTES,
     MAX_REQUEST_BYTES,
     KinesisPublisher,
-    RetryPolicy,
     plan_requests,
 )
 from shared.streams.ports import PublishError, StreamRecord

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
+from shared.retry import RetryPolicy
 from shared.schema import Quarantined
 
 __all__ = ["SQS_MAX_MESSAGE_BYTES", "QuarantineError", "S3SqsQuarantine", "quarantine_key"]
@@ -84,6 +85,7 @@ class S3SqsQuarantine:
         self._s3 = s3
         self._sqs = sqs
         self._max_attempts = max_attempts
+        self._retry = RetryPolicy(max_attempts=max_attempts)
         self._max_workers = max_workers
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -149,7 +151,7 @@ class S3SqsQuarantine:
             last_errors: list[str] = []
             for attempt in range(1, self._max_attempts + 1):
                 if attempt > 1:
-                    self._sleep(min(2.0, 0.05 * 2**attempt) * self._rng.random())
+                    self._sleep(self._retry.delay(attempt - 1, self._rng))
                 response = self._sqs.send_message_batch(
                     QueueUrl=self.queue_url,
                     Entries=[{"Id": str(i), "MessageBody": b} for i, b in pending.items()],
