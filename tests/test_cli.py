@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 import click
 import pytest
@@ -124,3 +125,18 @@ def test_cli_simulate_publishes_fleet_from_real_profiles(tmp_path, monkeypatch, 
     text = " ".join(result.output.split())
     assert re.search(r"published [\d,]+ readings of 20 households", text)
     assert "0 rejected" in text
+
+
+def test_cli_token_issues_household_scoped_token(tmp_path, monkeypatch, deploy_stack):
+    from services.gateway.core.tokens import verify_token
+
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    stack = deploy_stack()
+    stack.save(tmp_path / "stack.json")
+    result = CliRunner().invoke(main, ["token", "--household", "uci-0001", "--ttl", "60"])
+    assert result.exit_code == 0, result.output
+    secret = stack.functions["GatewayApiFunction"].environment["TOKEN_SECRET"]
+    principal = verify_token(result.output.strip(), secret, now=time.time())
+    assert principal.households == frozenset({"uci-0001"})
+    assert not principal.operator
+    assert CliRunner().invoke(main, ["token"]).exit_code == 2  # neither scope given

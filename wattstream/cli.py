@@ -244,10 +244,12 @@ def run(
     """Start everything built so far on real data (what `make run` does).
 
     The local stack comes up from the template; the template's handlers start on the
-    local runner (their logs under the state dir); the ingest HTTP API listens on
-    WATTSTREAM_INGEST_PORT; and the UCI data is replayed onto the readings stream as if
-    live, with a progress bar, through validation into the archive.
+    local runner (their logs under the state dir); the ingest API listens on
+    WATTSTREAM_INGEST_PORT, the gateway API on WATTSTREAM_API_PORT and the dashboard on
+    WATTSTREAM_DASHBOARD_PORT; and the UCI data is replayed onto the readings stream as
+    if live, with a progress bar: archive, forecasts and the query store fill up.
     """
+    from wattstream.gateway_commands import start_gateway, stop_all
     from wattstream.ingest_commands import replay_with_progress, start_ingest_api
 
     settings = _settings(ctx)
@@ -255,10 +257,12 @@ def run(
     server, description = _start_stack(settings, {})
     event_runner = _build_runner(settings, description, None)
     api = None
+    gateway: list[Any] = []
     try:
         if not once:
             event_runner.start()
             api = start_ingest_api(description, settings)
+            gateway = start_gateway(description, settings, dashboard=True)
         replay_with_progress(
             description, path, speed="max" if once else speed, households=households
         )
@@ -270,6 +274,7 @@ def run(
             console.print("replay finished; still serving. Ctrl-C stops")
             _wait_for_interrupt()
     finally:
+        stop_all(gateway)
         if api is not None:
             api.should_exit = True
         event_runner.stop()
@@ -298,9 +303,10 @@ def _print_pipeline_summary(description: Any, event_runner: Any) -> None:
 
 
 def _register_service_commands() -> None:
-    from wattstream import ingest_commands
+    from wattstream import gateway_commands, ingest_commands
 
     ingest_commands.register(main)
+    gateway_commands.register(main)
 
 
 _register_service_commands()

@@ -28,6 +28,8 @@ class LocalSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=4566, ge=0, le=65535)
     ingest_port: int = Field(default=8080, ge=0, le=65535)
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    dashboard_port: int = Field(default=8501, ge=0, le=65535)
     region: str = "us-east-1"
     stack_name: str = "wattstream"
     state_dir: Path = Path(".wattstream")

@@ -28,6 +28,10 @@ from typing import Any
 LOCAL_ACCOUNT_ID = "123456789012"
 CODE_BUCKET = "wattstream-local-code"
 CODE_KEY = "placeholder.zip"
+#: Container-image functions get this placeholder image; the runner imports their handler.
+PLACEHOLDER_IMAGE = (
+    f"{LOCAL_ACCOUNT_ID}.dkr.ecr.us-east-1.amazonaws.com/wattstream-local:placeholder"
+)
 _OUTPUT_PREFIX = "WattstreamLocal"
 _INTRINSICS = frozenset(
     {"Ref", "Fn::GetAtt", "Fn::Sub", "Fn::Join", "Fn::If", "Fn::Select", "Fn::ImportValue"}
@@ -131,7 +135,10 @@ def translate(sam_template: Mapping[str, Any], region: str) -> dict[str, Any]:
     for resource in template.get("Resources", {}).values():
         props = resource.get("Properties", {})
         if resource.get("Type") == "AWS::Serverless::Function" and "InlineCode" not in props:
-            props["CodeUri"] = f"s3://{CODE_BUCKET}/{CODE_KEY}"
+            if props.get("PackageType") == "Image":
+                props["ImageUri"] = PLACEHOLDER_IMAGE
+            else:
+                props["CodeUri"] = f"s3://{CODE_BUCKET}/{CODE_KEY}"
         if resource.get("Type") == "AWS::Serverless::LayerVersion":
             props["ContentUri"] = f"s3://{CODE_BUCKET}/{CODE_KEY}"
 
@@ -350,10 +357,20 @@ def _describe_functions(
             logical_id=logical_id,
             name=config["FunctionName"],
             arn=config["FunctionArn"],
-            handler=config["Handler"],
+            handler=_handler_of(config, sam_props),
             code_uri=str(sam_props.get("CodeUri", globals_.get("CodeUri", "."))),
             timeout_s=int(config.get("Timeout") or 3),
             memory_mb=int(config.get("MemorySize") or 128),
             environment=dict(config.get("Environment", {}).get("Variables", {})),
         )
     return specs
+
+
+def _handler_of(config: Mapping[str, Any], sam_props: Mapping[str, Any]) -> str:
+    """``Handler`` of a zip function; ``ImageConfig.Command[0]`` of a container image."""
+    if config.get("Handler"):
+        return str(config["Handler"])
+    command = sam_props.get("ImageConfig", {}).get("Command") or []
+    if not command:
+        raise StackError(f"{config['FunctionName']}: neither a Handler nor an ImageConfig.Command")
+    return str(command[0])

@@ -1,0 +1,376 @@
+"""The query store on DynamoDB: one table (``pk``, ``sk``), coarse items, idempotent upserts.
+
+Item layout (all keys deterministic, so a redelivered input lands on its own item):
+
+====================  ====================  =============================================
+``pk``                ``sk``                holds
+====================  ====================  =============================================
+``H#<household>``     ``D#<YYYY-MM-DD>``    the day's per-minute power (zlib float64),
+                                            ``version`` for optimistic concurrency
+``H#<household>``     ``FORECAST``          the latest forecast (JSON), ``issued_us``
+``H#<household>``     ``A#<issued_us:020>`` one anomaly mark
+``H#<household>``     ``M#<YYYY-MM>``       the latest monthly result (JSON), ``as_of``
+``HOUSEHOLDS``        ``<household>``       the households index, ``last_reading_us``
+``PIPELINE``          ``C#<consumer>``      a consumer's progress
+``PIPELINE``          ``T#<consumer>#<min>``records processed in that minute
+====================  ====================  =============================================
+
+A household-day is read, merged by the pure core and written back with a condition on
+the version read (``attribute_not_exists`` for a new item), retried on conflict: two
+writers can never lose each other's minutes, and re-applying the same minutes changes
+nothing (the core reports "unchanged" and no write happens). Forecasts, monthly results,
+the index and progress use conditional writes that only move forward in time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from botocore.exceptions import ClientError
+
+from services.gateway.core.consumption import (
+    DayKey,
+    FloatArray,
+    MinuteUpdate,
+    decode_minutes,
+    encode_minutes,
+    merge_minutes,
+)
+from services.gateway.core.model import (
+    AnomalyMark,
+    ConsumerProgress,
+    HouseholdSummary,
+    StoredMonthly,
+)
+from shared.batch import datetime_to_us, us_to_datetime
+from shared.schema import Forecast, MonthlyForecast
+
+__all__ = ["DynamoGatewayStore", "StoreConflict"]
+
+HOUSEHOLDS_PK: Final = "HOUSEHOLDS"
+PIPELINE_PK: Final = "PIPELINE"
+_BATCH_GET_KEYS: Final = 100
+_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+
+
+class StoreConflict(RuntimeError):
+    """A household-day kept changing under us; the caller's records are retried."""
+
+
+def _household_pk(household_id: str) -> str:
+    return f"H#{household_id}"
+
+
+def _minute_label(moment: dt.datetime) -> str:
+    return f"{moment.astimezone(dt.UTC):%Y%m%dT%H%M}"
+
+
+def _conditional_failed(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == _CONDITION_FAILED
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class DynamoGatewayStore:
+    """A ``GatewayStore`` on one DynamoDB table, through an injected boto3 client."""
+
+    def __init__(
+        self,
+        table: str,
+        *,
+        client: Any,
+        max_attempts: int = 5,
+        clock: Callable[[], dt.datetime] = _now,
+    ) -> None:
+        self.table = table
+        self._db = client
+        self._max_attempts = max_attempts
+        self._clock = clock
+
+    # ------------------------------------------------------------------ consumption
+
+    def _get_day(self, key: DayKey) -> tuple[FloatArray | None, int]:
+        item = self._db.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": _household_pk(key.household_id)}, "sk": {"S": f"D#{key.day}"}},
+            ConsistentRead=True,
+        ).get("Item")
+        if item is None:
+            return None, 0
+        return decode_minutes(item["minutes"]["B"]), int(item["version"]["N"])
+
+    def merge_day(self, key: DayKey, update: MinuteUpdate) -> bool:
+        for _ in range(self._max_attempts):
+            stored, version = self._get_day(key)
+            merged, changed = merge_minutes(stored, update)
+            if not changed:
+                return False
+            condition = (
+                {"ConditionExpression": "attribute_not_exists(pk)"}
+                if stored is None
+                else {
+                    "ConditionExpression": "version = :v",
+                    "ExpressionAttributeValues": {":v": {"N": str(version)}},
+                }
+            )
+            try:
+                self._db.put_item(
+                    TableName=self.table,
+                    Item={
+                        "pk": {"S": _household_pk(key.household_id)},
+                        "sk": {"S": f"D#{key.day}"},
+                        "minutes": {"B": encode_minutes(merged)},
+                        "version": {"N": str(version + 1)},
+                        "updated_at": {"S": self._clock().isoformat()},
+                    },
+                    **condition,
+                )
+                return True
+            except ClientError as error:
+                if not _conditional_failed(error):
+                    raise
+        raise StoreConflict(f"{key} changed concurrently {self._max_attempts} times")
+
+    def days(self, household_id: str, days: Sequence[dt.date]) -> dict[dt.date, FloatArray]:
+        pk = _household_pk(household_id)
+        wanted = [{"pk": {"S": pk}, "sk": {"S": f"D#{day}"}} for day in dict.fromkeys(days)]
+        found: dict[dt.date, FloatArray] = {}
+        for start in range(0, len(wanted), _BATCH_GET_KEYS):
+            pending: dict[str, Any] = {
+                self.table: {
+                    "Keys": wanted[start : start + _BATCH_GET_KEYS],
+                    "ProjectionExpression": "sk, minutes",
+                }
+            }
+            for _ in range(self._max_attempts):
+                reply = self._db.batch_get_item(RequestItems=pending)
+                for item in reply.get("Responses", {}).get(self.table, []):
+                    day = dt.date.fromisoformat(item["sk"]["S"].removeprefix("D#"))
+                    found[day] = decode_minutes(item["minutes"]["B"])
+                pending = reply.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+            else:
+                raise RuntimeError("DynamoDB kept keys unprocessed; retry the query")
+        return found
+
+    # ------------------------------------------------------------------ households
+
+    def note_household(self, household_id: str, last_reading_at: dt.datetime) -> None:
+        stamp = str(datetime_to_us(last_reading_at))
+        try:
+            self._db.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": HOUSEHOLDS_PK}, "sk": {"S": household_id}},
+                UpdateExpression="SET last_reading_us = :t",
+                ConditionExpression="attribute_not_exists(last_reading_us) OR last_reading_us < :t",
+                ExpressionAttributeValues={":t": {"N": stamp}},
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+
+    @staticmethod
+    def _summary(item: dict[str, Any]) -> HouseholdSummary:
+        last = item.get("last_reading_us")
+        return HouseholdSummary(
+            household_id=item["sk"]["S"],
+            last_reading_at=us_to_datetime(int(last["N"])) if last else None,
+        )
+
+    def households(self) -> list[HouseholdSummary]:
+        return [self._summary(item) for item in self._query(HOUSEHOLDS_PK)]
+
+    def household(self, household_id: str) -> HouseholdSummary | None:
+        item = self._db.get_item(
+            TableName=self.table, Key={"pk": {"S": HOUSEHOLDS_PK}, "sk": {"S": household_id}}
+        ).get("Item")
+        return self._summary(item) if item else None
+
+    def _query(
+        self, pk: str, *, between: tuple[str, str] | None = None, prefix: str | None = None
+    ) -> list[dict[str, Any]]:
+        expression = "pk = :pk"
+        values: dict[str, Any] = {":pk": {"S": pk}}
+        if between is not None:
+            expression += " AND sk BETWEEN :lo AND :hi"
+            values.update({":lo": {"S": between[0]}, ":hi": {"S": between[1]}})
+        elif prefix is not None:
+            expression += " AND begins_with(sk, :prefix)"
+            values[":prefix"] = {"S": prefix}
+        items: list[dict[str, Any]] = []
+        args: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": expression,
+            "ExpressionAttributeValues": values,
+        }
+        while True:
+            reply = self._db.query(**args)
+            items.extend(reply.get("Items", []))
+            if "LastEvaluatedKey" not in reply:
+                return items
+            args["ExclusiveStartKey"] = reply["LastEvaluatedKey"]
+
+    # ------------------------------------------------------------------ forecasts
+
+    def put_forecast(self, forecast: Forecast) -> bool:
+        issued = str(datetime_to_us(forecast.issued_at))
+        try:
+            self._db.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": _household_pk(forecast.household_id)},
+                    "sk": {"S": "FORECAST"},
+                    "issued_us": {"N": issued},
+                    "doc": {"S": forecast.model_dump_json()},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR issued_us < :t",
+                ExpressionAttributeValues={":t": {"N": issued}},
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def latest_forecast(self, household_id: str) -> Forecast | None:
+        item = self._db.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": _household_pk(household_id)}, "sk": {"S": "FORECAST"}},
+        ).get("Item")
+        return Forecast.model_validate_json(item["doc"]["S"]) if item else None
+
+    def put_anomaly(self, mark: AnomalyMark) -> None:
+        stamp = datetime_to_us(mark.timestamp)
+        self._db.put_item(
+            TableName=self.table,
+            Item={
+                "pk": {"S": _household_pk(mark.household_id)},
+                "sk": {"S": f"A#{stamp:020d}"},
+                "score": {"N": repr(float(mark.score))},
+                "model_version": {"S": mark.model_version},
+            },
+        )
+
+    def anomalies(
+        self, household_id: str, start: dt.datetime, end: dt.datetime
+    ) -> list[AnomalyMark]:
+        lo, hi = datetime_to_us(start), datetime_to_us(end) - 1
+        if hi < lo:
+            return []
+        items = self._query(_household_pk(household_id), between=(f"A#{lo:020d}", f"A#{hi:020d}"))
+        return [
+            AnomalyMark(
+                household_id=household_id,
+                timestamp=us_to_datetime(int(item["sk"]["S"].removeprefix("A#"))),
+                score=float(item["score"]["N"]),
+                model_version=item["model_version"]["S"],
+            )
+            for item in items
+        ]
+
+    # ------------------------------------------------------------------ monthly
+
+    def put_monthly(self, result: StoredMonthly) -> bool:
+        forecast = result.forecast
+        try:
+            self._db.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": _household_pk(forecast.household_id)},
+                    "sk": {"S": f"M#{forecast.month}"},
+                    "as_of": {"S": forecast.as_of.isoformat()},
+                    "doc": {"S": forecast.model_dump_json()},
+                    "bucket": {"S": result.bucket},
+                    "key": {"S": result.key},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR as_of <= :a",
+                ExpressionAttributeValues={":a": {"S": forecast.as_of.isoformat()}},
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def monthly(self, household_id: str, month: str) -> StoredMonthly | None:
+        item = self._db.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": _household_pk(household_id)}, "sk": {"S": f"M#{month}"}},
+        ).get("Item")
+        if item is None:
+            return None
+        return StoredMonthly(
+            forecast=MonthlyForecast.model_validate_json(item["doc"]["S"]),
+            bucket=item["bucket"]["S"],
+            key=item["key"]["S"],
+        )
+
+    # ------------------------------------------------------------------ pipeline
+
+    def record_progress(self, progress: ConsumerProgress) -> None:
+        arrival = str(datetime_to_us(progress.last_arrival_at))
+        values: dict[str, Any] = {
+            ":a": {"N": arrival},
+            ":p": {"N": str(datetime_to_us(progress.processed_at))},
+            ":n": {"N": str(progress.records)},
+        }
+        update = "SET last_arrival_us = :a, processed_us = :p"
+        if progress.last_event_at is not None:
+            update += ", last_event_us = :e"
+            values[":e"] = {"N": str(datetime_to_us(progress.last_event_at))}
+        key = {"pk": {"S": PIPELINE_PK}, "sk": {"S": f"C#{progress.consumer}"}}
+        try:
+            self._db.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression=f"{update} ADD records :n",
+                ConditionExpression=(
+                    "attribute_not_exists(last_arrival_us) OR last_arrival_us <= :a"
+                ),
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:  # an older batch, processed late: count it only
+            if not _conditional_failed(error):
+                raise
+            self._db.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression="ADD records :n",
+                ExpressionAttributeValues={":n": values[":n"]},
+            )
+        label = _minute_label(progress.processed_at)
+        self._db.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": PIPELINE_PK}, "sk": {"S": f"T#{progress.consumer}#{label}"}},
+            UpdateExpression="ADD records :n",
+            ExpressionAttributeValues={":n": values[":n"]},
+        )
+
+    def progress(self) -> list[ConsumerProgress]:
+        result = []
+        for item in self._query(PIPELINE_PK, prefix="C#"):
+            event = item.get("last_event_us")
+            result.append(
+                ConsumerProgress(
+                    consumer=item["sk"]["S"].removeprefix("C#"),
+                    last_arrival_at=us_to_datetime(int(item["last_arrival_us"]["N"])),
+                    last_event_at=us_to_datetime(int(event["N"])) if event else None,
+                    processed_at=us_to_datetime(int(item["processed_us"]["N"])),
+                    records=int(item.get("records", {}).get("N", 0)),
+                )
+            )
+        return result
+
+    def recent_records(self, since: dt.datetime) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for consumer in (p.consumer for p in self.progress()):
+            items = self._query(
+                PIPELINE_PK, between=(f"T#{consumer}#{_minute_label(since)}", f"T#{consumer}#~")
+            )
+            counts[consumer] = sum(int(item["records"]["N"]) for item in items)
+        return counts

@@ -1,0 +1,1 @@
+"""services/gateway/dashboard: the Streamlit app (app.py) and its API client and views."""

@@ -1,0 +1,152 @@
+"""Pure builders of the dashboard's tables and charts from API answers (no Streamlit here).
+
+Kept apart from the Streamlit script so the shaping of the data (actuals vs forecast with
+its interval, anomaly marks, the month view and its cost) is tested without a browser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import altair as alt
+import pandas as pd
+
+__all__ = [
+    "MonthSummary",
+    "live_chart",
+    "live_frames",
+    "month_chart",
+    "month_frame",
+    "month_summary",
+]
+
+
+def live_frames(
+    consumption: Mapping[str, Any] | None,
+    forecast: Mapping[str, Any] | None,
+    anomalies: Sequence[Mapping[str, Any]],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Actuals (time, kW), the forecast (time, kW, lower, upper) and anomaly times."""
+    points = (consumption or {}).get("points", [])
+    actual = pd.DataFrame(
+        {
+            "time": pd.to_datetime([p["start"] for p in points], utc=True),
+            "kw": [p["mean_kw"] for p in points],
+            "series": "actual",
+        }
+    )
+    steps = (forecast or {}).get("forecast", {}).get("points", [])
+    predicted = pd.DataFrame(
+        {
+            "time": pd.to_datetime([p["timestamp"] for p in steps], utc=True),
+            "kw": [p["value_kw"] for p in steps],
+            "lower": [p["lower_kw"] for p in steps],
+            "upper": [p["upper_kw"] for p in steps],
+            "series": "forecast",
+        }
+    )
+    marks = pd.DataFrame(
+        {
+            "time": pd.to_datetime([a["timestamp"] for a in anomalies], utc=True),
+            "score": [a["score"] for a in anomalies],
+        }
+    )
+    return actual, predicted, marks
+
+
+def live_chart(
+    actual: pd.DataFrame, predicted: pd.DataFrame, marks: pd.DataFrame
+) -> alt.LayerChart:
+    """Actual kW, the forecast with its interval band, anomalies as red rules."""
+    x = alt.X("time:T", title=None)
+    colors = alt.Scale(domain=["actual", "forecast"], range=["#1f77b4", "#ff7f0e"])
+    layers: list[Any] = [
+        alt.Chart(actual)
+        .mark_line(strokeWidth=1)
+        .encode(x=x, y=alt.Y("kw:Q", title="kW"), color=alt.Color("series:N", scale=colors))
+    ]
+    if not predicted.empty:
+        layers.append(
+            alt.Chart(predicted)
+            .mark_area(opacity=0.25, color="#ff7f0e")
+            .encode(x=x, y="lower:Q", y2="upper:Q")
+        )
+        layers.append(
+            alt.Chart(predicted)
+            .mark_line(point=True)
+            .encode(x=x, y="kw:Q", color=alt.Color("series:N", scale=colors))
+        )
+    if not marks.empty:
+        layers.append(
+            alt.Chart(marks)
+            .mark_rule(color="red", strokeDash=[4, 2])
+            .encode(x=x, tooltip=["time:T", "score:Q"])
+        )
+    return alt.LayerChart(layer=layers, height=320)
+
+
+@dataclass(frozen=True)
+class MonthSummary:
+    """The month's energy and cost: to date, rest, total, and the 80 %/95 % intervals."""
+
+    actual_kwh: float
+    rest_kwh: float
+    total_kwh: float
+    total_80: tuple[float, float]
+    total_95: tuple[float, float]
+    tariff: float
+
+    def cost(self, kwh: float) -> float:
+        return kwh * self.tariff
+
+
+def month_summary(monthly: Mapping[str, Any], tariff: float) -> MonthSummary:
+    f = monthly["forecast"]
+    return MonthSummary(
+        actual_kwh=f["actual_to_date_kwh"],
+        rest_kwh=f["rest_of_month_kwh"],
+        total_kwh=f["month_total_kwh"],
+        total_80=(f["month_total_lower_80"], f["month_total_upper_80"]),
+        total_95=(f["month_total_lower_95"], f["month_total_upper_95"]),
+        tariff=tariff,
+    )
+
+
+def month_frame(monthly: Mapping[str, Any], tariff: float) -> pd.DataFrame:
+    """One row per day: kWh, its intervals, actual or forecast, and its cost."""
+    daily = monthly["forecast"]["daily"]
+    frame = pd.DataFrame(daily)
+    if frame.empty:
+        return frame
+    frame["date"] = pd.to_datetime(frame["date"])
+    frame["kind"] = frame["is_actual"].map({True: "actual", False: "forecast"})
+    frame["cost"] = frame["kwh"] * tariff
+    return frame
+
+
+def month_chart(frame: pd.DataFrame) -> alt.LayerChart:
+    """Daily kWh: actual bars, forecast bars with 80 % and 95 % interval whiskers."""
+    x = alt.X("date:T", title=None)
+    colors = alt.Scale(domain=["actual", "forecast"], range=["#1f77b4", "#ff7f0e"])
+    bars = (
+        alt.Chart(frame)
+        .mark_bar(opacity=0.8)
+        .encode(
+            x=x,
+            y=alt.Y("kwh:Q", title="kWh per day"),
+            color=alt.Color("kind:N", scale=colors),
+            tooltip=["date:T", "kwh:Q", "cost:Q", "kind:N"],
+        )
+    )
+    forecast = frame[~frame["is_actual"]] if not frame.empty else frame
+    band95 = (
+        alt.Chart(forecast).mark_rule(color="#999").encode(x=x, y="lower_95:Q", y2="upper_95:Q")
+    )
+    band80 = (
+        alt.Chart(forecast)
+        .mark_rule(color="#333", strokeWidth=3)
+        .encode(x=x, y="lower_80:Q", y2="upper_80:Q")
+    )
+    return alt.LayerChart(layer=[bars, band95, band80], height=280)

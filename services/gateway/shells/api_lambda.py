@@ -1,0 +1,88 @@
+"""Lambda entry point of the gateway API (API Gateway HTTP API -> Mangum -> FastAPI).
+
+The composition root: :func:`deps_from_environment` is the one place that reads settings
+and builds boto3 clients, on the first invocation (never at import). Local tools (the
+CLI, the benchmark, tests) call it too, adding what only exists locally: a replay
+starter, wired by the caller to ingest's replay (the gateway never imports ingest).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from mangum import Mangum
+
+from services.gateway.ports import ReplayStarter
+from services.gateway.shells.api_app import ApiDeps, create_app
+
+__all__ = ["build_handler", "dead_letter_queues", "deps_from_environment", "handler"]
+
+LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def build_handler(deps: ApiDeps, metrics: Metrics | None = None) -> LambdaHandler:
+    """A Lambda handler serving the app, with request-scoped logs and EMF metrics."""
+    asgi = Mangum(create_app(deps), lifespan="off")
+    metrics = metrics or Metrics()
+
+    @metrics.log_metrics
+    @deps.logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        reply = asgi(event, context)
+        status = int(reply.get("statusCode", 500))
+        metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=f"Responses{status // 100}xx", unit=MetricUnit.Count, value=1)
+        return reply
+
+    return handle
+
+
+def dead_letter_queues(outputs: Mapping[str, str]) -> dict[str, str]:
+    """The failure and dead-letter queues among a stack's outputs, by short name.
+
+    For ``GATEWAY_DEAD_LETTER_QUEUES`` (a JSON object) where the stack's outputs are known:
+    ``{"ReadingsFailureQueueUrl": url}`` -> ``{"ReadingsFailureQueue": url}``.
+    """
+    return {
+        name.removesuffix("Url"): url
+        for name, url in sorted(outputs.items())
+        if name.endswith(("DeadLetterQueueUrl", "FailureQueueUrl"))
+    }
+
+
+def deps_from_environment(*, replay: ReplayStarter | None = None) -> ApiDeps:
+    """Real adapters from the function's environment (set by the SAM template)."""
+    from services.gateway.adapters.aws import S3Objects, S3Uploads, SqsQueueDepths
+    from services.gateway.adapters.dynamo_store import DynamoGatewayStore
+    from services.gateway.settings import GatewayApiSettings
+    from shared.settings import AwsSettings
+
+    settings = GatewayApiSettings()  # type: ignore[call-arg]  # from the environment
+    aws = AwsSettings()
+    s3, sqs = aws.client("s3"), aws.client("sqs")
+    queues = {"QuarantineQueue": settings.quarantine_queue_url, **settings.dead_letter_queues}
+    return ApiDeps(
+        store=DynamoGatewayStore(settings.gateway_table, client=aws.client("dynamodb")),
+        token_secret=settings.token_secret.get_secret_value(),
+        objects=S3Objects(s3=s3),
+        models_bucket=settings.models_bucket,
+        queues=SqsQueueDepths(queues, sqs=sqs),
+        replay=replay,
+        uploads=S3Uploads(settings.raw_bucket, s3=s3),
+        logger=Logger(),
+    )
+
+
+@functools.cache
+def _default_handler() -> LambdaHandler:
+    return build_handler(deps_from_environment())
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The template's ``GatewayApiFunction`` entry point; built on first use."""
+    return _default_handler()(event, context)

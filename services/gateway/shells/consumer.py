@@ -1,0 +1,196 @@
+"""What the gateway's three consumer shells share: dependencies, coordinates, settling.
+
+Each consumer works on a delivered batch as a whole (so a household's records are merged
+into one write per item) and returns which records failed and why; :func:`settle` turns
+that into Lambda's partial batch response with Powertools' ``BatchProcessor``, so a
+failed record is retried (with the records after it, on Kinesis) and never acknowledged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
+    KinesisStreamRecord,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from services.gateway.core.model import ConsumerProgress
+from services.gateway.ports import GatewayStore, ObjectReader, QuarantineSink
+from shared.schema import Quarantined, StreamCoordinates
+
+__all__ = [
+    "ConsumerDeps",
+    "Delivered",
+    "LambdaHandler",
+    "RecordFailed",
+    "consumer_deps_from_environment",
+    "emit",
+    "note_progress",
+    "refusal",
+    "settle",
+]
+
+LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class ConsumerDeps:
+    """Everything a consumer talks to; built once per Lambda sandbox (or by a test).
+
+    ``objects`` is only used by the results consumer (it reads the result objects).
+    """
+
+    store: GatewayStore
+    quarantine: QuarantineSink
+    logger: Logger
+    metrics: Metrics
+    objects: ObjectReader | None = None
+    clock: Callable[[], dt.datetime] = _utc_now
+    max_workers: int = 8
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One Kinesis record as delivered: bytes, coordinates and arrival time."""
+
+    data: bytes
+    stream: str
+    coordinates: StreamCoordinates
+    arrived_at: dt.datetime
+
+    @classmethod
+    def of(cls, record: KinesisStreamRecord) -> Delivered:
+        stream = record.event_source_arn.rsplit("/", 1)[-1]
+        return cls(
+            data=record.kinesis.data_as_bytes(),
+            stream=stream,
+            coordinates=StreamCoordinates(
+                stream=stream,
+                shard_or_partition=record.event_id.partition(":")[0],
+                sequence_or_offset=record.kinesis.sequence_number,
+                partition_key=record.kinesis.partition_key,
+            ),
+            arrived_at=dt.datetime.fromtimestamp(
+                float(record.kinesis.approximate_arrival_timestamp), dt.UTC
+            ),
+        )
+
+    @property
+    def sequence(self) -> str:
+        return self.coordinates.sequence_or_offset
+
+
+def refusal(
+    original: bytes,
+    reason: str,
+    *,
+    source: str,
+    coordinates: StreamCoordinates | None,
+    now: dt.datetime,
+) -> Quarantined:
+    return Quarantined(
+        original=original,
+        reason=reason[:4000],
+        source=source,
+        coordinates=coordinates,
+        quarantined_at=now,
+    )
+
+
+def note_progress(
+    deps: ConsumerDeps,
+    consumer: str,
+    *,
+    arrivals: list[dt.datetime],
+    events: list[dt.datetime],
+    records: int,
+) -> None:
+    """Record the consumer's progress for ``/health/pipeline``; a failure is only logged.
+
+    Health bookkeeping must not hold data back: the batch's real writes have succeeded.
+    """
+    if not arrivals:
+        return
+    try:
+        deps.store.record_progress(
+            ConsumerProgress(
+                consumer=consumer,
+                last_arrival_at=max(arrivals),
+                last_event_at=max(events) if events else None,
+                processed_at=deps.clock(),
+                records=records,
+            )
+        )
+    except Exception:  # logged and counted, never fails the batch
+        deps.logger.exception("recording consumer progress failed", extra={"consumer": consumer})
+        deps.metrics.add_metric(name="ProgressWriteFailures", unit=MetricUnit.Count, value=1)
+
+
+def emit(deps: ConsumerDeps, message: str, counts: Mapping[str, int]) -> None:
+    """The batch's counters as EMF metrics and one log line."""
+    for name, value in counts.items():
+        deps.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    deps.logger.info(message, extra=dict(counts))
+
+
+class RecordFailed(RuntimeError):
+    """Marks a record as failed for Powertools' batch processor."""
+
+
+def settle(
+    event: dict[str, Any], context: Any, failed: Mapping[str, str], *, kinesis: bool
+) -> dict[str, Any]:
+    """Lambda's ``batchItemFailures`` for the records in ``failed`` (id -> reason)."""
+
+    def check(record: KinesisStreamRecord | SQSRecord) -> None:
+        identifier = (
+            record.kinesis.sequence_number
+            if isinstance(record, KinesisStreamRecord)
+            else record.message_id
+        )
+        reason = failed.get(identifier)
+        if reason is not None:
+            raise RecordFailed(reason)
+
+    processor = BatchProcessor(
+        event_type=EventType.KinesisDataStreams if kinesis else EventType.SQS,
+        raise_on_entire_batch_failure=False,
+    )
+    return dict(
+        process_partial_response(
+            event=event, record_handler=check, processor=processor, context=context
+        )
+    )
+
+
+def consumer_deps_from_environment(*, with_objects: bool = False) -> ConsumerDeps:
+    """Real adapters from the function's environment (set by the SAM template)."""
+    from services.gateway.adapters.aws import S3Objects, SqsQuarantine
+    from services.gateway.adapters.dynamo_store import DynamoGatewayStore
+    from services.gateway.settings import GatewayConsumerSettings
+    from shared.settings import AwsSettings
+
+    settings = GatewayConsumerSettings()  # type: ignore[call-arg]  # from the environment
+    aws = AwsSettings()
+    return ConsumerDeps(
+        store=DynamoGatewayStore(settings.gateway_table, client=aws.client("dynamodb")),
+        quarantine=SqsQuarantine(settings.quarantine_queue_url, sqs=aws.client("sqs")),
+        logger=Logger(),
+        metrics=Metrics(),
+        objects=S3Objects(s3=aws.client("s3")) if with_objects else None,
+    )

@@ -1,0 +1,247 @@
+"""Headless browser: the dashboard, against the API on a deployed moto stack, shows data.
+
+The stack is the real template on moto; real UCI readings, forecasts and a monthly
+result are published and consumed by the gateway's own handlers on the local runner; the
+API (uvicorn) and the Streamlit dashboard run on free loopback ports; Debian's chromium
+(driven by selenium + chromedriver) loads the dashboard, waits for the charts, checks
+that they are drawn with data (pixels of the actual and forecast series), and saves a
+screenshot to ``$WATTSTREAM_SCREENSHOT`` or the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from aws_lambda_powertools import Logger, Metrics
+
+from services.gateway.adapters.aws import S3Objects, S3Uploads, SqsQueueDepths
+from services.gateway.adapters.dynamo_store import DynamoGatewayStore
+from services.gateway.core.tokens import issue_token
+from services.gateway.shells import forecasts_lambda, readings_lambda, results_lambda
+from services.gateway.shells.api_app import ApiDeps, create_app
+from services.gateway.shells.consumer import ConsumerDeps
+from services.gateway.shells.serve import start_api, start_dashboard
+from shared.batch import us_to_datetime
+from shared.publishing import stream_records
+from shared.streams.kinesis import KinesisPublisher
+from shared.streams.ports import StreamRecord
+from shared.uci import iter_uci
+from tests.conftest import APRIL_2007
+from tests.services.gateway.conftest import forecast_for, monthly_for
+from tests.services.ingest.fakes import MemoryQuarantine
+from wattstream.local.runner import EventSourceRunner
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+HOUSEHOLD = "uci-0001"
+SECRET = "browser-test-secret-0123456789-0123456789"
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="Debian's chromium and chromium-driver are needed (apt-get install chromium "
+    "chromium-driver)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _png() -> bytes:
+    """A real PNG standing in for the monthly service's components plot."""
+    from PIL import Image
+
+    image = Image.new("RGB", (320, 120), (255, 255, 255))
+    for x in range(320):
+        image.putpixel((x, 60 + int(40 * np.sin(x / 20))), (31, 119, 180))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _load(stack, clients, tmp_path) -> dt.datetime:
+    """A day of real readings, forecasts and a monthly result, consumed into the store."""
+    chunk = next(iter(iter_uci(APRIL_2007, household_id=HOUSEHOLD, chunk_rows=1440)))
+    readings = chunk.readings
+    KinesisPublisher(stack.outputs["ReadingsStreamName"], clients("kinesis")).publish(
+        stream_records([readings], readings_per_record=720)
+    )
+    last = us_to_datetime(int(readings.timestamps_us.max()))
+    forecasts = [
+        forecast_for(HOUSEHOLD, last - dt.timedelta(hours=3), anomaly=True),
+        forecast_for(HOUSEHOLD, last),
+    ]
+    KinesisPublisher(stack.outputs["ForecastsStreamName"], clients("kinesis")).publish(
+        [StreamRecord(HOUSEHOLD, f.model_dump_json().encode()) for f in forecasts]
+    )
+    monthly = monthly_for(HOUSEHOLD)
+    bucket = stack.outputs["ModelsBucketName"]
+    s3 = clients("s3")
+    s3.put_object(Bucket=bucket, Key=monthly.plot_keys["components"], Body=_png())
+    s3.put_object(
+        Bucket=bucket, Key=f"results/monthly/{HOUSEHOLD}.json", Body=monthly.model_dump_json()
+    )
+    deps = ConsumerDeps(
+        store=DynamoGatewayStore(stack.outputs["GatewayTableName"], client=clients("dynamodb")),
+        quarantine=MemoryQuarantine(),
+        logger=Logger(service="gateway-browser-test"),
+        metrics=Metrics(namespace="wattstream-test", service="gateway-browser-test"),
+        objects=S3Objects(s3=clients("s3")),
+    )
+    handlers = {
+        "GatewayReadingsFunction": readings_lambda.build_handler(deps),
+        "GatewayForecastsFunction": forecasts_lambda.build_handler(deps),
+        "GatewayResultsFunction": results_lambda.build_handler(deps),
+    }
+    EventSourceRunner(
+        stack,
+        clients=clients,
+        checkpoint_path=tmp_path / "checkpoints.json",
+        handlers=handlers,
+        functions=set(handlers),
+        idle_sleep_s=0.01,
+    ).drain(timeout_s=120)
+    return last
+
+
+def _api(stack, clients):
+    sqs = clients("sqs")
+    quarantine = sqs.get_queue_url(QueueName=stack.outputs["QuarantineQueueUrl"].rsplit("/", 1)[1])[
+        "QueueUrl"
+    ]
+    deps = ApiDeps(
+        store=DynamoGatewayStore(stack.outputs["GatewayTableName"], client=clients("dynamodb")),
+        token_secret=SECRET,
+        objects=S3Objects(s3=clients("s3")),
+        models_bucket=stack.outputs["ModelsBucketName"],
+        queues=SqsQueueDepths({"QuarantineQueue": quarantine}, sqs=sqs),
+        uploads=S3Uploads(stack.outputs["RawBucketName"], s3=clients("s3")),
+        logger=Logger(service="gateway-browser-test"),
+    )
+    return start_api(create_app(deps))
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the dashboard exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=2).text == "ok":
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError("the dashboard did not become healthy")
+
+
+def _browser(profile: Path):
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM  # type: ignore[assignment]
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1800",
+    ):
+        options.add_argument(argument)
+    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
+    return webdriver.Chrome(options=options, service=service)
+
+
+def _series_pixels(png: bytes, rgb: tuple[int, int, int], tolerance: int = 40) -> int:
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int((np.abs(pixels - np.array(rgb)).sum(axis=2) < tolerance).sum())
+
+
+def test_dashboard_browser_renders_charts_with_data(deploy_stack, clients, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    stack = deploy_stack(parameters={"ReadingsShardCount": "1", "ForecastsShardCount": "1"})
+    _load(stack, clients, tmp_path)
+    api = _api(stack, clients)
+    token = issue_token(SECRET, operator=True, ttl_s=3600)
+    port = _free_port()
+    log = (tmp_path / "streamlit.log").open("wb")
+    dashboard = start_dashboard(api.url, token, port=port, refresh_s=30, log=log)
+    browser = None
+    screenshot = Path(os.environ.get("WATTSTREAM_SCREENSHOT", tmp_path / "dashboard.png"))
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}", dashboard)
+        browser = _browser(tmp_path / "chromium-profile")
+        browser.get(f"http://127.0.0.1:{port}")
+        wait = WebDriverWait(browser, 90)
+        charts = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
+        wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, charts)))
+        wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "minute points"))
+        time.sleep(1.0)  # let vega finish drawing the canvas
+        live_text = browser.find_element(By.TAG_NAME, "body").text
+        live_png = browser.find_element(By.CSS_SELECTOR, charts).screenshot_as_png
+        live_screenshot = screenshot.with_name(f"{screenshot.stem}-live{screenshot.suffix}")
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(live_screenshot))
+        print(f"dashboard screenshot (live tab): {live_screenshot}")
+
+        browser.find_element(By.XPATH, '//*[@role="tab"][contains(., "Month")]').click()
+        plots = '[data-testid="stImage"] img'
+        wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, plots)))
+        wait.until(
+            lambda b: (
+                len([c for c in b.find_elements(By.CSS_SELECTOR, charts) if c.is_displayed()]) >= 1
+            )
+        )
+        time.sleep(1.0)
+        month_text = browser.find_element(By.TAG_NAME, "body").text
+        month_chart = next(
+            c for c in browser.find_elements(By.CSS_SELECTOR, charts) if c.is_displayed()
+        )
+        month_png = month_chart.screenshot_as_png
+        plot_width = browser.find_element(By.CSS_SELECTOR, plots).get_property("naturalWidth")
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(screenshot))
+        print(f"dashboard screenshot: {screenshot}")
+    finally:
+        if browser is not None:
+            if not screenshot.exists():  # a failure: keep what the browser showed
+                screenshot.parent.mkdir(parents=True, exist_ok=True)
+                browser.save_screenshot(str(screenshot))
+                print(f"dashboard screenshot (failure): {screenshot}")
+                print(browser.find_element(By.TAG_NAME, "body").text[:3000])
+            browser.quit()
+        dashboard.terminate()
+        dashboard.wait(timeout=20)
+        log.close()
+        api.stop()
+
+    assert HOUSEHOLD in live_text
+    assert f"{HOUSEHOLD}: 360 minute points" in live_text  # a 6-hour window of real minutes
+    assert _series_pixels(live_png, (31, 119, 180)) > 200  # the actual series (blue)
+    assert _series_pixels(live_png, (255, 127, 14)) > 10  # the forecast (orange)
+    assert "900.0 kWh" in month_text  # the month total
+    assert _series_pixels(month_png, (255, 153, 62)) > 200  # forecast days (orange at 0.8)
+    assert plot_width == 320  # the components plot, streamed through the API
+    assert screenshot.stat().st_size > 10_000

@@ -1,0 +1,74 @@
+"""The dashboard's API client and view builders, against the API on fakes (no browser)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from services.gateway.dashboard import views
+from services.gateway.dashboard.client import GatewayApiError, GatewayClient
+from tests.services.gateway.conftest import NOW, PNG, A, B
+
+
+@pytest.fixture
+def client(world):
+    return GatewayClient("http://testserver", world.token(operator=True), http=world.client)
+
+
+def test_dashboard_client_reads_what_the_api_serves(client):
+    start = NOW - dt.timedelta(hours=2)
+
+    assert [h["household_id"] for h in client.households()] == [A, B]
+    assert len(client.consumption(A, start, NOW, "minute")["points"]) == 120
+    assert client.forecast(A)["forecast"]["household_id"] == A
+    assert client.forecast("uci-0404") is None  # 404 is "nothing yet", not an error
+    monthly = client.monthly(A, "2007-04")
+    assert client.plot(monthly["plots"]["components"]) == PNG
+
+
+def test_dashboard_client_raises_the_api_error(world):
+    household = GatewayClient("http://testserver", world.token(A), http=world.client)
+
+    with pytest.raises(GatewayApiError) as error:
+        household.consumption(B, NOW - dt.timedelta(hours=1), NOW, "minute")
+    assert (error.value.status, error.value.code) == (403, "forbidden")
+
+
+def test_dashboard_client_pipeline_controls(client, world):
+    job = client.start_replay(2, "max", "original")
+    status = client.upload("april.txt", b"data", "uci-0007")
+
+    assert job["request"] == {"households": 2, "speed": "max", "start": "original"}
+    assert client.replay_jobs()[0]["id"] == job["id"]
+    assert client.upload_status(status["key"])["state"] == "pending"
+    assert world.uploads.objects == {"uploads/uci-0007/april.txt": b"data"}
+
+
+def test_dashboard_views_live_frames_and_chart(client):
+    start = NOW - dt.timedelta(hours=3)
+    actual, predicted, marks = views.live_frames(
+        client.consumption(A, start, NOW, "minute"),
+        client.forecast(A),
+        client.anomalies(A, start, NOW),
+    )
+
+    assert len(actual) == 180
+    assert (predicted["lower"] <= predicted["kw"]).all()
+    assert (predicted["kw"] <= predicted["upper"]).all()
+    assert len(marks) == 1
+    spec = views.live_chart(actual, predicted, marks).to_dict()
+    assert len(spec["layer"]) == 4  # actual, band, forecast, anomaly rules
+
+
+def test_dashboard_views_month_cost_at_tariff(client):
+    monthly = client.monthly(A, "2007-04")
+
+    summary = views.month_summary(monthly, tariff=0.25)
+    frame = views.month_frame(monthly, tariff=0.25)
+
+    assert summary.cost(summary.total_kwh) == pytest.approx(225.0)
+    assert summary.total_80 == (850.0, 950.0)
+    assert frame["kind"].value_counts().to_dict() == {"forecast": 28, "actual": 2}
+    assert frame["cost"].sum() == pytest.approx(30 * 30.0 * 0.25)
+    assert views.month_chart(frame).to_dict()["layer"]

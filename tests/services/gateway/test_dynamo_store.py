@@ -1,0 +1,159 @@
+"""The DynamoDB query store on a moto server, with the table from the real template."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from services.gateway.adapters.dynamo_store import DynamoGatewayStore
+from services.gateway.core.consumption import MINUTE_US, DayKey, minute_updates
+from services.gateway.core.model import AnomalyMark, ConsumerProgress, StoredMonthly
+from shared.batch import ReadingBatch, datetime_to_us
+from tests.services.gateway.conftest import forecast_for, monthly_for
+
+T0 = dt.datetime(2007, 4, 1, tzinfo=dt.UTC)
+KEY = DayKey("uci-0001", T0.date())
+
+
+def _update(minutes, kw):
+    stamps = np.array([datetime_to_us(T0) + m * MINUTE_US for m in minutes])
+    batch = ReadingBatch("uci-0001", stamps, {"global_active_power_kw": np.array(kw)})
+    return minute_updates(batch)[KEY]
+
+
+@pytest.fixture
+def table(deploy_stack):
+    return deploy_stack().outputs["GatewayTableName"]
+
+
+@pytest.fixture
+def store(table, clients):
+    return DynamoGatewayStore(table, client=clients("dynamodb"))
+
+
+def _version(clients, table):
+    item = clients("dynamodb").get_item(
+        TableName=table, Key={"pk": {"S": "H#uci-0001"}, "sk": {"S": f"D#{T0.date()}"}}
+    )["Item"]
+    return int(item["version"]["N"])
+
+
+def test_dynamo_store_merge_day_redelivery_writes_nothing(store, clients, table):
+    update = _update([0, 1, 2], [1.0, 2.0, 3.0])
+
+    assert store.merge_day(KEY, update) is True
+    assert store.merge_day(KEY, update) is False
+
+    assert _version(clients, table) == 1
+    day = store.days("uci-0001", [T0.date(), T0.date() + dt.timedelta(days=1)])
+    assert list(day) == [T0.date()]
+    assert day[T0.date()][:3].tolist() == [1.0, 2.0, 3.0]
+    assert np.isnan(day[T0.date()][3:]).all()
+
+
+def test_dynamo_store_merge_day_retries_on_a_concurrent_writer(store, clients, table):
+    """A write between our read and our conditional put is kept, and so is ours."""
+    other = DynamoGatewayStore(table, client=clients("dynamodb"))
+    real = clients("dynamodb")
+    interleaved = []
+
+    class Interleaving:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def get_item(self, **kwargs):
+            reply = real.get_item(**kwargs)
+            if not interleaved:
+                interleaved.append(other.merge_day(KEY, _update([10], [9.0])))
+            return reply
+
+    racing = DynamoGatewayStore(table, client=Interleaving())
+
+    assert racing.merge_day(KEY, _update([0], [1.0])) is True
+
+    assert interleaved == [True]
+    day = store.days("uci-0001", [T0.date()])[T0.date()]
+    assert (day[0], day[10]) == (1.0, 9.0)
+    assert _version(clients, table) == 2
+
+
+def test_dynamo_store_days_batches_many_keys(store):
+    days = [T0.date() + dt.timedelta(days=i) for i in range(130)]
+    for day in days[::10]:
+        update = _update([5], [2.0])
+        store.merge_day(DayKey("uci-0001", day), update)
+
+    found = store.days("uci-0001", days)
+
+    assert sorted(found) == days[::10]
+
+
+def test_dynamo_store_forecast_only_moves_forward(store):
+    newer = forecast_for("uci-0001", T0 + dt.timedelta(minutes=5))
+    older = forecast_for("uci-0001", T0)
+
+    assert store.put_forecast(newer) is True
+    assert store.put_forecast(older) is False
+    assert store.put_forecast(newer) is False  # redelivery
+
+    assert store.latest_forecast("uci-0001") == newer
+    assert store.latest_forecast("uci-0002") is None
+
+
+def test_dynamo_store_anomalies_by_range(store):
+    for minutes in (0, 30, 60):
+        mark = AnomalyMark("uci-0001", T0 + dt.timedelta(minutes=minutes), 4.0, "m1")
+        store.put_anomaly(mark)
+        store.put_anomaly(mark)
+
+    found = store.anomalies("uci-0001", T0, T0 + dt.timedelta(minutes=60))
+
+    assert [m.timestamp for m in found] == [T0, T0 + dt.timedelta(minutes=30)]
+    assert found[0].score == 4.0
+
+
+def test_dynamo_store_monthly_keeps_the_latest_as_of(store):
+    current = monthly_for("uci-0001")
+    older = current.model_copy(update={"as_of": dt.date(2007, 4, 1), "month_total_kwh": 1.0})
+
+    assert store.put_monthly(StoredMonthly(current, "b", "results/a.json")) is True
+    assert store.put_monthly(StoredMonthly(older, "b", "results/old.json")) is False
+
+    stored = store.monthly("uci-0001", "2007-04")
+    assert stored is not None
+    assert stored.forecast == current
+    assert stored.key == "results/a.json"
+    assert store.monthly("uci-0001", "2007-05") is None
+
+
+def test_dynamo_store_households_index_moves_forward(store):
+    store.note_household("uci-0002", T0 + dt.timedelta(hours=1))
+    store.note_household("uci-0002", T0)
+    store.note_household("uci-0001", T0)
+
+    assert [(h.household_id, h.last_reading_at) for h in store.households()] == [
+        ("uci-0001", T0),
+        ("uci-0002", T0 + dt.timedelta(hours=1)),
+    ]
+    assert store.household("uci-0003") is None
+
+
+def test_dynamo_store_progress_and_throughput(store):
+    for seconds, records in ((10, 5), (5, 7)):  # the second batch arrived earlier
+        store.record_progress(
+            ConsumerProgress(
+                consumer="readings",
+                last_arrival_at=T0 + dt.timedelta(seconds=seconds),
+                last_event_at=T0,
+                processed_at=T0 + dt.timedelta(seconds=20),
+                records=records,
+            )
+        )
+
+    (progress,) = store.progress()
+    assert progress.last_arrival_at == T0 + dt.timedelta(seconds=10)
+    assert progress.records == 12
+    assert store.recent_records(T0) == {"readings": 12}
+    assert store.recent_records(T0 + dt.timedelta(minutes=2)) == {"readings": 0}
