@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-slow test-all lint bench-codec clean
+.PHONY: run test test-slow test-all lint bench-codec check-deploy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,ml]'
+	$(BIN)/python deploy/kcl/install_kclpy.py --python $(BIN)/python
 	touch $(STAMP)
 
 ## make run: local AWS stack + handlers + the shipped real-data slice (Ctrl-C stops)
@@ -34,6 +35,10 @@ lint: $(STAMP)
 
 bench-codec: $(STAMP)
 	$(BIN)/python -m bench codec
+
+## make check-deploy: cfn-lint, sam validate --lint, sam build of every zip function, sizes
+check-deploy: $(STAMP)
+	bash deploy/check.sh
 
 clean:
 	rm -rf $(VENV) .wattstream build *.egg-info

@@ -256,6 +256,9 @@ class MonthlyForecast(_WireModel):
     daily: list[DailyPoint]
     model_version: Annotated[str, StringConstraints(min_length=1)]
     plot_keys: dict[str, str] = Field(default_factory=dict)
+    #: Why this forecast is not from the model (e.g. a short history gets the trailing-mean
+    #: fallback); ``None`` for the model's own forecasts.
+    fallback_reason: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> MonthlyForecast:

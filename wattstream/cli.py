@@ -304,9 +304,11 @@ def _print_pipeline_summary(description: Any, event_runner: Any) -> None:
 
 def _register_service_commands() -> None:
     from wattstream import gateway_commands, ingest_commands
+    from wattstream.kcl.cli import kcl
 
     ingest_commands.register(main)
     gateway_commands.register(main)
+    main.add_command(kcl)
 
 
 _register_service_commands()

@@ -22,6 +22,7 @@ def kinesis_probe(logical_id: str = "ProbeFunction", **mapping: Any) -> Any:
         template["Resources"][logical_id] = {
             "Type": "AWS::Serverless::Function",
             "Properties": {
+                "Runtime": "python3.12",  # zip functions name their runtime (no Globals)
                 "CodeUri": "..",
                 "Handler": "tests.local.probes.echo_handler",
                 "Environment": {"Variables": {"PROBE_STREAM": {"Ref": "ReadingsStream"}}},
@@ -45,6 +46,7 @@ def sqs_probe(logical_id: str = "RawProbeFunction", **mapping: Any) -> Any:
         template["Resources"][logical_id] = {
             "Type": "AWS::Serverless::Function",
             "Properties": {
+                "Runtime": "python3.12",  # zip functions name their runtime (no Globals)
                 "CodeUri": "..",
                 "Handler": "tests.local.probes.echo_handler",
                 "Events": {"RawEvents": {"Type": "SQS", "Properties": properties}},

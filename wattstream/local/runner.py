@@ -485,27 +485,13 @@ class KinesisPoller:
 
     def event(self, shard_id: str, records: list[dict[str, Any]]) -> dict[str, Any]:
         """A Lambda Kinesis event, exactly as the Lambda service shapes it."""
-        return {
-            "Records": [
-                {
-                    "kinesis": {
-                        "kinesisSchemaVersion": "1.0",
-                        "partitionKey": r["PartitionKey"],
-                        "sequenceNumber": r["SequenceNumber"],
-                        "data": base64.b64encode(r["Data"]).decode("ascii"),
-                        "approximateArrivalTimestamp": _epoch(r["ApproximateArrivalTimestamp"]),
-                    },
-                    "eventSource": "aws:kinesis",
-                    "eventVersion": "1.0",
-                    "eventID": f"{shard_id}:{r['SequenceNumber']}",
-                    "eventName": "aws:kinesis:record",
-                    "invokeIdentityArn": self.function.spec.arn,
-                    "awsRegion": self.region,
-                    "eventSourceARN": self.stream_arn,
-                }
-                for r in records
-            ]
-        }
+        return kinesis_event(
+            records,
+            shard_id=shard_id,
+            stream_arn=self.stream_arn,
+            function_arn=self.function.spec.arn,
+            region=self.region,
+        )
 
     def send_to_destination(
         self,
@@ -531,33 +517,95 @@ class KinesisPoller:
         )
         if not destination:
             return
-        document = {
-            "requestContext": {
-                "requestId": str(uuid.uuid4()),
-                "functionArn": self.function.spec.arn,
-                "condition": condition,
-                "approximateInvokeCount": attempts + 1,
-            },
-            "responseContext": {
-                "statusCode": 200,
-                "executedVersion": "$LATEST",
-                "functionError": error,
-            },
-            "version": "1.0",
-            "timestamp": datetime.now(UTC).isoformat(),
-            "KinesisBatchInfo": {
-                "shardId": shard_id,
-                "startSequenceNumber": records[0]["SequenceNumber"],
-                "endSequenceNumber": records[-1]["SequenceNumber"],
-                "approximateArrivalOfFirstRecord": _iso(records[0]["ApproximateArrivalTimestamp"]),
-                "approximateArrivalOfLastRecord": _iso(records[-1]["ApproximateArrivalTimestamp"]),
-                "batchSize": len(records),
-                "streamArn": self.stream_arn,
-            },
-        }
+        document = failure_document(
+            records,
+            shard_id=shard_id,
+            stream_arn=self.stream_arn,
+            function_arn=self.function.spec.arn,
+            condition=condition,
+            error=error,
+            attempts=attempts,
+        )
         self.sqs.send_message(
             QueueUrl=queue_url(self.sqs, destination), MessageBody=json.dumps(document)
         )
+
+
+def kinesis_event(
+    records: list[dict[str, Any]],
+    *,
+    shard_id: str,
+    stream_arn: str,
+    function_arn: str,
+    region: str,
+) -> dict[str, Any]:
+    """A Lambda Kinesis event of GetRecords-shaped records (``PartitionKey``, ``Data``, ...).
+
+    Shared with the KCL host (:mod:`wattstream.kcl`), so a handler sees the same event
+    from the local runner, from Lambda and from a KCL worker.
+    """
+    return {
+        "Records": [
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": r["PartitionKey"],
+                    "sequenceNumber": r["SequenceNumber"],
+                    "data": base64.b64encode(r["Data"]).decode("ascii"),
+                    "approximateArrivalTimestamp": _epoch(r["ApproximateArrivalTimestamp"]),
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": f"{shard_id}:{r['SequenceNumber']}",
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": function_arn,
+                "awsRegion": region,
+                "eventSourceARN": stream_arn,
+            }
+            for r in records
+        ]
+    }
+
+
+def failure_document(
+    records: list[dict[str, Any]],
+    *,
+    shard_id: str,
+    stream_arn: str,
+    function_arn: str,
+    condition: str,
+    error: str,
+    attempts: int,
+) -> dict[str, Any]:
+    """The document Lambda sends to a Kinesis mapping's on-failure destination.
+
+    Coordinates of the skipped records (shard, first/last sequence number, count), not
+    their data: the records stay readable on the stream for its retention period.
+    """
+    return {
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": function_arn,
+            "condition": condition,
+            "approximateInvokeCount": attempts + 1,
+        },
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": error,
+        },
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "KinesisBatchInfo": {
+            "shardId": shard_id,
+            "startSequenceNumber": records[0]["SequenceNumber"],
+            "endSequenceNumber": records[-1]["SequenceNumber"],
+            "approximateArrivalOfFirstRecord": _iso(records[0]["ApproximateArrivalTimestamp"]),
+            "approximateArrivalOfLastRecord": _iso(records[-1]["ApproximateArrivalTimestamp"]),
+            "batchSize": len(records),
+            "streamArn": stream_arn,
+        },
+    }
 
 
 def _iso(value: Any) -> str:

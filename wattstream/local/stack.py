@@ -304,9 +304,11 @@ def deploy(
         for r in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]
         if r.get("LogicalResourceId") and r.get("PhysicalResourceId")
     }
+    # Resources behind a Condition are absent when it is false: that is not emulation.
     not_emulated = {
         logical: moto_template["Resources"][logical]["Type"]
         for logical in sorted(set(moto_template["Resources"]) - set(resources))
+        if "Condition" not in moto_template["Resources"][logical]
     }
     notifications = {}
     for bucket_id, config in raw_notifications.items():
@@ -357,7 +359,7 @@ def _describe_functions(
             logical_id=logical_id,
             name=config["FunctionName"],
             arn=config["FunctionArn"],
-            handler=_handler_of(config, sam_props),
+            handler=handler_of(config, sam_props),
             code_uri=str(sam_props.get("CodeUri", globals_.get("CodeUri", "."))),
             timeout_s=int(config.get("Timeout") or 3),
             memory_mb=int(config.get("MemorySize") or 128),
@@ -366,11 +368,16 @@ def _describe_functions(
     return specs
 
 
-def _handler_of(config: Mapping[str, Any], sam_props: Mapping[str, Any]) -> str:
-    """``Handler`` of a zip function; ``ImageConfig.Command[0]`` of a container image."""
+def handler_of(config: Mapping[str, Any], sam_props: Mapping[str, Any] | None = None) -> str:
+    """``Handler`` of a zip function; the image command of a container-image function.
+
+    ``config`` is ``GetFunctionConfiguration``'s reply; the image command comes from its
+    ``ImageConfigResponse`` or, where the emulator leaves that out, from the template.
+    """
     if config.get("Handler"):
         return str(config["Handler"])
-    command = sam_props.get("ImageConfig", {}).get("Command") or []
+    command = config.get("ImageConfigResponse", {}).get("ImageConfig", {}).get("Command")
+    command = command or (sam_props or {}).get("ImageConfig", {}).get("Command") or []
     if not command:
-        raise StackError(f"{config['FunctionName']}: neither a Handler nor an ImageConfig.Command")
+        raise StackError(f"{config['FunctionName']}: neither a Handler nor an image command")
     return str(command[0])

@@ -1,0 +1,492 @@
+"""Accuracy on the UCI household under two published protocols, next to baselines.
+
+Both protocols read the file with :func:`load_uci_bins` (bins are means of the recorded
+minutes, missing under 50 % coverage) and follow the gap policy of
+:mod:`services.realtime.model.data`: inputs have gaps of up to two hours interpolated
+(never towards a target: the last input bin must be measured), windows with a longer
+input gap or any missing target are skipped, in training and in test. Targets are never
+filled. The file's clock is the Sceaux local clock without DST (UTC+01:00, see
+``shared.uci``); "midnight" and "2010" below are on that clock.
+
+**Day-ahead at 15 minutes** (after Gasparin, Lukovic and Alippi, "Deep learning for time
+series forecasting: the electric load case", 2019/2022; best published on this data: GRU,
+RMSE 0.75 kW, MAE 0.52 kW). Bins of 15 minutes; input the last 4 days (384 bins, all
+eleven features); output the next 96 bins (the next day). *Test:* the last 365 days of
+the file; one forecast per day, issued at every local midnight from the first midnight
+of the test year (2009-11-27 00:00 local) to the last complete day, for the 96 bins of
+that day. *Training:* every window (stride one bin) whose 96 targets all end before the
+first test midnight; its last tenth (in time) is the validation set that picks the best
+epoch. The inputs of a test day reach back into earlier days (that is history, known at
+forecast time); no test target is ever a training target or an input of its own window.
+
+**Hourly one-step** (after Kim and Cho, "Predicting residential energy consumption using
+CNN-LSTM neural networks", Energy 182, 2019: RMSE 0.596 kW, MAE 0.332 kW at hourly
+resolution, trained before 2010, tested on 2010). Bins of one hour; input the last 168
+hours (one week); output the next hour. *Test:* one forecast per hour (stride one bin)
+for every hour of 2010 in the file (2010-01-01 00:00 to 2010-11-26 20:00 local).
+*Training:* every window whose target hour is before 2010.
+
+Baselines, on exactly the same test windows and inputs: persistence (the last input
+value for every step), seasonal naive (the value one day earlier: ``y[t - 96]`` at 15
+minutes, ``y[t - 24]`` hourly) and linear regression (least squares, one output per
+step, on the input window's target values and the origin's calendar features, fitted on
+the protocol's training windows).
+
+Our model's point forecast is its median (quantile 0.5): the RMSE and MAE reported for it
+are the median's. RMSE is minimised by the mean, not the median, and household load is
+right-skewed, so the results also carry a mean estimate from the same three quantiles
+(Swanson's rule, ``0.3 q10 + 0.4 q50 + 0.3 q90``), reported separately, never instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from services.realtime.core.features import MEASUREMENTS
+from services.realtime.model.config import ModelConfig
+from services.realtime.model.data import DEFAULT_MAX_GAP_S, BinnedSeries, load_uci_bins
+from shared.uci import UCI_UTC_OFFSET
+
+if TYPE_CHECKING:
+    from services.realtime.model.training import ProgressFn, TrainedModel
+
+__all__ = [
+    "BASELINES",
+    "DAY_AHEAD_15MIN",
+    "HOURLY_ONE_STEP",
+    "PROTOCOLS",
+    "Metrics",
+    "ProtocolResult",
+    "ProtocolWindows",
+    "PublishedProtocol",
+    "evaluate_protocol",
+    "fit_linear",
+    "holdout_metrics",
+    "linear_forecast",
+    "persistence",
+    "protocol_windows",
+    "run_protocols",
+    "score",
+    "seasonal_naive",
+]
+
+_US_PER_S: Final = 1_000_000
+_DAY_S: Final = 86_400
+_TARGET_COLUMN: Final = 0  # the target is the first feature (FEATURES = MEASUREMENTS + ...)
+assert MEASUREMENTS[_TARGET_COLUMN] == "global_active_power_kw"
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Errors of point forecasts over every (window, step) pair, in kW."""
+
+    rmse: float
+    mae: float
+    n: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"rmse": round(self.rmse, 4), "mae": round(self.mae, 4), "n": self.n}
+
+
+def score(forecast: npt.NDArray[np.floating], actual: npt.NDArray[np.floating]) -> Metrics:
+    """RMSE and MAE of ``forecast`` against ``actual`` (same shape, no NaN)."""
+    error = np.asarray(forecast, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
+    if error.size == 0 or np.isnan(error).any():
+        raise ValueError("score needs matching, complete forecasts and actuals")
+    return Metrics(float(np.sqrt(np.mean(error**2))), float(np.mean(np.abs(error))), error.size)
+
+
+def coverage(quantiles: npt.NDArray[np.floating], actual: npt.NDArray[np.floating]) -> float:
+    """Share of actuals inside the outermost quantiles ``[q_first, q_last]``."""
+    inside = (actual >= quantiles[..., 0]) & (actual <= quantiles[..., -1])
+    return float(np.mean(inside))
+
+
+# --- baselines -------------------------------------------------------------------------
+
+
+def _ahead(origins: npt.NDArray[np.int64], horizon: int) -> npt.NDArray[np.int64]:
+    return np.asarray(origins, dtype=np.int64)[:, None] + np.arange(horizon)
+
+
+def persistence(
+    values: npt.NDArray[np.float64], origins: npt.NDArray[np.int64], horizon: int
+) -> npt.NDArray[np.float64]:
+    """The last input value, for every step: ``f[i, h] = values[origin_i - 1]``.
+
+    >>> persistence(np.arange(10.0), np.array([4]), 3).tolist()
+    [[3.0, 3.0, 3.0]]
+    """
+    last = np.asarray(values)[np.asarray(origins) - 1]
+    return np.repeat(last[:, None], horizon, axis=1)
+
+
+def seasonal_naive(
+    values: npt.NDArray[np.float64], origins: npt.NDArray[np.int64], horizon: int, season: int
+) -> npt.NDArray[np.float64]:
+    """The value one season earlier, from the inputs only: ``f[i, h] = values[t - k*season]``
+    with ``t = origin_i + h`` and the smallest ``k`` that lands before the origin.
+
+    >>> seasonal_naive(np.arange(10.0), np.array([4]), 3, 2).tolist()
+    [[2.0, 3.0, 2.0]]
+    """
+    steps = np.arange(horizon)
+    lag = season * (steps // season + 1)
+    return np.asarray(values)[_ahead(origins, horizon) - lag]
+
+
+def _design(
+    features: npt.NDArray[np.float64], origins: npt.NDArray[np.int64], lags: int
+) -> npt.NDArray[np.float64]:
+    """Regressors of a window: its last ``lags`` target values, the origin's calendar, 1."""
+    target_lags = features[np.asarray(origins)[:, None] - np.arange(1, lags + 1), _TARGET_COLUMN]
+    calendar = features[np.asarray(origins), len(MEASUREMENTS) :]
+    return np.column_stack([target_lags, calendar, np.ones(len(origins))])
+
+
+def fit_linear(
+    features: npt.NDArray[np.float64],
+    target: npt.NDArray[np.float64],
+    origins: npt.NDArray[np.int64],
+    lags: int,
+    horizon: int,
+    *,
+    ridge: float = 1e-3,
+    chunk: int = 8192,
+) -> npt.NDArray[np.float64]:
+    """Least-squares weights ``(regressors, horizon)``, one output per step (direct).
+
+    Accumulates the normal equations chunk by chunk (the full file's 100,000 day-ahead
+    windows x 389 regressors would be 300 MB at once); a tiny ridge keeps them solvable.
+    """
+    n_reg = lags + (features.shape[1] - len(MEASUREMENTS)) + 1
+    gram = np.zeros((n_reg, n_reg))
+    cross = np.zeros((n_reg, horizon))
+    for i in range(0, len(origins), chunk):
+        part = origins[i : i + chunk]
+        a = _design(features, part, lags)
+        gram += a.T @ a
+        cross += a.T @ target[_ahead(part, horizon)]
+    gram += ridge * len(origins) * np.eye(n_reg)
+    return np.linalg.solve(gram, cross)
+
+
+def linear_forecast(
+    features: npt.NDArray[np.float64],
+    origins: npt.NDArray[np.int64],
+    weights: npt.NDArray[np.float64],
+    lags: int,
+) -> npt.NDArray[np.float64]:
+    return _design(features, origins, lags) @ weights
+
+
+def swanson_mean(
+    quantiles: npt.NDArray[np.floating], levels: tuple[float, ...]
+) -> npt.NDArray[np.float64]:
+    """Swanson's rule: the mean of a skewed distribution from its 10/50/90 % quantiles,
+    ``0.3 q10 + 0.4 q50 + 0.3 q90`` (RMSE is minimised by the mean, not the median)."""
+    if tuple(levels) != (0.1, 0.5, 0.9):
+        raise ValueError("Swanson's rule needs the 0.1/0.5/0.9 quantiles")
+    q = np.asarray(quantiles, dtype=np.float64)
+    return 0.3 * q[..., 0] + 0.4 * q[..., 1] + 0.3 * q[..., 2]
+
+
+BASELINES: Final = ("persistence", "seasonal_naive", "linear_regression")
+
+
+# --- protocols -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published result on the same data set."""
+
+    source: str
+    model: str
+    rmse: float
+    mae: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PublishedProtocol:
+    """One published evaluation set-up (see the module docstring for the exact windows)."""
+
+    name: str
+    title: str
+    resolution_s: int
+    input_steps: int
+    horizon_steps: int
+    season_steps: int
+    reference: Reference
+    goal_rmse: float
+    #: ``(series) -> ProtocolWindows``: where training stops and which origins are tested.
+    windows: Callable[[BinnedSeries, npt.NDArray[np.float64]], ProtocolWindows]
+    #: The protocol's own model (built by the same ``build_model``, sized for it).
+    model: ModelConfig
+
+
+@dataclass(frozen=True, eq=False)
+class ProtocolWindows:
+    """Training stops before row ``train_stop`` (no target at or after it is trained on);
+    ``test_origins`` are the first target rows of the test windows."""
+
+    train_stop: int
+    test_origins: npt.NDArray[np.int64]
+
+
+def _local_seconds(series: BinnedSeries) -> npt.NDArray[np.int64]:
+    offset_s = UCI_UTC_OFFSET // dt.timedelta(seconds=1)
+    return series.starts_us // _US_PER_S + offset_s
+
+
+def _day_ahead_windows(series: BinnedSeries, features: npt.NDArray[np.float64]) -> ProtocolWindows:
+    end_us = int(series.starts_us[-1]) + series.resolution_s * _US_PER_S
+    test_from = np.searchsorted(series.starts_us, end_us - 365 * _DAY_S * _US_PER_S)
+    midnights = np.flatnonzero(_local_seconds(series) % _DAY_S == 0)
+    midnights = midnights[midnights >= test_from]
+    first = int(midnights[0])
+    origins = series.usable_origins(features, 384, 96, midnights)
+    return ProtocolWindows(first, origins)
+
+
+def _hourly_windows(series: BinnedSeries, features: npt.NDArray[np.float64]) -> ProtocolWindows:
+    local_2010 = dt.datetime(2010, 1, 1, tzinfo=dt.timezone(UCI_UTC_OFFSET))
+    first = series.index_of(local_2010)
+    origins = series.usable_origins(features, 168, 1, np.arange(first, len(series)))
+    return ProtocolWindows(first, origins)
+
+
+DAY_AHEAD_15MIN: Final = PublishedProtocol(
+    name="day_ahead_15min",
+    title="day-ahead, 15 min (4 days in, 96 steps out, last year)",
+    resolution_s=900,
+    input_steps=384,
+    horizon_steps=96,
+    season_steps=96,
+    reference=Reference("Gasparin et al. 2019", "GRU", 0.75, 0.52),
+    goal_rmse=0.72,
+    windows=_day_ahead_windows,
+    model=ModelConfig(
+        resolution_s=900,
+        input_steps=384,
+        horizon_steps=96,
+        units=64,
+        patch=4,
+        filters=32,
+        epochs=3,
+        version_prefix="lstm15-day-ahead",
+    ),
+)
+HOURLY_ONE_STEP: Final = PublishedProtocol(
+    name="hourly_one_step",
+    title="hourly one-step (train < 2010, test 2010)",
+    resolution_s=3600,
+    input_steps=168,
+    horizon_steps=1,
+    season_steps=24,
+    reference=Reference("Kim & Cho 2019", "CNN-LSTM", 0.596, 0.332),
+    goal_rmse=0.55,
+    windows=_hourly_windows,
+    model=ModelConfig(
+        resolution_s=3600,
+        input_steps=168,
+        horizon_steps=1,
+        units=48,
+        patch=1,
+        epochs=10,
+        batch_size=128,
+        version_prefix="lstm60-one-step",
+    ),
+)
+PROTOCOLS: Final = (DAY_AHEAD_15MIN, HOURLY_ONE_STEP)
+
+
+def protocol_windows(
+    series: BinnedSeries, protocol: PublishedProtocol, max_gap_s: int = DEFAULT_MAX_GAP_S
+) -> ProtocolWindows:
+    """The protocol's training stop and test origins on ``series`` (see module docstring)."""
+    if series.resolution_s != protocol.resolution_s:
+        raise ValueError(f"{protocol.name} needs bins of {protocol.resolution_s} s")
+    return protocol.windows(series, series.features(max_gap_s))
+
+
+@dataclass(frozen=True)
+class ProtocolResult:
+    """Our model and every baseline on one protocol's test windows."""
+
+    protocol: str
+    title: str
+    test_windows: int
+    train_windows: int
+    #: Our point forecast: the median.
+    model: Metrics
+    #: The mean estimated from the quantiles (Swanson's rule), reported alongside.
+    mean_estimate: Metrics
+    #: Share of actuals inside the model's outermost quantiles (nominal 0.8).
+    coverage: float
+    baselines: dict[str, Metrics]
+    reference: Reference
+    goal_rmse: float
+    train_seconds: float
+    epochs_run: int
+    best_epoch: int
+    config: ModelConfig
+
+
+def baseline_forecasts(
+    series: BinnedSeries,
+    features: npt.NDArray[np.float64],
+    train_origins: npt.NDArray[np.int64],
+    test_origins: npt.NDArray[np.int64],
+    *,
+    input_steps: int,
+    horizon_steps: int,
+    season_steps: int,
+) -> dict[str, npt.NDArray[np.float64]]:
+    """Every baseline's forecasts ``(windows, horizon)`` for the test origins."""
+    filled = features[:, _TARGET_COLUMN]
+    weights = fit_linear(features, series.target, train_origins, input_steps, horizon_steps)
+    return {
+        "persistence": persistence(filled, test_origins, horizon_steps),
+        "seasonal_naive": seasonal_naive(filled, test_origins, horizon_steps, season_steps),
+        "linear_regression": linear_forecast(features, test_origins, weights, input_steps),
+    }
+
+
+def evaluate_protocol(
+    series: BinnedSeries,
+    protocol: PublishedProtocol,
+    *,
+    config: ModelConfig | None = None,
+    seed: int | None = None,
+    epochs: int | None = None,
+    on_progress: ProgressFn | None = None,
+) -> ProtocolResult:
+    """Train the protocol's model on its training windows, then score it and the baselines.
+
+    ``config`` defaults to the protocol's own model (same :func:`build_model`, sized for
+    the protocol); ``seed``/``epochs`` override it.
+    """
+    from services.realtime.model.training import forecast_kw, train_model, windows_of
+
+    config = config or protocol.model
+    overrides: dict[str, Any] = {}
+    if seed is not None:
+        overrides["seed"] = seed
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    config = dataclasses.replace(config, **overrides)
+    shape = (config.resolution_s, config.input_steps, config.horizon_steps)
+    if shape != (protocol.resolution_s, protocol.input_steps, protocol.horizon_steps):
+        raise ValueError(f"{protocol.name} needs a model of (resolution, input, horizon) {shape}")
+    features = series.features(config.max_gap_s)
+    split = protocol.windows(series, features)
+    trained = train_model(series, config, stop=split.train_stop, on_progress=on_progress)
+    test = split.test_origins
+    actual = series.target[_ahead(test, protocol.horizon_steps)]
+    quantiles = forecast_kw(trained, windows_of(features, test, protocol.input_steps))
+    middle = len(config.quantiles) // 2
+    train_origins = series.usable_origins(
+        features,
+        protocol.input_steps,
+        protocol.horizon_steps,
+        np.arange(0, split.train_stop - protocol.horizon_steps + 1),
+    )
+    baselines = baseline_forecasts(
+        series,
+        features,
+        train_origins,
+        test,
+        input_steps=protocol.input_steps,
+        horizon_steps=protocol.horizon_steps,
+        season_steps=protocol.season_steps,
+    )
+    return ProtocolResult(
+        protocol=protocol.name,
+        title=protocol.title,
+        test_windows=len(test),
+        train_windows=trained.train_windows + trained.val_windows,
+        model=score(quantiles[..., middle], actual),
+        mean_estimate=score(swanson_mean(quantiles, config.quantiles), actual),
+        coverage=coverage(quantiles, actual),
+        baselines={name: score(f, actual) for name, f in baselines.items()},
+        reference=protocol.reference,
+        goal_rmse=protocol.goal_rmse,
+        train_seconds=trained.seconds,
+        epochs_run=trained.epochs_run,
+        best_epoch=trained.best_epoch,
+        config=config,
+    )
+
+
+def run_protocols(
+    source: Path,
+    *,
+    protocols: tuple[PublishedProtocol, ...] = PROTOCOLS,
+    seed: int | None = None,
+    epochs: int | None = None,
+    on_progress: ProgressFn | None = None,
+) -> list[ProtocolResult]:
+    """Both protocols on one UCI file (it is parsed once per resolution)."""
+    results = []
+    cache: dict[int, BinnedSeries] = {}
+    for protocol in protocols:
+        series = cache.get(protocol.resolution_s) or load_uci_bins(source, protocol.resolution_s)
+        cache[protocol.resolution_s] = series
+        results.append(
+            evaluate_protocol(series, protocol, seed=seed, epochs=epochs, on_progress=on_progress)
+        )
+    return results
+
+
+def holdout_metrics(trained: TrainedModel, series: BinnedSeries, stop: int) -> dict[str, Any]:
+    """The shipped model on every usable window after row ``stop`` (one per bin), with
+    persistence and the seasonal naive forecast on the same windows, for ``metrics.json``.
+    """
+    from services.realtime.model.training import forecast_kw, windows_of
+
+    spec = trained.spec
+    started = time.perf_counter()
+    features = series.features()
+    origins = series.usable_origins(
+        features, spec.input_steps, spec.horizon_steps, np.arange(stop, len(series))
+    )
+    if len(origins) == 0:
+        return {"holdout": {"windows": 0}}
+    actual = series.target[_ahead(origins, spec.horizon_steps)]
+    quantiles = forecast_kw(trained, windows_of(features, origins, spec.input_steps))
+    middle = len(spec.quantiles) // 2
+    season = _DAY_S // spec.resolution_s
+    filled = features[:, _TARGET_COLUMN]
+    baselines = {"persistence": persistence(filled, origins, spec.horizon_steps)}
+    if season <= spec.input_steps:  # the day-earlier value must be one of the inputs
+        baselines["seasonal_naive"] = seasonal_naive(filled, origins, spec.horizon_steps, season)
+    return {
+        "holdout": {
+            "from": dt.datetime.fromtimestamp(
+                series.starts_us[stop] / _US_PER_S, dt.UTC
+            ).isoformat(),
+            "windows": len(origins),
+            "model": score(quantiles[..., middle], actual).as_dict(),
+            "model_first_step": score(quantiles[:, 0, middle], actual[:, 0]).as_dict(),
+            "interval": [spec.quantiles[0], spec.quantiles[-1]],
+            "interval_coverage": round(coverage(quantiles, actual), 4),
+            "baselines": {k: score(v, actual).as_dict() for k, v in baselines.items()},
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+    }

@@ -1,0 +1,1 @@
+"""``code/`` of the SageMaker archive: ``inference.py`` ships as is (see ``sagemaker.py``)."""

@@ -1,0 +1,380 @@
+"""Lambda shell of the realtime consumer: Kinesis ``readings`` -> ``forecasts``.
+
+Per invocation (one Lambda batch, up to 500 records of many households):
+
+1. decode every record (``shared.codec``) and keep the physically sane readings
+   (``shared.validation.sanity_mask``, without the clock rule: that was ingest's call);
+2. load the window states of every household of the batch (one BatchGetItem per 100);
+3. run the pure step (:mod:`services.realtime.core.stream`): ONE batched model call for
+   every window that completed in any household;
+4. publish the forecasts (JSON ``Forecast`` documents, partition key = household, in
+   time order per household) to the ``forecasts`` stream;
+5. write the states back, conditionally on the stream position (never backwards).
+
+Publishing comes before saving: if the save fails, the records are retried from the old
+state and the same forecasts are published again, identical (same identity
+``(household_id, issued_at)``, same content), which consumers upsert; saving first would
+lose the forecasts of a failed publish. A clean redelivery (records already applied)
+publishes nothing.
+
+Failures stay per household (``batchItemFailures``): a household whose forecasts could
+not be published, or whose state could not be written, fails its own records only; a
+failed model call fails the households that needed it (fallback households go on); a
+state table that cannot be read fails the batch (nothing can be done without states).
+
+**Records that do not decode** are logged at error level with their coordinates and
+reason, counted (``RecordsUndecodable``), and treated as handled, not failed: failing
+them would block every household behind them on the shard until the records expire, and
+the ``readings`` stream already has its quarantine owner: the archive consumer
+quarantines every undecodable record of this stream (original bytes, reason,
+coordinates). Realtime has no quarantine of its own to avoid a second copy of each
+poison record (and its role has no access to the quarantine). The same holds for a record
+whose partition key is not its household, and for insane readings inside a record
+(``ReadingsRejected``).
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
+    KinesisStreamEvent,
+    KinesisStreamRecord,
+)
+
+from services.realtime.adapters.state_store import DynamoStateStore
+from services.realtime.backends import open_model
+from services.realtime.core.stream import (
+    Delivery,
+    ForecastDocument,
+    StepResult,
+    StreamConfig,
+    finish,
+    prepare,
+)
+from services.realtime.core.window import WindowState
+from services.realtime.model.bundle import download_bundle, shipped_bundle_dir
+from services.realtime.ports import ForecastModel, StateStore
+from services.realtime.settings import RealtimeSettings
+from shared.batch import MAX_TIMESTAMP_US
+from shared.codec import CodecError, decode_record
+from shared.settings import AwsSettings
+from shared.streams.kinesis import KinesisPublisher
+from shared.streams.ports import PublishError, StreamPublisher, StreamRecord
+from shared.validation import DEFAULT_LIMITS, SanityLimits, sanity_mask
+
+__all__ = [
+    "RealtimeDeps",
+    "RealtimeOutcome",
+    "build_handler",
+    "deps_from_environment",
+    "handler",
+    "process_records",
+]
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+_SHOWN: Final = 3
+
+
+@dataclass(frozen=True)
+class RealtimeDeps:
+    """Everything the handler talks to; built once per Lambda sandbox (or by a test)."""
+
+    model: ForecastModel
+    store: StateStore
+    publisher: StreamPublisher
+    logger: Logger
+    metrics: Metrics
+    config: StreamConfig | None = None  # default: StreamConfig(model.spec)
+    limits: SanityLimits = DEFAULT_LIMITS
+
+    @functools.cached_property
+    def stream_config(self) -> StreamConfig:
+        config = self.config or StreamConfig(self.model.spec)
+        if config.spec != self.model.spec:
+            raise ValueError("the stream config and the model disagree on the model spec")
+        return config
+
+
+@dataclass
+class RealtimeOutcome:
+    """What one batch did: failed records (sequence number -> reason) and counters."""
+
+    failed: dict[str, str] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+    result: StepResult | None = None
+
+
+@dataclass(frozen=True)
+class _Record:
+    sequence: str
+    partition_key: str
+    shard_id: str
+    data: bytes
+
+    @classmethod
+    def of(cls, record: KinesisStreamRecord) -> _Record:
+        return cls(
+            sequence=record.kinesis.sequence_number,
+            partition_key=record.kinesis.partition_key,
+            shard_id=record.event_id.partition(":")[0],
+            data=record.kinesis.data_as_bytes(),
+        )
+
+
+def _decode(
+    records: Sequence[_Record], deps: RealtimeDeps, outcome: RealtimeOutcome
+) -> tuple[list[Delivery], dict[str, list[str]]]:
+    """Deliveries in stream order, and each household's sequence numbers."""
+    deliveries: list[Delivery] = []
+    sequences: dict[str, list[str]] = defaultdict(list)
+    for record in records:
+        where = {"shard_id": record.shard_id, "sequence_number": record.sequence}
+        try:
+            batch = decode_record(record.data)
+        except CodecError as error:
+            outcome.counts["RecordsUndecodable"] += 1
+            deps.logger.error(
+                "undecodable record skipped (quarantined by the archive consumer)",
+                extra={**where, "partition_key": record.partition_key, "reason": error.reason},
+            )
+            continue
+        if batch.household_id != record.partition_key:
+            outcome.counts["RecordsUndecodable"] += 1
+            deps.logger.error(
+                "record under another household's partition key skipped",
+                extra={
+                    **where,
+                    "partition_key": record.partition_key,
+                    "household_id": batch.household_id,
+                },
+            )
+            continue
+        ok, rejected = sanity_mask(batch, now_us=MAX_TIMESTAMP_US, limits=deps.limits)
+        if rejected:
+            outcome.counts["ReadingsRejected"] += len(rejected)
+            deps.logger.warning(
+                "insane readings skipped",
+                extra={
+                    **where,
+                    "household_id": batch.household_id,
+                    "rejected": len(rejected),
+                    "examples": [f"row {r}: {j.code}" for r, j in rejected[:_SHOWN]],
+                },
+            )
+            batch = batch.take(ok)
+        deliveries.append(Delivery(batch, int(record.sequence)))
+        sequences[batch.household_id].append(record.sequence)
+    return deliveries, sequences
+
+
+def _fail(outcome: RealtimeOutcome, sequences: Sequence[str], reason: str) -> None:
+    for sequence in sequences:
+        outcome.failed.setdefault(sequence, reason)
+
+
+def process_records(records: Sequence[KinesisStreamRecord], deps: RealtimeDeps) -> RealtimeOutcome:
+    """Forecast one delivered batch; returns the failed records and the counters."""
+    outcome = RealtimeOutcome()
+    delivered = [_Record.of(r) for r in records]
+    outcome.counts["Records"] = len(delivered)
+    deliveries, sequences = _decode(delivered, deps, outcome)
+    if not deliveries:
+        return outcome
+    logger, config = deps.logger, deps.stream_config
+    try:
+        loaded = deps.store.load(list(sequences))
+    except Exception as error:  # no states, no step: the whole batch is retried
+        logger.exception("loading window states failed; the batch will be retried")
+        _fail(outcome, [s for seqs in sequences.values() for s in seqs], f"state load: {error}")
+        return outcome
+    for household, why in loaded.unreadable.items():
+        outcome.counts["StatesUnreadable"] += 1
+        logger.warning(
+            "unreadable window state: starting afresh",
+            extra={"household_id": household, "reason": why},
+        )
+    states: dict[str, WindowState | None] = dict(loaded.states)
+
+    prepared = prepare(states, deliveries, config)
+    failed_households: dict[str, str] = {}
+    predictions: Any = np.empty((0, config.spec.horizon_steps, len(config.spec.quantiles)))
+    try:
+        if len(prepared.model_inputs):
+            predictions = deps.model.predict(prepared.model_inputs)
+    except Exception as error:
+        logger.exception("the model call failed; households that needed it will be retried")
+        predictions = None
+        failed_households.update(dict.fromkeys(prepared.model_households, f"model: {error}"))
+    result = finish(prepared, predictions)
+    outcome.result = result
+
+    documents = [d for d in result.documents() if d.household_id not in failed_households]
+    failed_households.update(_publish(documents, deps, outcome))
+    to_save = [s for h, s in result.states.items() if h not in failed_households]
+    saved = deps.store.save(to_save)
+    outcome.counts["StateConflicts"] += len(saved.stale)
+    for household, reason in saved.failed.items():
+        logger.error(
+            "writing a window state failed", extra={"household_id": household, "reason": reason}
+        )
+        failed_households[household] = f"state save: {reason}"
+    for household, reason in failed_households.items():
+        _fail(outcome, sequences.get(household, []), reason)
+    outcome.counts["HouseholdsFailed"] = len(failed_households)
+    _count(result, outcome, deps)
+    return outcome
+
+
+def _publish(
+    documents: Sequence[ForecastDocument], deps: RealtimeDeps, outcome: RealtimeOutcome
+) -> dict[str, str]:
+    """Publish, returning the households whose forecasts may not all be on the stream."""
+    if not documents:
+        return {}
+    records = [StreamRecord(d.household_id, d.data) for d in documents]
+    try:
+        deps.publisher.publish(records)
+    except PublishError as error:
+        # Requests after the failing one were not attempted: every household with
+        # forecasts in this batch is retried (republished documents are identical).
+        deps.logger.exception("publishing forecasts failed; their households will be retried")
+        reason = f"publish: {error}"
+        return dict.fromkeys((d.household_id for d in documents), reason)
+    outcome.counts["ForecastsPublished"] += len(records)
+    return {}
+
+
+def _count(result: StepResult, outcome: RealtimeOutcome, deps: RealtimeDeps) -> None:
+    stats = result.stats
+    outcome.counts.update(
+        {
+            "DuplicateRecords": stats.duplicate_records,
+            "DuplicateReadings": stats.duplicate_readings,
+            "Households": stats.households,
+            "ModelWindows": stats.model_windows,
+            "FallbackWindows": stats.fallback_windows,
+            "Forecasts": stats.forecasts,
+            "Anomalies": stats.anomalies,
+            "StepsWithoutForecast": stats.skipped_steps,
+            "StepsSuperseded": stats.superseded_steps,
+            "LateReadingsIgnored": stats.late_ignored,
+            "WindowResets": len(result.resets),
+        }
+    )
+    if result.skipped:
+        by_code = Counter[str]()
+        for item in result.skipped:
+            by_code[item.code] += item.steps
+        deps.logger.info(
+            "steps without forecast",
+            extra={
+                "by_reason": dict(by_code),
+                "examples": [
+                    {"household_id": s.household_id, "reason": s.reason, "steps": s.steps}
+                    for s in result.skipped[:_SHOWN]
+                ],
+            },
+        )
+    for household, why in result.resets:
+        deps.logger.info("window reset", extra={"household_id": household, "reason": why})
+
+
+def _emit(outcome: RealtimeOutcome, deps: RealtimeDeps) -> None:
+    for name, value in sorted(outcome.counts.items()):
+        deps.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    deps.metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=len(outcome.failed))
+    deps.logger.info(
+        "forecast batch", extra={**outcome.counts, "records_failed": len(outcome.failed)}
+    )
+
+
+class _RecordFailed(RuntimeError):
+    """Marks a record as failed for Powertools' batch processor."""
+
+
+def build_handler(deps: RealtimeDeps) -> Handler:
+    """The Lambda handler over ``deps`` (the composition root calls this once)."""
+
+    @deps.metrics.log_metrics
+    @deps.logger.inject_lambda_context
+    def realtime_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        records = list(KinesisStreamEvent(event).records)
+        outcome = process_records(records, deps)
+        _emit(outcome, deps)
+
+        def settle(record: KinesisStreamRecord) -> None:
+            reason = outcome.failed.get(record.kinesis.sequence_number)
+            if reason is not None:
+                raise _RecordFailed(reason)
+
+        processor = BatchProcessor(
+            event_type=EventType.KinesisDataStreams, raise_on_entire_batch_failure=False
+        )
+        return dict(
+            process_partial_response(
+                event=event, record_handler=settle, processor=processor, context=context
+            )
+        )
+
+    return realtime_handler
+
+
+# ---------------------------------------------------------------------- composition root
+
+
+def deps_from_environment() -> RealtimeDeps:
+    """Real adapters from the function's environment (set by the SAM template)."""
+    settings = RealtimeSettings()  # type: ignore[call-arg]  # read from the environment
+    aws = AwsSettings()
+    bundle = settings.model_bundle
+    if bundle is None and settings.model_version and settings.models_bucket:
+        version = None if settings.model_version == "latest" else settings.model_version
+        bundle = download_bundle(
+            Path(tempfile.gettempdir()) / "wattstream-models",
+            bucket=settings.models_bucket,
+            s3=aws.client("s3"),
+            version=version,
+        )
+    bundle = bundle or shipped_bundle_dir()
+    model = open_model(
+        settings.model_backend,
+        bundle,
+        endpoint_name=settings.sagemaker_endpoint_name,
+        sagemaker_client=(
+            aws.client("sagemaker-runtime") if settings.model_backend == "sagemaker" else None
+        ),
+        num_threads=settings.model_threads,
+    )
+    return RealtimeDeps(
+        model=model,
+        store=DynamoStateStore(settings.state_table, aws.client("dynamodb")),
+        publisher=KinesisPublisher(settings.forecasts_stream_name, aws.client("kinesis")),
+        logger=Logger(),
+        metrics=Metrics(),
+        config=StreamConfig(model.spec, anomaly_threshold=settings.anomaly_threshold),
+    )
+
+
+@functools.cache
+def _default_handler() -> Handler:
+    return build_handler(deps_from_environment())
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The template's ``RealtimeFunction`` entry point; builds its dependencies on first use."""
+    return _default_handler()(event, context)

@@ -1,0 +1,1 @@
+"""Tests of the realtime model: training, evaluation, export, SageMaker packaging."""

@@ -1,0 +1,8 @@
+"""``python -m wattstream.kcl run ArchiveFunction``: the consumers' commands without the CLI."""
+
+from __future__ import annotations
+
+from wattstream.kcl.cli import kcl
+
+if __name__ == "__main__":
+    kcl()

@@ -1,0 +1,111 @@
+"""The process the MultiLangDaemon starts for a shard: bind, build, speak the protocol.
+
+``wattstream kcl run ArchiveFunction --stack-name S`` (the ``executableName`` of
+``deploy/kcl/archive.properties``) binds the consumer to the deployed stack, imports the
+function's ``Handler`` (whose module-level ``handler`` builds its dependencies from the
+environment on first use: the function's own composition root), and runs amazon_kclpy's
+``KCLProcess`` with :class:`~wattstream.kcl.processor.LambdaShardProcessor` until the
+daemon closes stdin.
+
+stdout belongs to the protocol: the daemon reads JSON lines from it. Handlers print
+(Powertools logs and EMF metrics go to stdout on Lambda), so before anything else the
+real stdout is kept for the protocol and file descriptor 1 is pointed at stderr, which the
+daemon copies to its own log.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from wattstream.kcl.binding import Binding
+from wattstream.local.runner import Function, Handler, queue_url, resolve_handler
+from wattstream.settings import PACKAGE_ROOT
+
+#: ``deploy/kcl/<consumer>.properties``, one per Kinesis consumer of the template.
+PROPERTIES_DIR = PACKAGE_ROOT / "deploy" / "kcl"
+
+
+def properties_file(function_logical_id: str) -> Path:
+    """``GatewayReadingsFunction`` -> ``deploy/kcl/gateway-readings.properties``."""
+    name = function_logical_id.removesuffix("Function")
+    kebab = "".join(f"-{c.lower()}" if c.isupper() else c for c in name).lstrip("-")
+    return PROPERTIES_DIR / f"{kebab}.properties"
+
+
+def render_properties(binding: Binding, stack_name: str, text: str | None = None) -> str:
+    """A consumer's properties with the stack's values filled in (``${name}`` placeholders).
+
+    The daemon does not expand variables, so the file is rendered before it starts:
+    ``${stackName}``, ``${streamArn}``, ``${streamName}`` and ``${regionName}``. A missing or
+    unknown placeholder is an error, not an empty value.
+    """
+    source = properties_file(binding.function.logical_id)
+    template = string.Template(source.read_text() if text is None else text)
+    return template.substitute(
+        stackName=stack_name,
+        streamArn=binding.stream_arn,
+        streamName=binding.stream_name,
+        regionName=binding.region,
+    )
+
+
+def protocol_streams() -> tuple[TextIO, TextIO, TextIO]:
+    """(input, output, error) for the protocol, with fd 1 sent to stderr from now on."""
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    return sys.stdin, protocol, sys.stderr
+
+
+def build_processor(
+    binding: Binding,
+    *,
+    clients: Callable[[str], Any],
+    handler: Handler | None = None,
+    runtime_environment: dict[str, str] | None = None,
+    log: TextIO | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+) -> Any:
+    """The record processor of one consumer (``handler`` overrides the template's, for tests)."""
+    from wattstream.kcl.processor import LambdaShardProcessor, RetryPolicy, SqsDestination
+
+    spec = binding.function
+    function = Function(
+        spec,
+        handler or resolve_handler(spec, PACKAGE_ROOT / "deploy"),
+        runtime_environment={
+            "AWS_REGION": binding.region,
+            "AWS_DEFAULT_REGION": binding.region,
+            **(runtime_environment or {}),
+        },
+        log=log,
+    )
+    destination = None
+    if binding.destination_arn:
+        sqs = clients("sqs")
+        destination = SqsDestination(sqs, queue_url(sqs, binding.destination_arn))
+    return LambdaShardProcessor(
+        function,
+        stream_arn=binding.stream_arn,
+        policy=RetryPolicy.of(binding.mapping),
+        destination=destination,
+        sleep=sleep,
+        clock=clock,
+    )
+
+
+def serve(processor: Any, input_file: TextIO, output_file: TextIO, error_file: TextIO) -> None:
+    """Speak the MultiLangDaemon protocol until the daemon closes ``input_file``."""
+    from amazon_kclpy import kcl
+
+    kcl.KCLProcess(
+        processor, input_file=input_file, output_file=output_file, error_file=error_file
+    ).run()
