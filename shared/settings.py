@@ -32,5 +32,6 @@ class AwsSettings(BaseSettings):
         config = Config(
             region_name=self.region,
             retries={"max_attempts": self.max_attempts, "mode": "standard"},
+            max_pool_connections=50,  # adapters write in parallel threads
         )
         return boto3.client(service, endpoint_url=self.endpoint_url, config=config)

@@ -140,3 +140,17 @@ def test_cli_token_issues_household_scoped_token(tmp_path, monkeypatch, deploy_s
     assert principal.households == frozenset({"uci-0001"})
     assert not principal.operator
     assert CliRunner().invoke(main, ["token"]).exit_code == 2  # neither scope given
+
+
+@pytest.mark.slow
+def test_cli_train_realtime_writes_a_loadable_bundle(tmp_path):
+    from services.realtime.model.bundle import read_spec
+
+    result = CliRunner().invoke(
+        main,
+        ["train", "realtime", "--data", str(APRIL_2007), "--out", str(tmp_path), "--epochs", "1"],
+    )
+    assert result.exit_code == 0, result.output
+    (bundle,) = tmp_path.iterdir()
+    assert read_spec(bundle).version == bundle.name
+    assert (bundle / "model.tflite").stat().st_size > 0

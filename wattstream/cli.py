@@ -303,11 +303,12 @@ def _print_pipeline_summary(description: Any, event_runner: Any) -> None:
 
 
 def _register_service_commands() -> None:
-    from wattstream import gateway_commands, ingest_commands
+    from wattstream import gateway_commands, ingest_commands, realtime_commands
     from wattstream.kcl.cli import kcl
 
     ingest_commands.register(main)
     gateway_commands.register(main)
+    realtime_commands.register(main)
     main.add_command(kcl)
 
 

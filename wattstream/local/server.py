@@ -27,7 +27,11 @@ def client_factory(endpoint_url: str | None, region: str) -> Callable[[str], Any
     import boto3
     from botocore.config import Config
 
-    config = Config(region_name=region, retries={"max_attempts": 5, "mode": "standard"})
+    config = Config(
+        region_name=region,
+        retries={"max_attempts": 5, "mode": "standard"},
+        max_pool_connections=50,
+    )
 
     def factory(service: str) -> Any:
         return boto3.client(service, endpoint_url=endpoint_url, config=config)

@@ -1,0 +1,139 @@
+"""CLI commands of the realtime service: training and SageMaker deployment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from wattstream.cli import _settings, console, load_stack
+
+
+@click.group()
+def train() -> None:
+    """Train models on real data."""
+
+
+@train.command("realtime")
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="UCI household power file (.txt or .txt.gz), e.g. ../shared/data/...",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("services/realtime/artifacts"),
+    show_default=True,
+    help="Folder for the new versioned bundle.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training epochs (default: the shipped model's setting).",
+)
+@click.option("--seed", type=int, default=None, help="Random seed (default: fixed, reproducible).")
+def train_realtime_command(
+    data_path: Path, out_dir: Path, epochs: int | None, seed: int | None
+) -> None:
+    """Train the streaming LSTM (15-min bins, all 7 measurements + calendar) and export it.
+
+    Writes Keras, SavedModel and LiteRT artifacts, metadata (scaler, shapes) and metrics
+    under OUT/<version>/. Seeded and deterministic.
+    """
+    from services.realtime.model.training import train_realtime
+
+    with Progress(
+        TextColumn("[bold]{task.fields[stage]}[/]"),
+        BarColumn(),
+        TextColumn("{task.fields[message]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("train", total=None, stage="load", message="")
+
+        def update(event: Any) -> None:
+            loss = f" loss {event.loss:.4f}" if event.loss is not None else ""
+            val = f" val {event.val_loss:.4f}" if event.val_loss is not None else ""
+            epoch = f"epoch {event.epoch}/{event.epochs} " if event.epochs else ""
+            progress.update(
+                task,
+                stage=event.stage,
+                message=f"{epoch}{event.message}{loss}{val}",
+                total=event.steps or None,
+                completed=event.step,
+            )
+
+        report = train_realtime(data_path, out_dir, epochs=epochs, seed=seed, on_progress=update)
+    console.print(
+        f"model {report.version} written to {report.bundle_dir} "
+        f"(training {report.train_seconds:.0f} s, total {report.total_seconds:.0f} s)"
+    )
+    console.print_json(data=report.metrics)
+
+
+@click.group()
+def realtime() -> None:
+    """The realtime model's deployment."""
+
+
+@realtime.command("sagemaker-deploy")
+@click.option(
+    "--bundle",
+    "bundle_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Model bundle folder (default: the shipped model).",
+)
+@click.option("--role-arn", required=True, help="SageMaker execution role ARN.")
+@click.option("--endpoint-name", default="wattstream-realtime", show_default=True)
+@click.option("--instance-type", default="ml.m5.large", show_default=True)
+@click.pass_context
+def sagemaker_deploy(
+    ctx: click.Context,
+    bundle_dir: Path | None,
+    role_arn: str,
+    endpoint_name: str,
+    instance_type: str,
+) -> None:
+    """Package the model for TF Serving, upload it and create the SageMaker endpoint.
+
+    Against the local stack when one is running (moto emulates the control plane),
+    otherwise against the AWS account of your credentials (set MODELS_BUCKET).
+    """
+    import os
+
+    from services.realtime.model.bundle import shipped_bundle_dir
+    from services.realtime.model.sagemaker import deploy_sagemaker
+    from shared.settings import AwsSettings
+    from wattstream.cli import use_stack_environment
+
+    settings = _settings(ctx)
+    if settings.stack_file.exists():
+        use_stack_environment(load_stack(settings), "RealtimeFunction")
+    bucket = os.environ.get("MODELS_BUCKET")
+    if not bucket:
+        raise click.UsageError("no local stack running and MODELS_BUCKET is not set")
+    aws = AwsSettings()
+    deployment = deploy_sagemaker(
+        bundle_dir or shipped_bundle_dir(),
+        bucket=bucket,
+        role_arn=role_arn,
+        s3=aws.client("s3"),
+        sagemaker=aws.client("sagemaker"),
+        region=aws.region,
+        endpoint_name=endpoint_name,
+        instance_type=instance_type,
+    )
+    console.print(deployment)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(train)
+    main.add_command(realtime)
