@@ -1,0 +1,213 @@
+"""Fleet benchmark: a rest-of-month forecast for all 5,566 London households, and our
+model against Prophet's default settings on a sample, in the same run.
+
+``python -m bench monthly-fleet [--workers W] [--sample N] [--seed S] [--as-of YYYY-MM-DD]``
+
+1. **Fleet**: :func:`services.monthly.fleet.run_fleet` over every LCL block, as of
+   2014-02-14 (each household's newest final day on or before it), ``W`` worker
+   processes (default: all cores), writing what the service writes (forecast JSON and
+   the Prophet checkpoint; no plots) to a temporary folder that is removed afterwards.
+   ``seconds`` is its wall time, loading and writing included.
+2. **Same-run comparison** on a seeded sample of households whose December 2013 and
+   January 2014 are complete (February 2014 is complete for nobody: the data set's
+   last day holds one half-hour), each forecast as of 2013-12-14 and 2014-01-15 (the
+   fleet's own February forecasts cannot be scored), in this process, one
+   household at a time, alternating ours and the baseline so that load from other
+   processes hits both alike:
+
+   * ours: ``forecast_month`` with the production settings (fit, intervals from 500
+     joint paths, ``model_to_json`` checkpoint);
+   * default Prophet: ``Prophet()`` as shipped (cmdstan L-BFGS, 1,000 uncertainty
+     samples), ``fit`` on the same usable history, ``predict`` of the remaining days.
+
+   ``*_seconds_per_household`` are mean wall seconds per household-forecast; ``speedup``
+   their ratio. Accuracy of both (and of the trailing 28-day mean) is the MAPE of the
+   month total on the sample's forecasts.
+
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+# ruff: noqa: E402  (the environment below must be set before numpy is imported)
+import os
+
+# One BLAS thread per process (see bench/accuracy_monthly.py), before numpy loads.
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from bench.accuracy_monthly import (
+    LCL_DIR,
+    cpu_seconds,
+    default_prophet_rest,
+    single_threaded_blas,
+)
+from services.monthly.adapters.datasets import lcl_blocks, read_lcl_block
+from services.monthly.core.backtest import ape, trailing_mean
+from services.monthly.core.forecast import DEFAULT_SETTINGS, forecast_month
+from services.monthly.core.prophet_map import quiet_prophet_logging
+from services.monthly.core.series import DailySeries, days_in_month, month_end, month_start
+from services.monthly.fleet import FleetProgress, run_fleet
+
+GOAL_SECONDS: Final = 240.0
+GOAL_SPEEDUP: Final = 2.0
+FLEET_AS_OF: Final = dt.date(2014, 2, 14)
+SAMPLE_AS_OF: Final = (dt.date(2013, 12, 14), dt.date(2014, 1, 15))
+
+
+def _complete_month(series: DailySeries, day: dt.date) -> bool:
+    month = series.between(month_start(day), month_end(day))
+    return bool(month.usable().all())
+
+
+def sample_households(lcl_dir: Path, size: int, seed: int) -> list[DailySeries]:
+    """Households with complete months for every sample as-of day (seeded choice)."""
+    eligible = [
+        s
+        for path in lcl_blocks(lcl_dir)
+        for s in read_lcl_block(path)
+        if all(_complete_month(s, day) for day in SAMPLE_AS_OF) and s.usable().sum() >= 365
+    ]
+    eligible.sort(key=lambda s: s.household_id)
+    picks = np.random.default_rng(seed).choice(
+        len(eligible), size=min(size, len(eligible)), replace=False
+    )
+    return [eligible[i] for i in sorted(picks)]
+
+
+def compare(sample: list[DailySeries]) -> dict[str, Any]:
+    """Ours and default Prophet, alternating, on the same forecasts; times and errors."""
+    wall = {"ours": 0.0, "default": 0.0}
+    cpu = {"ours": 0.0, "default": 0.0}
+    errors: dict[str, list[float]] = {"ours": [], "default": [], "trailing": []}
+    for series in sample:
+        for as_of in SAMPLE_AS_OF:
+            history = series.until(as_of)
+            month = series.between(month_start(as_of), month_end(as_of))
+            actual = float(month.kwh.sum())
+            to_date = float(month.kwh[: as_of.day].sum())
+            left = days_in_month(as_of) - as_of.day
+
+            started, started_cpu = time.perf_counter(), cpu_seconds()
+            ours = forecast_month(history, as_of, settings=DEFAULT_SETTINGS).forecast
+            wall["ours"] += time.perf_counter() - started
+            cpu["ours"] += cpu_seconds() - started_cpu
+
+            started, started_cpu = time.perf_counter(), cpu_seconds()
+            default = to_date + default_prophet_rest(history, as_of, left)
+            wall["default"] += time.perf_counter() - started
+            cpu["default"] += cpu_seconds() - started_cpu
+
+            errors["ours"].append(ape(actual, ours.month_total_kwh))
+            errors["default"].append(ape(actual, default))
+            errors["trailing"].append(ape(actual, to_date + trailing_mean(history, as_of, left)))
+    n = len(errors["ours"])
+    return {
+        "forecasts": n,
+        "ours_seconds": wall["ours"] / n,
+        "default_seconds": wall["default"] / n,
+        "ours_cpu_seconds": cpu["ours"] / n,
+        "default_cpu_seconds": cpu["default"] / n,
+        "ours_mape": float(np.mean(errors["ours"])),
+        "default_mape": float(np.mean(errors["default"])),
+        "trailing_mape": float(np.mean(errors["trailing"])),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench monthly-fleet")
+    parser.add_argument("--data", type=Path, default=LCL_DIR)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--sample", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--as-of", type=dt.date.fromisoformat, default=FLEET_AS_OF)
+    args = parser.parse_args(argv)
+    single_threaded_blas()
+    quiet_prophet_logging()
+    load_before = os.getloadavg()
+
+    def progress(p: FleetProgress) -> None:
+        if p.blocks_done % 14 == 0 or p.blocks_done == p.blocks_total:
+            print(
+                f"  fleet: {p.blocks_done}/{p.blocks_total} blocks, {p.households_done:,} "
+                f"households, {p.fallbacks} fallbacks, {p.seconds:.0f} s",
+                flush=True,
+            )
+
+    out = Path(tempfile.mkdtemp(prefix="monthly-fleet-"))
+    try:
+        print(
+            f"monthly-fleet: all households of {args.data}, as of {args.as_of}, "
+            f"{args.workers} workers; load average {load_before[0]:.1f}"
+        )
+        report = run_fleet(
+            args.data, out, workers=args.workers, as_of=args.as_of, on_progress=progress
+        )
+        written = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    print(
+        f"  {report.households:,} households in {report.seconds:.1f} s "
+        f"(goal < {GOAL_SECONDS:.0f} s): {report.prophet:,} Prophet, {report.fallbacks} "
+        f"fallbacks {report.fallbacks_by_reason}, {len(report.failed)} failed; "
+        f"{written / 1e6:.0f} MB written"
+    )
+
+    sample = sample_households(args.data, args.sample, args.seed)
+    print(
+        f"same-run comparison: {len(sample)} households x {len(SAMPLE_AS_OF)} as-of days "
+        f"(seed {args.seed}), ours and default Prophet alternating"
+    )
+    result = compare(sample)
+    speedup = result["default_seconds"] / result["ours_seconds"]
+    print(f"  {'':22s} {'s/forecast':>10s} {'CPU s':>8s} {'MAPE %':>8s}")
+    print(
+        f"  {'ours':22s} {result['ours_seconds']:10.4f} {result['ours_cpu_seconds']:8.4f} "
+        f"{result['ours_mape']:8.2f}"
+    )
+    print(
+        f"  {'default Prophet':22s} {result['default_seconds']:10.4f} "
+        f"{result['default_cpu_seconds']:8.4f} {result['default_mape']:8.2f}"
+    )
+    print(f"  {'trailing 28-day mean':22s} {'':>10s} {'':>8s} {result['trailing_mape']:8.2f}")
+    print(f"  speedup {speedup:.1f}x (goal >= {GOAL_SPEEDUP:.0f}x at equal or better accuracy)")
+    summary = {
+        "households": report.households,
+        "seconds": round(report.seconds, 1),
+        "ours_seconds_per_household": round(result["ours_seconds"], 4),
+        "default_prophet_seconds_per_household": round(result["default_seconds"], 4),
+        "speedup": round(speedup, 2),
+        "cpu_speedup": round(result["default_cpu_seconds"] / result["ours_cpu_seconds"], 2),
+        "fleet_seconds_per_household_per_worker": round(
+            report.seconds * report.workers / max(1, report.households), 4
+        ),
+        "ours_mape": round(result["ours_mape"], 2),
+        "default_prophet_mape": round(result["default_mape"], 2),
+        "trailing_28d_mean_mape": round(result["trailing_mape"], 2),
+        "sample_households": len(sample),
+        "sample_forecasts": result["forecasts"],
+        "prophet": report.prophet,
+        "fallbacks": report.fallbacks,
+        "fallbacks_by_reason": report.fallbacks_by_reason,
+        "failed": len(report.failed),
+        "workers": report.workers,
+        "as_of": args.as_of.isoformat(),
+        "megabytes_written": round(written / 1e6, 1),
+        "load_average_before": round(load_before[0], 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
+        "goal_seconds": GOAL_SECONDS,
+        "goal_speedup": GOAL_SPEEDUP,
+    }
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,1 @@
+"""services/monthly/adapters: S3 (archive read, models bucket write), a local folder, data sets."""

@@ -1,0 +1,75 @@
+"""A :class:`~services.monthly.core.ports.ResultStore` on a local folder (the fleet command).
+
+Same keys as the models bucket, as relative paths, so a fleet run's output can be synced
+to S3 as it is (``aws s3 sync out/ s3://models-bucket/``) and the service then warm-starts
+from the fleet's checkpoints. Files are written atomically (temp file + rename): a killed
+run never leaves a half-written forecast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from pathlib import Path
+
+from services.monthly.core.debounce import (
+    checkpoint_key,
+    plot_key,
+    result_key,
+    summaries_cache_key,
+)
+from shared.schema import MonthlyForecast
+
+__all__ = ["LocalResultStore"]
+
+_FINGERPRINT_SUFFIX = ".fingerprint"
+
+
+class LocalResultStore:
+    """Results under ``root`` with the S3 layout; the fingerprint sits in a sidecar file."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def _write(self, key: str, data: bytes) -> str:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return key
+
+    def _read(self, key: str) -> bytes | None:
+        path = self.root / key
+        return path.read_bytes() if path.is_file() else None
+
+    def stored_fingerprint(self, household_id: str, as_of: dt.date) -> str | None:
+        data = self._read(result_key(household_id, as_of) + _FINGERPRINT_SUFFIX)
+        return None if data is None else data.decode()
+
+    def put_forecast(self, forecast: MonthlyForecast, fingerprint: str) -> str:
+        key = result_key(forecast.household_id, forecast.as_of)
+        self._write(key + _FINGERPRINT_SUFFIX, fingerprint.encode())
+        return self._write(key, forecast.model_dump_json().encode())
+
+    def put_plot(self, household_id: str, as_of: dt.date, png: bytes) -> str:
+        return self._write(plot_key(household_id, as_of), png)
+
+    def get_checkpoint(self, household_id: str) -> str | None:
+        data = self._read(checkpoint_key(household_id))
+        return None if data is None else data.decode()
+
+    def put_checkpoint(self, household_id: str, model_json: str) -> str:
+        return self._write(checkpoint_key(household_id), model_json.encode())
+
+    def get_cache(self, household_id: str) -> bytes | None:
+        return self._read(summaries_cache_key(household_id))
+
+    def put_cache(self, household_id: str, data: bytes) -> None:
+        self._write(summaries_cache_key(household_id), data)

@@ -1,0 +1,77 @@
+"""The ports of the monthly service: where summaries come from, where results go.
+
+The shell talks to these protocols only; the adapters implement them on S3
+(:mod:`services.monthly.adapters.s3`) or on a local folder for the fleet command
+(:mod:`services.monthly.adapters.local`), and the tests use in-memory fakes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Protocol
+
+from services.monthly.core.series import HourlySeries
+from shared.schema import MonthlyForecast, Quarantined
+
+__all__ = ["RejectSink", "ResultStore", "SummarySource"]
+
+
+class SummarySource(Protocol):
+    """The archive, read-only: summaries and the minute data behind them."""
+
+    def list_summaries(self, household_id: str) -> dict[dt.date, str]:
+        """Every summary day of the household with its ETag (a content version)."""
+        ...
+
+    def get_summary(self, household_id: str, day: dt.date) -> tuple[bytes, str] | None:
+        """The summary object's bytes and ETag, or None if it is gone."""
+        ...
+
+    def get_summaries(
+        self, household_id: str, days: Sequence[dt.date]
+    ) -> dict[dt.date, tuple[bytes, str] | None]:
+        """Several summaries at once (an adapter may fetch them in parallel)."""
+        ...
+
+    def hourly(self, household_id: str, days: Sequence[dt.date]) -> HourlySeries | None:
+        """Mean power per hour over ``days`` from the archived readings, or None if none."""
+        ...
+
+
+class ResultStore(Protocol):
+    """Forecasts, plots, checkpoints and the summaries cache, under deterministic keys."""
+
+    def stored_fingerprint(self, household_id: str, as_of: dt.date) -> str | None:
+        """The input fingerprint of the stored forecast, None when there is none."""
+        ...
+
+    def put_forecast(self, forecast: MonthlyForecast, fingerprint: str) -> str:
+        """Write the forecast JSON with its fingerprint; returns the key."""
+        ...
+
+    def put_plot(self, household_id: str, as_of: dt.date, png: bytes) -> str:
+        """Write the components plot; returns the key."""
+        ...
+
+    def get_checkpoint(self, household_id: str) -> str | None:
+        """The stored model JSON (``model_to_json``) or None."""
+        ...
+
+    def put_checkpoint(self, household_id: str, model_json: str) -> str:
+        """Replace the household's checkpoint; returns the key."""
+        ...
+
+    def get_cache(self, household_id: str) -> bytes | None:
+        """The summaries cache bytes or None."""
+        ...
+
+    def put_cache(self, household_id: str, data: bytes) -> None:
+        """Replace the summaries cache."""
+        ...
+
+
+class RejectSink(Protocol):
+    """Keeps input we refused (bad events, invalid summaries); raises rather than lose one."""
+
+    def reject(self, items: Sequence[Quarantined]) -> None: ...

@@ -1,0 +1,418 @@
+"""Lambda entry point of the monthly service: archive summary events -> rest-of-month forecasts.
+
+The archive bucket sends ``ObjectCreated`` events for ``summaries/`` to a queue; this
+function gets up to 50 messages per call (5 s window, ``ReportBatchItemFailures``). The
+whole batch is decoded first and its events are grouped **by household**, because an
+event only means "this household's history changed" (see
+:mod:`services.monthly.core.debounce` for the full debouncing rule): ten events of one
+household in a batch cost one forecast, not ten.
+
+Per household (:func:`forecast_household`):
+
+1. list its summaries (key + ETag) and read only those whose ETag is not in the
+   household's summaries cache (a live household: one or two GETs);
+2. plan: the newest final day is the as-of day; the input fingerprint of that forecast is
+   compared with the stored one, and an equal one ends here (duplicate, no write);
+3. forecast (:func:`services.monthly.core.forecast.forecast_month`), warm-started from the
+   household's checkpoint, with the daily profile from the last weeks of Parquet data;
+4. write the plot, the checkpoint, the cache, and **last** the forecast JSON with its
+   fingerprint: the JSON is what the gateway reacts to and what marks the work as done,
+   so a failure before it is simply redone on redelivery.
+
+Errors are data: a message that is not an S3 event, a key that is not a summary key, and
+a summary object that is not a valid :class:`~shared.schema.DailySummary` are written to
+the reject sink (``quarantine/monthly/`` in the models bucket) with the original bytes and
+the reason, and do not fail the batch (the bad summary day is left out of the history).
+Failures on our side (S3, a bug) fail only the messages of that household; SQS redelivers
+them and, after ``maxReceiveCount``, moves them to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent, SQSRecord
+from pydantic import ValidationError
+
+from services.monthly.core.debounce import (
+    DEFAULT_FINAL_COVERAGE,
+    CachedSummary,
+    decode_cache,
+    encode_cache,
+    parse_summary_key,
+    plan_forecast,
+    summary_key,
+)
+from services.monthly.core.forecast import (
+    DEFAULT_SETTINGS,
+    ModelSettings,
+    forecast_month,
+    warm_start_from_checkpoint,
+)
+from services.monthly.core.plot import render_png
+from services.monthly.core.ports import RejectSink, ResultStore, SummarySource
+from services.monthly.core.prophet_map import quiet_prophet_logging
+from services.monthly.core.series import DailySeries
+from shared.schema import DailySummary, Quarantined, StreamCoordinates
+
+__all__ = [
+    "HouseholdOutcome",
+    "MonthlyDeps",
+    "build_handler",
+    "deps_from_environment",
+    "forecast_household",
+    "handler",
+    "households_of",
+]
+
+_TEST_EVENT: Final = "s3:TestEvent"
+LambdaHandler = Callable[[dict[str, Any], Any], PartialItemFailureResponse]
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class MonthlyDeps:
+    """Everything the handler talks to; built by a composition root (or a test)."""
+
+    source: SummarySource
+    results: ResultStore
+    rejects: RejectSink
+    settings: ModelSettings = DEFAULT_SETTINGS
+    final_coverage: float = DEFAULT_FINAL_COVERAGE
+    plots: bool = True
+    archive_bucket: str = "archive"
+    clock: Callable[[], dt.datetime] = _utc_now
+    logger: Logger = field(default_factory=Logger)
+    metrics: Metrics = field(default_factory=Metrics)
+
+
+@dataclass(frozen=True)
+class HouseholdOutcome:
+    """What handling one household did."""
+
+    household_id: str
+    status: Literal["forecast", "duplicate", "not_final"]
+    as_of: dt.date | None = None
+    result_key: str | None = None
+    fallback_reason: str | None = None
+    fit_iterations: int | None = None
+    warm_started: bool = False
+    summaries_read: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+
+
+# ------------------------------------------------------------------------ one household
+
+
+def _refresh_cache(
+    deps: MonthlyDeps, household_id: str, listing: dict[dt.date, str]
+) -> tuple[dict[dt.date, CachedSummary], int, list[Quarantined]]:
+    """The household's summaries (day -> ETag, kWh, coverage), reading only changed ones."""
+    cached = decode_cache(deps.results.get_cache(household_id))
+    stale = sorted(d for d, etag in listing.items() if d not in cached or cached[d].etag != etag)
+    fetched = deps.source.get_summaries(household_id, stale) if stale else {}
+    entries = {d: cached[d] for d in listing if d not in fetched and d in cached}
+    refused: list[Quarantined] = []
+    for day, reply in fetched.items():
+        if reply is None:  # deleted between the listing and the read
+            continue
+        body, etag = reply
+        try:
+            summary = DailySummary.model_validate_json(body)
+            if summary.household_id != household_id or summary.date != day:
+                raise ValueError(
+                    f"holds {summary.household_id} {summary.date}, "
+                    f"not its key's {household_id} {day}"
+                )
+        except (ValidationError, ValueError) as error:
+            entries[day] = CachedSummary(etag or listing[day], None, None)
+            refused.append(
+                Quarantined(
+                    original=body,
+                    reason=f"invalid_summary: {str(error)[:500]}",
+                    source=f"s3://{deps.archive_bucket}/{summary_key(household_id, day)}",
+                    quarantined_at=deps.clock(),
+                )
+            )
+            continue
+        entries[day] = CachedSummary(etag or listing[day], summary.kwh, summary.coverage)
+    return entries, len(stale), refused
+
+
+def forecast_household(deps: MonthlyDeps, household_id: str) -> HouseholdOutcome:
+    """Bring the household's forecast up to date (see the module docstring for the steps)."""
+    started = time.monotonic()
+    listing = deps.source.list_summaries(household_id)
+    entries, read, refused = _refresh_cache(deps, household_id, listing)
+    if refused:
+        deps.rejects.reject(refused)  # first: nothing refused is lost if a write fails later
+    plan = plan_forecast(
+        household_id,
+        entries,
+        settings_fingerprint=deps.settings.fingerprint(),
+        history_days=deps.settings.history_days,
+        final_coverage=deps.final_coverage,
+    )
+    if plan.as_of is None or plan.fingerprint is None:
+        return HouseholdOutcome(
+            household_id,
+            "not_final",
+            summaries_read=read,
+            rejected=len(refused),
+            seconds=time.monotonic() - started,
+        )
+    if deps.results.stored_fingerprint(household_id, plan.as_of) == plan.fingerprint:
+        return HouseholdOutcome(
+            household_id,
+            "duplicate",
+            plan.as_of,
+            summaries_read=read,
+            rejected=len(refused),
+            seconds=time.monotonic() - started,
+        )
+
+    valid = sorted(d for d in plan.window if entries[d].kwh is not None)
+    series = DailySeries.from_days(
+        household_id,
+        valid,
+        [float(entries[d].kwh) for d in valid],  # type: ignore[arg-type]
+        [float(entries[d].coverage) for d in valid],  # type: ignore[arg-type]
+    )
+    recent = [d for d in valid if (plan.as_of - d).days < deps.settings.subdaily_days]
+    hourly = deps.source.hourly(household_id, recent)
+    warm = warm_start_from_checkpoint(deps.results.get_checkpoint(household_id))
+    result = forecast_month(
+        series, plan.as_of, settings=deps.settings, warm_start=warm, hourly=hourly
+    )
+    forecast = result.forecast
+    if deps.plots:
+        key = deps.results.put_plot(household_id, plan.as_of, render_png(result.components))
+        forecast = forecast.model_copy(update={"plot_keys": {"components": key}})
+    if result.checkpoint is not None:
+        deps.results.put_checkpoint(household_id, result.checkpoint)
+    deps.results.put_cache(household_id, encode_cache(entries))
+    key = deps.results.put_forecast(forecast, plan.fingerprint)
+    return HouseholdOutcome(
+        household_id,
+        "forecast",
+        plan.as_of,
+        result_key=key,
+        fallback_reason=forecast.fallback_reason,
+        fit_iterations=result.fit.iterations if result.fit else None,
+        warm_started=bool(result.fit and result.fit.warm_started),
+        summaries_read=read,
+        rejected=len(refused),
+        seconds=time.monotonic() - started,
+    )
+
+
+# ------------------------------------------------------------------------------ events
+
+
+@dataclass
+class _Batch:
+    """The decoded batch: households per message, and the messages we refuse."""
+
+    households: dict[str, list[str]] = field(default_factory=dict)  # message id -> households
+    refused: list[tuple[SQSRecord, Quarantined]] = field(default_factory=list)
+    test_events: int = 0
+    ignored: int = 0
+
+
+def households_of(body: str) -> tuple[list[str], str | None, bool]:
+    """Households named by one SQS message body: (households, refusal reason, test event).
+
+    Keys are URL-encoded in S3 events (``unquote_plus``). Events that are not
+    ``ObjectCreated`` on a summary key are refused with the reason.
+    """
+    try:
+        event = json.loads(body)
+    except json.JSONDecodeError as error:
+        return [], f"not_json: {error}", False
+    if not isinstance(event, dict):
+        return [], "not_an_s3_event: the body is not a JSON object", False
+    if event.get("Event") == _TEST_EVENT:
+        return [], None, True
+    records = event.get("Records")
+    if not isinstance(records, list):
+        return [], "not_an_s3_event: no Records list", False
+    households: list[str] = []
+    for record in records:
+        try:
+            name = str(record["eventName"])
+            key = unquote_plus(record["s3"]["object"]["key"])
+        except (KeyError, TypeError) as error:
+            return [], f"not_an_s3_event: missing {error}", False
+        if not name.startswith("ObjectCreated:"):
+            continue  # e.g. a removal: nothing to forecast
+        parsed = parse_summary_key(key)
+        if parsed is None:
+            return [], f"not_a_summary_key: {key[:300]!r}", False
+        households.append(parsed[0])
+    return households, None, False
+
+
+def _decode_batch(records: Sequence[SQSRecord], now: dt.datetime) -> _Batch:
+    batch = _Batch()
+    for record in records:
+        households, reason, test_event = households_of(record.body)
+        if test_event:
+            batch.test_events += 1
+        if reason is not None:
+            batch.refused.append(
+                (
+                    record,
+                    Quarantined(
+                        original=record.body.encode(),
+                        reason=reason,
+                        source=f"sqs:{record.event_source_arn.rsplit(':', 1)[-1]}",
+                        coordinates=StreamCoordinates(
+                            stream=record.event_source_arn,
+                            shard_or_partition="sqs",
+                            sequence_or_offset=record.message_id,
+                        ),
+                        quarantined_at=now,
+                    ),
+                )
+            )
+            continue
+        batch.households[record.message_id] = households
+    return batch
+
+
+class _HouseholdFailed(RuntimeError):
+    """Marks a message as failed for Powertools' batch processor."""
+
+
+def build_handler(deps: MonthlyDeps) -> LambdaHandler:
+    """The SQS-triggered handler over ``deps`` (the composition root calls this once)."""
+    logger, metrics = deps.logger, deps.metrics
+    quiet_prophet_logging()
+
+    def count(name: str, value: float = 1) -> None:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+    @metrics.log_metrics
+    @logger.inject_lambda_context
+    def handle(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+        records = list(SQSEvent(event).records)
+        batch = _decode_batch(records, deps.clock())
+        failed: dict[str, str] = {}  # message id -> reason
+        if batch.test_events:
+            count("S3TestEventsSkipped", batch.test_events)
+        if batch.refused:
+            try:
+                deps.rejects.reject([item for _, item in batch.refused])
+                count("EventsRejected", len(batch.refused))
+            except Exception as error:  # retried, never dropped
+                logger.exception("reject sink failed; the refused messages will be retried")
+                for record, _ in batch.refused:
+                    failed[record.message_id] = f"reject sink failed: {error}"
+        households = list(dict.fromkeys(h for hs in batch.households.values() for h in hs))
+        errors: dict[str, str] = {}
+        for household in households:
+            try:
+                outcome = forecast_household(deps, household)
+            except Exception as error:  # one household fails, not the batch
+                logger.exception(
+                    "forecast failed; its messages will be retried",
+                    extra={"household_id": household},
+                )
+                errors[household] = f"{type(error).__name__}: {error}"
+                count("HouseholdsFailed")
+                continue
+            _emit(outcome, logger, count)
+        for message_id, named in batch.households.items():
+            reasons = [errors[h] for h in named if h in errors]
+            if reasons:
+                failed[message_id] = reasons[0]
+
+        def settle(record: SQSRecord) -> None:
+            reason = failed.get(record.message_id)
+            if reason is not None:
+                raise _HouseholdFailed(reason)
+
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        return process_partial_response(
+            event=event, record_handler=settle, processor=processor, context=context
+        )
+
+    return handle
+
+
+def _emit(outcome: HouseholdOutcome, logger: Logger, count: Callable[..., None]) -> None:
+    count("SummariesRead", outcome.summaries_read)
+    if outcome.rejected:
+        count("SummariesRejected", outcome.rejected)
+    if outcome.status == "forecast":
+        count("ForecastsWritten")
+        if outcome.fallback_reason:
+            count("FallbackForecasts")
+        if outcome.warm_started:
+            count("WarmStarts")
+    elif outcome.status == "duplicate":
+        count("DuplicatesSkipped")
+    else:
+        count("NotFinalSkipped")
+    logger.info(
+        "household handled",
+        extra={
+            "household_id": outcome.household_id,
+            "status": outcome.status,
+            "as_of": outcome.as_of.isoformat() if outcome.as_of else None,
+            "result_key": outcome.result_key,
+            "fallback_reason": outcome.fallback_reason,
+            "fit_iterations": outcome.fit_iterations,
+            "warm_started": outcome.warm_started,
+            "seconds": round(outcome.seconds, 3),
+        },
+    )
+
+
+# ---------------------------------------------------------------------- composition root
+
+
+def deps_from_environment() -> MonthlyDeps:
+    """Real adapters from the function's environment (set by the SAM template)."""
+    from services.monthly.adapters.s3 import S3ArchiveReader, S3RejectSink, S3ResultStore
+    from services.monthly.settings import MonthlySettings
+    from shared.settings import AwsSettings
+
+    settings = MonthlySettings()  # type: ignore[call-arg]  # read from the environment
+    s3 = AwsSettings().client("s3")
+    return MonthlyDeps(
+        source=S3ArchiveReader(settings.archive_bucket, s3=s3),
+        results=S3ResultStore(settings.models_bucket, s3=s3),
+        rejects=S3RejectSink(settings.models_bucket, s3=s3),
+        plots=settings.plots,
+        archive_bucket=settings.archive_bucket,
+    )
+
+
+@functools.cache
+def _default_handler() -> LambdaHandler:
+    return build_handler(deps_from_environment())
+
+
+def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+    """The template's ``MonthlyFunction`` entry point; builds its dependencies on first use."""
+    return _default_handler()(event, context)
