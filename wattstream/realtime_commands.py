@@ -134,6 +134,59 @@ def sagemaker_deploy(
     console.print(deployment)
 
 
+@click.group()
+def monthly() -> None:
+    """The monthly service's batch commands."""
+
+
+@monthly.command("fleet")
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of London block_*.csv.gz files (lcl_daily_dataset).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write results under this folder (same keys as the models bucket).",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores)."
+)
+def monthly_fleet(data_dir: Path, out_dir: Path | None, workers: int | None) -> None:
+    """Forecast the rest of the month for every household, in parallel, with progress."""
+    from services.monthly.fleet import run_fleet
+
+    with Progress(
+        TextColumn("[bold]monthly fleet[/]"),
+        BarColumn(),
+        TextColumn(
+            "{task.completed}/{task.total} blocks, {task.fields[households]:,} households,"
+            " {task.fields[fallbacks]:,} fallbacks"
+        ),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("fleet", total=None, households=0, fallbacks=0)
+
+        def update(event: Any) -> None:
+            progress.update(
+                task,
+                total=event.blocks_total,
+                completed=event.blocks_done,
+                households=event.households_done,
+                fallbacks=event.fallbacks,
+            )
+
+        report = run_fleet(data_dir, out_dir, workers=workers, on_progress=update)
+    console.print_json(data=report.summary())
+
+
 def register(main: click.Group) -> None:
     main.add_command(train)
     main.add_command(realtime)
+    main.add_command(monthly)
