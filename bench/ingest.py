@@ -43,7 +43,7 @@ from typing import Any
 
 from services.ingest.core.fleet import UciSeries
 from services.ingest.core.replay import plan_replay, replay_window
-from services.ingest.sources import load_uci_series, replay_series
+from services.ingest.sources import ReplayOptions, load_uci_series, replay_series
 from shared.codec import decode_record
 from shared.schema import MeterReading
 from shared.streams.kinesis import KinesisPublisher
@@ -138,9 +138,8 @@ def run(source: Path, *, households: int, shards: int, naive_readings: int) -> d
 
         publisher = KinesisPublisher(stream, client)
         start = time.perf_counter()
-        report = replay_series(
-            series, publisher, speed="max", households=households, start="original"
-        )
+        options = ReplayOptions(speed="max", households=households, start="original")
+        report = replay_series(series, publisher, options)
         ours_s = time.perf_counter() - start
         stored_records, stored_readings = read_back(client, stream)
 

@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from services.ingest.adapters.archive_store import decode_day
-from services.ingest.sources import run_replay
+from services.ingest.sources import ReplayOptions, run_replay
+from shared.archive_parquet import decode_day
 from shared.uci import iter_uci
 from wattstream.local.runner import EventSourceRunner
 from wattstream.local.server import EmbeddedAws, client_factory, provision
@@ -90,7 +90,8 @@ def run(source: Path, *, shards: int) -> dict[str, object]:
                     flush=True,
                 )
 
-        report = run_replay(source, publisher, speed="max", start="original", on_progress=progress)
+        options = ReplayOptions(speed="max", start="original")
+        report = run_replay(source, publisher, options, on_progress=progress)
         published_at = time.perf_counter() - started
         print(f"published in {published_at:.1f} s; waiting for the archive ...", flush=True)
         runner.stop()

@@ -22,11 +22,13 @@ import base64
 import binascii
 import datetime as dt
 import itertools
+import re
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -75,8 +77,23 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.UTC)
 
 
-UtcDatetime = Annotated[dt.datetime, AfterValidator(_as_utc)]
-"""A timezone-aware datetime, normalised to UTC."""
+_ISO_DATE_START: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _not_numeric_text(value: Any) -> Any:
+    """Text must be an ISO 8601 date-time: pydantic would read ``"+0.0"`` or ``"1e9"`` as
+    Unix time. A JSON number stays Unix time (UTC by definition), as the corpus expects."""
+    if isinstance(value, bool) or (isinstance(value, str) and not _ISO_DATE_START.match(value)):
+        raise PydanticCustomError(
+            "datetime_not_iso",
+            "timestamp text must be an ISO 8601 date-time with a timezone, such as "
+            "'2007-04-01T00:00:00Z'",
+        )
+    return value
+
+
+UtcDatetime = Annotated[dt.datetime, BeforeValidator(_not_numeric_text), AfterValidator(_as_utc)]
+"""A timezone-aware datetime (ISO 8601 text, Unix seconds, a datetime), normalised to UTC."""
 
 # Strict: a number sent as a JSON string or a boolean is a producer bug, not a number.
 Measurement = Annotated[float, Strict()]

@@ -154,3 +154,21 @@ def test_cli_train_realtime_writes_a_loadable_bundle(tmp_path):
     (bundle,) = tmp_path.iterdir()
     assert read_spec(bundle).version == bundle.name
     assert (bundle / "model.tflite").stat().st_size > 0
+
+
+def test_cli_runs_as_a_module_with_every_command():
+    """``python -m wattstream.cli`` (how tools start a runner) sees the registered commands."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "wattstream.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "runner" in done.stdout
+    assert "upload" in done.stdout  # registered by ingest_commands

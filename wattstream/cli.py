@@ -237,9 +237,29 @@ def use_stack_environment(description: Any, function_logical_id: str) -> None:
 @click.option("--speed", default="600", show_default=True, help="Replay speed factor, or max.")
 @click.option("--households", default=1, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--once", is_flag=True, help="Replay at full speed, process everything, exit.")
+@click.option(
+    "--bus",
+    type=click.Choice(["kinesis", "kafka"]),
+    default="kinesis",
+    show_default=True,
+    help="Stream bus: Kinesis on the local stack, or any Kafka-compatible broker.",
+)
+@click.option(
+    "--bootstrap",
+    envvar="KAFKA_BOOTSTRAP_SERVERS",
+    default=None,
+    metavar="HOST:PORT",
+    help="Kafka bootstrap servers (with --bus kafka).",
+)
 @click.pass_context
 def run(
-    ctx: click.Context, data_path: Path | None, speed: str, households: int, once: bool
+    ctx: click.Context,
+    data_path: Path | None,
+    speed: str,
+    households: int,
+    once: bool,
+    bus: str,
+    bootstrap: str | None,
 ) -> None:
     """Start everything built so far on real data (what `make run` does).
 
@@ -254,8 +274,20 @@ def run(
 
     settings = _settings(ctx)
     path = data_path or default_data_slice()
+    if bus == "kafka" and not bootstrap:
+        raise click.BadParameter("--bus kafka needs --bootstrap HOST:PORT", param_hint="--bus")
     server, description = _start_stack(settings, {})
-    event_runner = _build_runner(settings, description, None)
+    workers: list[Any] = []
+    if bus == "kafka":
+        from wattstream.kafka import run as kafka_run
+
+        assert bootstrap is not None
+        kafka_run.prepare_bus(description, bootstrap, partitions=4)
+        event_runner = _build_runner(settings, description, kafka_run.queue_consumers(description))
+        workers = kafka_run.start_workers(description, bootstrap, settings.state_dir)
+        console.print(f"Kafka bus at {bootstrap}: {len(workers)} faust workers")
+    else:
+        event_runner = _build_runner(settings, description, None)
     api = None
     gateway: list[Any] = []
     try:
@@ -268,8 +300,12 @@ def run(
         )
         if once:
             with console.status("processing: archive and daily summaries ..."):
+                if workers:
+                    kafka_run.wait_quiet(workers, description)
                 event_runner.drain(timeout_s=600)
             _print_pipeline_summary(description, event_runner)
+            if workers:
+                console.print("\n".join(kafka_run.summary(workers)))
         else:
             console.print("replay finished; still serving. Ctrl-C stops")
             _wait_for_interrupt()
@@ -278,6 +314,8 @@ def run(
         if api is not None:
             api.should_exit = True
         event_runner.stop()
+        for worker in workers:
+            worker.stop()
         server.stop()
         settings.stack_file.unlink(missing_ok=True)
 
@@ -304,16 +342,22 @@ def _print_pipeline_summary(description: Any, event_runner: Any) -> None:
 
 def _register_service_commands() -> None:
     from wattstream import gateway_commands, ingest_commands, realtime_commands
+    from wattstream.kafka.cli import kafka
     from wattstream.kcl.cli import kcl
 
     ingest_commands.register(main)
     gateway_commands.register(main)
     realtime_commands.register(main)
     main.add_command(kcl)
-
-
-_register_service_commands()
+    main.add_command(kafka)
 
 
 if __name__ == "__main__":
-    main()
+    # ``python -m wattstream.cli``: this copy is ``__main__``; the command modules import
+    # ``wattstream.cli``, so run that module's group (registering here would import this
+    # file a second time, half-initialised, from inside the registration).
+    from wattstream.cli import main as _main
+
+    _main()
+else:
+    _register_service_commands()

@@ -29,15 +29,17 @@ def _api_deps(description: Any) -> Any:
 
     def run_replay_job(request: Any, on_progress: Any) -> Any:
         from services.ingest.core.replay import parse_speed
-        from services.ingest.sources import run_replay
+        from services.ingest.sources import ReplayOptions, run_replay
 
         publisher, quarantine = _stack_publisher_and_quarantine(description)
         return run_replay(
             default_data_slice(),
             publisher,
-            speed=parse_speed(request.speed),
-            households=request.households,
-            start=request.start,
+            ReplayOptions(
+                speed=parse_speed(request.speed),
+                households=request.households,
+                start=request.start,
+            ),
             quarantine=quarantine,
             on_progress=on_progress,
         )

@@ -23,12 +23,12 @@ def _stack_publisher_and_quarantine(description: Any) -> tuple[Any, Any]:
     from services.ingest.adapters.quarantine import S3SqsQuarantine
     from services.ingest.settings import IngestSettings
     from shared.settings import AwsSettings
-    from shared.streams.kinesis import KinesisPublisher
+    from shared.streams.factory import publisher_for
 
     use_stack_environment(description, "IngestHttpFunction")
     settings = IngestSettings()  # type: ignore[call-arg]  # from the environment
     aws = AwsSettings()
-    publisher = KinesisPublisher(settings.readings_stream_name, aws.client("kinesis"))
+    publisher = publisher_for(settings.readings_stream_name, aws)
     quarantine = S3SqsQuarantine(
         settings.archive_bucket,
         settings.quarantine_queue_url,
@@ -91,7 +91,7 @@ def replay_with_progress(
 ) -> Any:
     """Replay a UCI file onto the stack's readings stream with a progress bar."""
     from services.ingest.core.replay import parse_speed
-    from services.ingest.sources import DEFAULT_FLUSH_EVERY_S, run_replay
+    from services.ingest.sources import DEFAULT_FLUSH_EVERY_S, ReplayOptions, run_replay
 
     try:
         speed_factor = parse_speed(speed)
@@ -103,11 +103,13 @@ def replay_with_progress(
         lambda update: run_replay(
             path,
             publisher,
-            speed=speed_factor,
-            households=households,
-            start=start,  # type: ignore[arg-type]
-            seed=seed,
-            flush_every_s=flush_every_s or DEFAULT_FLUSH_EVERY_S,
+            ReplayOptions(
+                speed=speed_factor,
+                households=households,
+                start=start,  # type: ignore[arg-type]
+                seed=seed,
+                flush_every_s=flush_every_s or DEFAULT_FLUSH_EVERY_S,
+            ),
             quarantine=quarantine,
             on_progress=update,
         ),

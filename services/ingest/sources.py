@@ -61,6 +61,8 @@ __all__ = [
     "LCL_DAILY_DIR",
     "LCL_HALFHOURLY_FILE",
     "LCL_INFO_FILE",
+    "REPLAY_DEFAULTS",
+    "ReplayOptions",
     "SourceReport",
     "fleet_start_us",
     "lcl_candidates",
@@ -249,28 +251,52 @@ def load_uci_series(path: Path, *, household_id: str = UCI_HOUSEHOLD_ID) -> UciS
     return UciSeries.from_chunks(iter_uci(path, household_id=household_id))
 
 
+@dataclass(frozen=True)
+class ReplayOptions:
+    """How a replay runs: the ``wattstream replay`` flags, defined once for every caller.
+
+    * ``speed``: simulated seconds per wall second (600 = 10 h of data a minute);
+      ``0``, ``inf`` or ``"max"`` = as fast as the stream takes it.
+    * ``households``: how many meters replay the file (``core.replay.plan_replay``), with
+      ``seed`` choosing their offsets and scales.
+    * ``start``: ``"now"``, ``"original"`` or an aware datetime (see ``core.replay``).
+    * ``flush_every_s``: wall seconds between flushes when paced; one record per household
+      per flush, so the stream gets ``households / flush_every_s`` records/s (keep it
+      under 1,000 x shards: ``core.replay.flush_interval_for``). Unpaced, a window is
+      ``readings_per_record`` minutes (a day: one full record per household), fewer when
+      ``households`` x that would exceed ``max_window_readings``.
+    * ``limits``: the validation rules every generated reading must pass.
+    """
+
+    speed: float | str = 600.0
+    households: int = 1
+    start: ReplayStart = "now"
+    seed: int = 0
+    flush_every_s: float = DEFAULT_FLUSH_EVERY_S
+    readings_per_record: int = DEFAULT_READINGS_PER_RECORD
+    max_window_readings: int = DEFAULT_MAX_WINDOW_READINGS
+    limits: SanityLimits = DEFAULT_LIMITS
+
+
+REPLAY_DEFAULTS: Final = ReplayOptions()
+
+
 def replay_series(
     series: UciSeries,
     publisher: StreamPublisher,
+    options: ReplayOptions = REPLAY_DEFAULTS,
     *,
-    speed: float | str = 600.0,
-    households: int = 1,
-    start: ReplayStart = "now",
-    seed: int = 0,
-    flush_every_s: float = DEFAULT_FLUSH_EVERY_S,
-    readings_per_record: int = DEFAULT_READINGS_PER_RECORD,
-    max_window_readings: int = DEFAULT_MAX_WINDOW_READINGS,
-    limits: SanityLimits = DEFAULT_LIMITS,
     quarantine: QuarantineSink | None = None,
     source: str = "replay",
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     on_progress: Callable[[SourceReport], None] | None = None,
 ) -> SourceReport:
-    """Replay an already loaded series (see :func:`run_replay` for the parameters)."""
-    speed = parse_speed(speed)
-    plan = plan_replay(households, minutes=len(series), seed=seed)
-    shift = replay_shift_us(series.start_us, start, now_us=math.floor(clock() * 1e6))
+    """Replay an already loaded series (see :func:`run_replay`)."""
+    speed = parse_speed(options.speed)
+    households = options.households
+    plan = plan_replay(households, minutes=len(series), seed=options.seed)
+    shift = replay_shift_us(series.start_us, options.start, now_us=math.floor(clock() * 1e6))
     first = series.start_us + shift
     report = SourceReport(
         source=source,
@@ -282,17 +308,17 @@ def replay_series(
     )
     step, max_step = _window_steps(
         speed,
-        flush_every_s,
+        options.flush_every_s,
         readings_per_minute=households,
-        max_window_readings=max_window_readings,
-        max_minutes=readings_per_record,
+        max_window_readings=options.max_window_readings,
+        max_minutes=options.readings_per_record,
     )
 
     def make_window(t0: int, t1: int) -> list[FleetSlice]:
         k0, k1 = (t0 - first) // MINUTE_US, (t1 - first) // MINUTE_US
         return [replay_window(series, plan, shift_us=shift, k0=k0, k1=k1)]
 
-    sink = _Sink(publisher, quarantine, readings_per_record, limits)
+    sink = _Sink(publisher, quarantine, options.readings_per_record, options.limits)
     return _drive(
         make_window,
         report=report,
@@ -309,47 +335,23 @@ def replay_series(
 def run_replay(
     path: Path,
     publisher: StreamPublisher,
+    options: ReplayOptions = REPLAY_DEFAULTS,
     *,
-    speed: float | str = 600.0,
-    households: int = 1,
-    start: ReplayStart = "now",
-    seed: int = 0,
-    flush_every_s: float = DEFAULT_FLUSH_EVERY_S,
-    readings_per_record: int = DEFAULT_READINGS_PER_RECORD,
-    max_window_readings: int = DEFAULT_MAX_WINDOW_READINGS,
-    limits: SanityLimits = DEFAULT_LIMITS,
     quarantine: QuarantineSink | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     on_progress: Callable[[SourceReport], None] | None = None,
 ) -> SourceReport:
-    """``wattstream replay``: stream a UCI file as ``households`` live meters.
+    """``wattstream replay``: stream a UCI file as ``options.households`` live meters.
 
-    * ``speed``: simulated seconds per wall second (600 = 10 h of data a minute);
-      ``0``, ``inf`` or ``"max"`` = as fast as the stream takes it.
-    * ``start``: ``"now"``, ``"original"`` or an aware datetime (see ``core.replay``).
-    * ``flush_every_s``: wall seconds between flushes when paced; one record per household
-      per flush, so the stream gets ``households / flush_every_s`` records/s (keep it
-      under 1,000 x shards: ``core.replay.flush_interval_for``). Unpaced, a window is
-      ``readings_per_record`` minutes (a day: one full record per household), fewer when
-      ``households`` x that would exceed ``max_window_readings``.
-    * ``clock`` (epoch seconds) and ``sleep`` are injected: tests pass a fake clock.
-
+    ``clock`` (epoch seconds) and ``sleep`` are injected: tests pass a fake clock.
     Publishing errors (``PublishError`` after the adapter's retries) propagate: the
     stream is unavailable, and the report up to the failure was sent to ``on_progress``.
     """
-    series = load_uci_series(path)
     return replay_series(
-        series,
+        load_uci_series(path),
         publisher,
-        speed=speed,
-        households=households,
-        start=start,
-        seed=seed,
-        flush_every_s=flush_every_s,
-        readings_per_record=readings_per_record,
-        max_window_readings=max_window_readings,
-        limits=limits,
+        options,
         quarantine=quarantine,
         source=f"replay:{Path(path).name}",
         clock=clock,

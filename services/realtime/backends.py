@@ -7,7 +7,9 @@ out; scaling (the bundle's :class:`ModelSpec`) lives here, once, for every backe
 * ``litert``: the bundle's ``model.tflite`` in-process with ``ai_edge_litert`` (no
   TensorFlow: ~5 MB instead of 1.3 GB, which is what fits a Lambda package). Batched: a
   model exported with a fixed batch dimension gets chunks of that size (the last one
-  padded); a dynamic one is resized to the next power of two, up to ``max_batch``.
+  padded); a dynamic one is resized to the next power of two, up to ``max_batch``. The
+  same class runs the export's parity check on scaled tensors (:meth:`LiteRtModel.run_scaled`),
+  so the flatbuffer is verified by the code that serves it.
 * ``tensorflow``: the Keras model (``model.keras``) or a SavedModel directory,
   in-process, in chunks of ``max_batch``.
 * ``sagemaker``: a SageMaker endpoint through ``sagemaker-runtime`` ``InvokeEndpoint``
@@ -72,37 +74,43 @@ def _output_kw(spec: ModelSpec, scaled: npt.ArrayLike, count: int) -> FloatArray
     return spec.unscale_target(np.asarray(scaled, dtype=np.float64).reshape(shape))
 
 
-def _check(spec: ModelSpec, windows: npt.ArrayLike) -> npt.NDArray[np.float32]:
-    """Scaled model input, after checking the window shape against the spec."""
+def _check_shape(spec: ModelSpec, windows: npt.ArrayLike) -> np.ndarray:
+    """``windows`` as an array, after checking its shape against the spec."""
     array = np.asarray(windows)
     expected = (spec.input_steps, len(spec.features))
     if array.ndim != 3 or array.shape[1:] != expected:
         raise ValueError(
             f"windows must be (batch, {expected[0]}, {expected[1]}), got {array.shape}"
         )
-    return spec.scale(array)
+    return array
+
+
+def _check(spec: ModelSpec, windows: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Scaled model input, after checking the window shape against the spec."""
+    return spec.scale(_check_shape(spec, windows))
 
 
 class LiteRtModel:
-    """A LiteRT (TFLite) flatbuffer in-process, batched.
+    """A LiteRT (TFLite) flatbuffer in-process, batched: the one LiteRT wrapper.
 
-    A flatbuffer with a fixed batch dimension gets chunks of exactly that size, the last
-    one padded with zeros. A dynamic one gets chunks of ``max_batch`` and a last chunk
-    rounded up to a power of two; each size has its own interpreter, allocated once
-    (interpreters share nothing but the ~100 KB flatbuffer), so a stream of varying batch
-    sizes never re-allocates and pads at most 2x.
+    ``model`` is a ``.tflite`` path or the flatbuffer's bytes (the export checks a
+    flatbuffer before writing it). A flatbuffer with a fixed batch dimension gets chunks
+    of exactly that size, the last one padded with zeros. A dynamic one gets chunks of
+    ``max_batch`` and a last chunk rounded up to a power of two; each size has its own
+    interpreter, allocated once (interpreters share nothing but the ~100 KB flatbuffer),
+    so a stream of varying batch sizes never re-allocates and pads at most 2x.
     """
 
     def __init__(
         self,
-        model_path: Path,
+        model: Path | bytes,
         spec: ModelSpec,
         *,
         num_threads: int | None = 1,
         max_batch: int = 512,
     ) -> None:
         self.spec = spec
-        self._content = Path(model_path).read_bytes()
+        self._content = model if isinstance(model, bytes) else Path(model).read_bytes()
         self._num_threads = num_threads
         probe = self._new_interpreter()
         (self._input,) = probe.get_input_details()
@@ -110,7 +118,8 @@ class LiteRtModel:
         signature = self._input.get("shape_signature", self._input["shape"])
         expected = (spec.input_steps, len(spec.features))
         if tuple(int(d) for d in signature[1:]) != expected:
-            raise ValueError(f"{model_path}: input {list(signature)} does not match the spec")
+            name = "flatbuffer" if isinstance(model, bytes) else str(model)
+            raise ValueError(f"{name}: input {list(signature)} does not match the spec")
         self.dynamic_batch = int(signature[0]) == -1
         self.fixed_batch = None if self.dynamic_batch else int(signature[0])
         self._max_batch = max(1, 1 << (max_batch.bit_length() - 1))  # a power of two
@@ -144,8 +153,8 @@ class LiteRtModel:
         full, rest = divmod(count, self._max_batch)
         return [self._max_batch] * full + ([1 << (rest - 1).bit_length()] if rest else [])
 
-    def predict(self, windows: npt.ArrayLike) -> FloatArray:
-        x = _check(self.spec, windows)
+    def _run(self, x: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
+        """The scaled outputs of scaled, shape-checked windows, chunk by chunk."""
         out, start = [], 0
         for size in self._chunk_sizes(len(x)):
             chunk = x[start : start + size]
@@ -157,6 +166,23 @@ class LiteRtModel:
             interpreter.invoke()
             out.append(interpreter.get_tensor(self._output["index"])[: len(x) - start])
             start += size
+        return out
+
+    def run_scaled(self, x: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Scaled windows ``(batch, steps, features)`` -> the model's scaled output.
+
+        The raw tensors, for checking a flatbuffer against the network it came from.
+        """
+        scaled = np.ascontiguousarray(_check_shape(self.spec, x), dtype=np.float32)
+        out = self._run(scaled)
+        if not out:
+            shape = (0, self.spec.horizon_steps, len(self.spec.quantiles))
+            return np.zeros(shape, dtype=np.float32)
+        return np.concatenate(out)
+
+    def predict(self, windows: npt.ArrayLike) -> FloatArray:
+        x = _check(self.spec, windows)
+        out = self._run(x)
         if not out:
             return _output_kw(self.spec, np.empty(0), 0)
         return _output_kw(self.spec, np.concatenate(out), len(x))

@@ -45,6 +45,10 @@ def record_size(record: StreamRecord) -> int:
 
 def check_record(record: StreamRecord) -> None:
     """Reject, before any network call, a record that Kinesis can never accept."""
+    try:
+        record.partition_key.encode()
+    except UnicodeEncodeError as error:  # a lone surrogate: not text Kinesis can carry
+        raise ValueError(f"partition key {record.partition_key!r} is not valid Unicode") from error
     if not record.partition_key or len(record.partition_key) > MAX_PARTITION_KEY_CHARS:
         raise ValueError(
             f"partition key must be 1-{MAX_PARTITION_KEY_CHARS} characters, "

@@ -29,6 +29,14 @@ class PublishReport:
     retried_entries: int = 0
     throttled_entries: int = 0
 
+    def metric_counts(self) -> dict[str, int]:
+        """Metric name -> count, so every shell reports publishing the same way (EMF)."""
+        return {
+            "PublishRequests": self.requests,
+            "PublishRetriedEntries": self.retried_entries,
+            "PublishThrottledEntries": self.throttled_entries,
+        }
+
 
 class PublishError(RuntimeError):
     """Raised when some records could still not be written after the retry bound.

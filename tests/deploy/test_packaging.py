@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -195,3 +196,33 @@ def test_lambda_sizes_missing_build_fails(tmp_path):
     )
 
     assert sizes.main([str(tmp_path)]) == 1
+
+
+def _requirement_names(name: str) -> set[str]:
+    names = set()
+    for stem in ("layer", name):
+        for line in (FUNCTIONS_DIR / "requirements" / f"{stem}.txt").read_text().splitlines():
+            found = re.split(r"[<>=\[; ]", line.strip(), maxsplit=1)[0].lower()
+            if found and not found.startswith("#"):
+                names.add(found)
+    return names
+
+
+@pytest.mark.parametrize(("logical_id", "args"), sorted(make_targets().items()))
+def test_function_without_pandas_in_its_requirements_never_imports_it(logical_id, args):
+    """pandas is ~70 MB: a handler whose requirements leave it out must not need it."""
+    resource = RESOURCES[logical_id]
+    (requirements,) = _option(args, "--requirements")
+    if resource["Type"] != "AWS::Serverless::Function" or "pandas" in _requirement_names(
+        requirements
+    ):
+        pytest.skip("a layer, or a function that ships pandas")
+    module = resource["Properties"]["Handler"].rpartition(".")[0]
+    code = (
+        f"import importlib, sys; importlib.import_module({module!r}); "
+        "print('pandas' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "False"

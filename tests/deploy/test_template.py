@@ -7,12 +7,14 @@ ones deploy it on the local stack (moto server) like every adapter test.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from services.gateway.shells.api_lambda import dead_letter_queues
 from tests.conftest import REGION, TEMPLATE
 from wattstream.local.stack import LOCAL_ACCOUNT_ID, load_template, translate
 
@@ -133,6 +135,37 @@ def test_template_zip_functions_share_the_layer_and_image_function_has_no_runtim
             assert function["Metadata"]["BuildMethod"] == "makefile", name
 
 
+def _api_dead_letter_queues() -> dict[str, str]:
+    """The API's ``GATEWAY_DEAD_LETTER_QUEUES`` as written: name -> logical id."""
+    variables = FUNCTIONS["GatewayApiFunction"]["Properties"]["Environment"]["Variables"]
+    text = variables["GATEWAY_DEAD_LETTER_QUEUES"]["Fn::Sub"]
+    document = json.loads(re.sub(r"\$\{([^}]+)\}", r"\1", text))
+    return {name: str(value) for name, value in document.items()}
+
+
+def test_template_api_shows_every_dead_letter_queue_the_outputs_name():
+    """The API on AWS sees the queues the local CLI derives from the stack outputs."""
+    outputs = {
+        name: _target(output["Value"])
+        for name, output in TEMPLATE_DICT["Outputs"].items()
+        if isinstance(output["Value"], dict) and "Ref" in output["Value"]
+    }
+    shown = _api_dead_letter_queues()
+
+    assert shown == dead_letter_queues(outputs)
+    assert all(RESOURCES[queue]["Type"] == "AWS::SQS::Queue" for queue in shown.values())
+
+
+def test_template_api_may_read_the_attributes_of_each_queue_it_shows():
+    granted: set[str] = set()
+    for policy in FUNCTIONS["GatewayApiFunction"]["Properties"]["Policies"]:
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            if "sqs:GetQueueAttributes" in _strings(statement["Action"]):
+                granted |= references(statement["Resource"])
+
+    assert granted == set(_api_dead_letter_queues().values())
+
+
 # --- IAM ----------------------------------------------------------------------------------
 
 
@@ -198,6 +231,64 @@ def test_iam_walk_finds_a_wildcard():
         )
 
 
+# --- data at rest: private and encrypted ---------------------------------------------------
+
+BUCKETS = {k: v for k, v in RESOURCES.items() if v["Type"] == "AWS::S3::Bucket"}
+#: Data stores and the property that encrypts them at rest (DynamoDB always encrypts).
+ENCRYPTION = {
+    "AWS::Kinesis::Stream": lambda p: p.get("StreamEncryption", {}).get("EncryptionType") == "KMS",
+    "AWS::SQS::Queue": lambda p: p.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in p,
+}
+
+
+def _bucket_problems(properties: dict[str, Any]) -> list[str]:
+    problems = []
+    block = properties.get("PublicAccessBlockConfiguration", {})
+    for flag in (
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ):
+        if block.get(flag) is not True:
+            problems.append(f"{flag} is not true")
+    if properties.get("AccessControl", "Private") != "Private":
+        problems.append(f"AccessControl {properties['AccessControl']}")
+    rules = properties.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
+    algorithms = {r.get("ServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules}
+    if not algorithms & {"AES256", "aws:kms", "aws:kms:dsse"}:
+        problems.append("no default server-side encryption")
+    return problems
+
+
+@pytest.mark.parametrize("bucket", sorted(BUCKETS))
+def test_template_bucket_private_and_encrypted(bucket):
+    assert _bucket_problems(BUCKETS[bucket]["Properties"]) == []
+
+
+def test_template_no_bucket_policy_grants_everyone():
+    for name, resource in RESOURCES.items():
+        if resource["Type"] != "AWS::S3::BucketPolicy":
+            continue
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Effect"] == "Allow":
+                assert statement.get("Principal") not in ("*", {"AWS": "*"}), name
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(k for k, v in RESOURCES.items() if v["Type"] in ENCRYPTION),
+)
+def test_template_streams_and_queues_encrypted_at_rest(name):
+    resource = RESOURCES[name]
+    assert ENCRYPTION[resource["Type"]](resource.get("Properties", {})), name
+
+
+def test_template_bucket_check_finds_a_public_unencrypted_bucket():
+    """The bucket test above can fail: a public, unencrypted bucket is caught."""
+    assert len(_bucket_problems({"AccessControl": "PublicRead"})) == 6
+
+
 # --- every reference provisioned on the local stack -------------------------------------
 
 
@@ -244,6 +335,22 @@ def test_local_stack_function_environment_points_at_the_created_resources(deploy
         for key, value in variables.items():
             if isinstance(value, dict) and "Ref" in value and value["Ref"] in RESOURCES:
                 assert deployed[key] == stack.resources[value["Ref"]], (name, key)
+
+
+def test_local_stack_api_dead_letter_queues_are_the_created_queues(deploy_stack):
+    stack = deploy_stack()
+    environment = stack.functions["GatewayApiFunction"].environment
+
+    shown = json.loads(environment["GATEWAY_DEAD_LETTER_QUEUES"])
+
+    assert shown == dead_letter_queues(stack.outputs)
+    every_failure_queue = {
+        name
+        for name, resource in RESOURCES.items()
+        if resource["Type"] == "AWS::SQS::Queue"
+        and name.endswith(("DeadLetterQueue", "FailureQueue"))
+    }
+    assert set(shown) == every_failure_queue
 
 
 def test_local_stack_policy_names_built_with_sub_are_created_buckets(deploy_stack, clients):

@@ -7,10 +7,12 @@ from types import ModuleType
 
 import pytest
 
-from shared import batch, codec, schema, uci, validation
+from shared import archive_layout, archive_parquet, batch, codec, schema, uci, validation
 
 
-@pytest.mark.parametrize("module", [schema, batch, validation, codec, uci])
+@pytest.mark.parametrize(
+    "module", [schema, batch, validation, codec, uci, archive_layout, archive_parquet]
+)
 def test_docstring_examples_run(module: ModuleType) -> None:
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0

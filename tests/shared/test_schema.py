@@ -69,6 +69,20 @@ def test_meter_reading_rejects_naive_timestamp_clearly(naive: object) -> None:
     assert "has no timezone" in str(exc.value)
 
 
+@pytest.mark.parametrize("text", ["+0.0", "0", "1175385600", " 1175385600", "1e9", True])
+def test_meter_reading_rejects_numeric_text_as_timestamp(text: object) -> None:
+    """Found by the reliability suite: ``"+0.0"`` was accepted as 1970-01-01T00:00:00Z."""
+    with pytest.raises(ValidationError) as exc:
+        MeterReading.model_validate(reading(timestamp=text))
+    assert error_types(exc) == ["datetime_not_iso"]
+    assert "ISO 8601" in str(exc.value)
+
+
+def test_meter_reading_reads_a_json_number_as_unix_seconds() -> None:
+    r = MeterReading.model_validate_json(json.dumps(reading(timestamp=1175385600)))
+    assert r.timestamp == dt.datetime(2007, 4, 1, tzinfo=dt.UTC)
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_meter_reading_rejects_non_finite_floats(bad: float) -> None:
     with pytest.raises(ValidationError) as exc:

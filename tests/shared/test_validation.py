@@ -95,6 +95,7 @@ def test_validate_reading_accepts_bytes_text_and_mappings(form: Callable[[], obj
         (raw(timestamp="2007-04-01T00:15:01Z"), "future_timestamp", "timestamp", "00:15:01"),
         (raw(timestamp="2007-04-01T00:00:00"), "naive_timestamp", "timestamp", "timezone"),
         (raw(timestamp="yesterday"), "bad_timestamp", "timestamp", "yesterday"),
+        (raw(timestamp="+0.0"), "bad_timestamp", "timestamp", "+0.0"),
         (raw(household_id="a b"), "bad_household_id", "household_id", "'a b'"),
         (raw(schema_version=2), "unsupported_schema_version", "schema_version", "2"),
     ],

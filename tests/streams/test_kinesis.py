@@ -109,6 +109,14 @@ def test_publisher_rejects_oversized_record_before_any_call():
     assert client.calls == []
 
 
+def test_publisher_rejects_unencodable_partition_key_before_any_call():
+    client = FakeKinesis()
+    pub, _ = publisher(client)
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        pub.publish([StreamRecord("h1", b"ok"), StreamRecord("\ud800", b"x")])
+    assert client.calls == []
+
+
 def test_plan_requests_respects_entry_and_byte_limits():
     many = records(1234)
     plans = list(plan_requests(many))

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
+from wattstream.local.runner import Function, Handler, resolve_handler
 from wattstream.local.stack import (
     FunctionSpec,
     MappingSpec,
@@ -65,6 +66,27 @@ class Binding:
         destination = self.mapping.properties.get("DestinationConfig", {}).get("OnFailure", {})
         arn = destination.get("Destination")
         return str(arn) if arn else None
+
+    def function_runner(
+        self,
+        *,
+        handler: Handler | None = None,
+        runtime_environment: Mapping[str, str] | None = None,
+        log: TextIO | None = None,
+    ) -> Function:
+        """The function bound to its template handler (``handler`` overrides it, for tests)."""
+        from wattstream.settings import PACKAGE_ROOT
+
+        return Function(
+            self.function,
+            handler or resolve_handler(self.function, PACKAGE_ROOT / "deploy"),
+            runtime_environment={
+                "AWS_REGION": self.region,
+                "AWS_DEFAULT_REGION": self.region,
+                **(runtime_environment or {}),
+            },
+            log=log,
+        )
 
 
 def kinesis_consumers(template: Mapping[str, Any]) -> dict[str, str]:

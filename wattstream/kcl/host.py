@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from wattstream.kcl.binding import Binding
-from wattstream.local.runner import Function, Handler, queue_url, resolve_handler
+from wattstream.local.runner import Handler, queue_url
 from wattstream.settings import PACKAGE_ROOT
 
 #: ``deploy/kcl/<consumer>.properties``, one per Kinesis consumer of the template.
@@ -77,16 +77,8 @@ def build_processor(
     """The record processor of one consumer (``handler`` overrides the template's, for tests)."""
     from wattstream.kcl.processor import LambdaShardProcessor, RetryPolicy, SqsDestination
 
-    spec = binding.function
-    function = Function(
-        spec,
-        handler or resolve_handler(spec, PACKAGE_ROOT / "deploy"),
-        runtime_environment={
-            "AWS_REGION": binding.region,
-            "AWS_DEFAULT_REGION": binding.region,
-            **(runtime_environment or {}),
-        },
-        log=log,
+    function = binding.function_runner(
+        handler=handler, runtime_environment=runtime_environment, log=log
     )
     destination = None
     if binding.destination_arn:

@@ -43,14 +43,14 @@ from typing import Any, Protocol
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3.processor import RecordProcessorBase
 
-from wattstream.local.runner import (
-    Function,
-    MappingStats,
-    batch_item_failures,
-    failure_document,
-    kinesis_event,
+from wattstream.eventsource import (
+    BatchSettler,
+    DeliveredRecord,
+    Outcome,
+    RetryPolicy,
+    invoke_kinesis,
 )
-from wattstream.local.stack import MappingSpec
+from wattstream.local.runner import Function, MappingStats, failure_document
 
 log = logging.getLogger("wattstream.kcl")
 
@@ -67,49 +67,10 @@ class FailureDestination(Protocol):
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """The mapping's failure settings, with Lambda's meaning (-1: no limit)."""
+class KclRecord(DeliveredRecord):
+    """A record as the daemon delivered it (with its KPL sub-sequence number)."""
 
-    batch_size: int = 100
-    report_item_failures: bool = True
-    bisect_on_function_error: bool = False
-    max_retry_attempts: int = -1
-    max_record_age_s: int = -1
-    base_backoff_s: float = 0.5
-    max_backoff_s: float = 30.0
-
-    @classmethod
-    def of(cls, mapping: MappingSpec, **overrides: Any) -> RetryPolicy:
-        """The policy of a template event source mapping (properties as CloudFormation has them)."""
-        props = mapping.properties
-        values: dict[str, Any] = {
-            "batch_size": int(props.get("BatchSize", 100)),
-            "report_item_failures": "ReportBatchItemFailures"
-            in props.get("FunctionResponseTypes", []),
-            "bisect_on_function_error": str(props.get("BisectBatchOnFunctionError", False)).lower()
-            == "true",
-            "max_retry_attempts": int(props.get("MaximumRetryAttempts", -1)),
-            "max_record_age_s": int(props.get("MaximumRecordAgeInSeconds", -1)),
-        }
-        return cls(**{**values, **overrides})
-
-    def exhausted(self, failures: int) -> bool:
-        """``failures`` failed invocations: is that past the first try plus the retries?"""
-        return self.max_retry_attempts >= 0 and failures > self.max_retry_attempts
-
-    def backoff_s(self, failures: int) -> float:
-        return min(self.max_backoff_s, self.base_backoff_s * 2 ** min(failures - 1, 30))
-
-
-@dataclass(frozen=True)
-class KclRecord:
-    """A record as the daemon delivered it, in the GetRecords shape the event builder takes."""
-
-    sequence: str
-    sub_sequence: int
-    partition_key: str
-    data: bytes
-    arrived_at: float
+    sub_sequence: int = 0
 
     @classmethod
     def of(cls, record: Any) -> KclRecord:
@@ -122,26 +83,9 @@ class KclRecord:
             arrived_at=record.timestamp_millis / 1000.0,
         )
 
-    def as_get_records(self) -> dict[str, Any]:
-        return {
-            "PartitionKey": self.partition_key,
-            "SequenceNumber": self.sequence,
-            "Data": self.data,
-            "ApproximateArrivalTimestamp": self.arrived_at,
-        }
-
 
 class LeaseLost(Exception):
     """The daemon refused a checkpoint because another worker owns the shard now."""
-
-
-class _Outcome:
-    """One invocation: which records of the chunk failed (indexes), and why."""
-
-    def __init__(self, failed: list[int], error: str, function_error: bool) -> None:
-        self.failed = failed
-        self.error = error
-        self.function_error = function_error
 
 
 class LambdaShardProcessor(RecordProcessorBase):  # type: ignore[misc]
@@ -187,8 +131,7 @@ class LambdaShardProcessor(RecordProcessorBase):  # type: ignore[misc]
         records = [KclRecord.of(r) for r in process_records_input.records]
         checkpointer = process_records_input.checkpointer
         try:
-            for start in range(0, len(records), self.policy.batch_size):
-                self._settle(records[start : start + self.policy.batch_size], checkpointer)
+            self._settler(checkpointer).settle_all(records)
         except LeaseLost:
             log.warning("%s: lease lost mid-batch; the new owner resumes", self.shard_id)
         except SystemExit:
@@ -211,90 +154,26 @@ class LambdaShardProcessor(RecordProcessorBase):  # type: ignore[misc]
 
     # --- Lambda's mapping semantics ------------------------------------------------------
 
-    def _settle(self, records: Sequence[KclRecord], checkpointer: Any) -> None:
-        """Handle ``records`` until each succeeded or went to the destination; checkpoint."""
-        pending = list(records)
-        failures = 0
-        while pending:
-            expired = self._expired_prefix(pending)
-            if expired:
-                self._give_up(
-                    expired,
-                    "RecordAgeExceeded",
-                    "record older than the maximum age",
-                    failures,
-                    checkpointer,
-                )
-                pending = pending[len(expired) :]
-                continue
-            outcome = self._invoke(pending)
-            if not outcome.failed:
-                self.stats.records += len(pending)
-                self._checkpoint(checkpointer, pending[-1], "batch done")
-                return
-            if outcome.function_error:
-                self.stats.function_errors += 1
-                if self.policy.bisect_on_function_error and len(pending) > 1:
-                    self.stats.bisects += 1
-                    half = len(pending) // 2
-                    self._settle(pending[:half], checkpointer)
-                    self._settle(pending[half:], checkpointer)
-                    return
-            else:
-                self.stats.partial_failures += 1
-            first, last = outcome.failed[0], outcome.failed[-1]
-            if first > 0:  # progress: keep it, retry from the lowest failure
-                self.stats.records += first
-                self._checkpoint(checkpointer, pending[first - 1], "before the lowest failure")
-                pending, last, failures = pending[first:], last - first, 0
-            failures += 1
-            if self.policy.exhausted(failures):
-                self._give_up(
-                    pending[: last + 1],
-                    "RetryAttemptsExhausted",
-                    outcome.error,
-                    failures - 1,
-                    checkpointer,
-                )
-                if len(pending) > last + 1:  # these succeeded in the last attempt
-                    self.stats.records += len(pending) - last - 1
-                    self._checkpoint(checkpointer, pending[-1], "after the failed records")
-                return
-            self.sleep(self.policy.backoff_s(failures))
+    def _settler(self, checkpointer: Any) -> BatchSettler[KclRecord]:
+        """Lambda's retry/bisect/give-up semantics, checkpointing through ``checkpointer``."""
+        return BatchSettler(
+            self.policy,
+            invoke=self._invoke,
+            commit=lambda record, why: self._checkpoint(checkpointer, record, why),
+            give_up=self._give_up,
+            stats=self.stats,
+            sleep=self.sleep,
+            clock=self.clock,
+        )
 
-    def _expired_prefix(self, records: Sequence[KclRecord]) -> list[KclRecord]:
-        """Records past ``MaximumRecordAgeInSeconds`` (arrival order: always a prefix)."""
-        if self.policy.max_record_age_s < 0:
-            return []
-        now = self.clock()
-        expired = []
-        for record in records:
-            if now - record.arrived_at <= self.policy.max_record_age_s:
-                break
-            expired.append(record)
-        return expired
-
-    def _invoke(self, records: Sequence[KclRecord]) -> _Outcome:
-        event = kinesis_event(
-            [r.as_get_records() for r in records],
+    def _invoke(self, records: Sequence[KclRecord]) -> Outcome:
+        return invoke_kinesis(
+            self.function,
+            records,
             shard_id=self.shard_id,
             stream_arn=self.stream_arn,
-            function_arn=self.function.spec.arn,
-            region=self.function.spec.arn.split(":")[3],
+            report_item_failures=self.policy.report_item_failures,
         )
-        result = self.function.invoke(event)
-        self.stats.invocations += 1
-        everything = list(range(len(records)))
-        if result.failed:
-            return _Outcome(everything, str(result.error), function_error=True)
-        if not self.policy.report_item_failures:
-            return _Outcome([], "", function_error=False)
-        failed = batch_item_failures(result.response, [r.sequence for r in records])
-        if failed is None:
-            error = "invalid batchItemFailures in the function response"
-            return _Outcome(everything, error, function_error=True)
-        indexes = [i for i, r in enumerate(records) if r.sequence in failed]
-        return _Outcome(indexes, "partial batch failure", function_error=False)
 
     def _give_up(
         self,
@@ -302,10 +181,8 @@ class LambdaShardProcessor(RecordProcessorBase):  # type: ignore[misc]
         condition: str,
         error: str,
         retries: int,
-        checkpointer: Any,
     ) -> None:
-        """Send the records' coordinates to the destination, then checkpoint past them."""
-        self.stats.sent_to_destination += len(records)
+        """Send the records' coordinates to the destination (the settler then checkpoints)."""
         if self.destination is None:
             log.error(
                 "%s: %d records of %s DISCARDED (%s: %s; no OnFailure destination)",
@@ -338,7 +215,6 @@ class LambdaShardProcessor(RecordProcessorBase):  # type: ignore[misc]
                 condition,
                 error,
             )
-        self._checkpoint(checkpointer, records[-1], condition)
 
     def _checkpoint(self, checkpointer: Any, record: KclRecord | None, why: str) -> None:
         """Checkpoint at ``record`` (None: the farthest delivered, or SHARD_END at shard end).

@@ -1,9 +1,9 @@
 """What the gateway's three consumer shells share: dependencies, coordinates, settling.
 
 Each consumer works on a delivered batch as a whole (so a household's records are merged
-into one write per item) and returns which records failed and why; :func:`settle` turns
-that into Lambda's partial batch response with Powertools' ``BatchProcessor``, so a
-failed record is retried (with the records after it, on Kinesis) and never acknowledged.
+into one write per item) and returns which records failed and why;
+:func:`shared.lambda_batch.settle` (re-exported here) turns that into Lambda's partial
+batch response, so a failed record is retried and never acknowledged.
 """
 
 from __future__ import annotations
@@ -15,18 +15,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
     KinesisStreamRecord,
 )
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from services.gateway.core.model import ConsumerProgress
 from services.gateway.ports import GatewayStore, ObjectReader, QuarantineSink
+from shared.lambda_batch import RecordFailed, settle
 from shared.schema import Quarantined, StreamCoordinates
 
 __all__ = [
@@ -146,36 +141,6 @@ def emit(deps: ConsumerDeps, message: str, counts: Mapping[str, int]) -> None:
     for name, value in counts.items():
         deps.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
     deps.logger.info(message, extra=dict(counts))
-
-
-class RecordFailed(RuntimeError):
-    """Marks a record as failed for Powertools' batch processor."""
-
-
-def settle(
-    event: dict[str, Any], context: Any, failed: Mapping[str, str], *, kinesis: bool
-) -> dict[str, Any]:
-    """Lambda's ``batchItemFailures`` for the records in ``failed`` (id -> reason)."""
-
-    def check(record: KinesisStreamRecord | SQSRecord) -> None:
-        identifier = (
-            record.kinesis.sequence_number
-            if isinstance(record, KinesisStreamRecord)
-            else record.message_id
-        )
-        reason = failed.get(identifier)
-        if reason is not None:
-            raise RecordFailed(reason)
-
-    processor = BatchProcessor(
-        event_type=EventType.KinesisDataStreams if kinesis else EventType.SQS,
-        raise_on_entire_batch_failure=False,
-    )
-    return dict(
-        process_partial_response(
-            event=event, record_handler=check, processor=processor, context=context
-        )
-    )
 
 
 def consumer_deps_from_environment(*, with_objects: bool = False) -> ConsumerDeps:

@@ -7,9 +7,15 @@ of records, in arrival order) are merged in ONE read-merge-conditional-write, up
 the same values, the core reports "unchanged", and nothing is written.
 
 Failures stay narrow: a household-day whose write fails fails only the records that
-contributed to it; a record that does not decode, or whose readings break the shared
-physical rules, goes to the quarantine with its bytes, reason and coordinates (its sane
-readings are still applied); if the quarantine fails, those records fail (never dropped).
+contributed to it.
+
+**Records that do not decode**, or readings that break the shared physical rules, are
+logged at error level with their coordinates and reason, counted (``RecordsUndecodable``,
+``ReadingsRejected``), and skipped (the sane readings of a record are still applied). They
+are not quarantined here: the ``readings`` stream has one quarantine owner, the archive
+consumer, which keeps the original bytes, the reason and the coordinates of every such
+record. A second copy per poison record would double the quarantine (the realtime consumer
+follows the same rule).
 """
 
 from __future__ import annotations
@@ -40,12 +46,10 @@ from services.gateway.shells.consumer import (
     consumer_deps_from_environment,
     emit,
     note_progress,
-    refusal,
     settle,
 )
 from shared.batch import MAX_TIMESTAMP_US, ReadingBatch, us_to_datetime
 from shared.codec import CodecError, decode_record
-from shared.schema import Quarantined
 from shared.validation import DEFAULT_LIMITS, sanity_mask
 
 __all__ = ["ReadingsOutcome", "apply_readings", "build_handler", "handler"]
@@ -61,31 +65,36 @@ class ReadingsOutcome:
     failed: dict[str, str] = field(default_factory=dict)
     household_days: int = 0
     items_written: int = 0
-    quarantined: int = 0
+    undecodable: int = 0
+    readings_rejected: int = 0
 
 
-def _decode(
-    record: Delivered, deps: ConsumerDeps
-) -> tuple[ReadingBatch | None, Quarantined | None]:
-    """The sane readings of a record, and its quarantine item if anything was refused."""
-    now = deps.clock()
-    source = f"kinesis:{record.stream}:gateway"
+def _decode(record: Delivered, deps: ConsumerDeps, outcome: ReadingsOutcome) -> ReadingBatch | None:
+    """The sane readings of a record; what is refused is logged and counted, not quarantined."""
+    where = {**record.coordinates.model_dump(mode="json"), "consumer": CONSUMER}
     try:
         batch = decode_record(record.data)
     except CodecError as error:
-        reason = f"undecodable record ({error.code}): {error.reason}"
-        return None, refusal(
-            record.data, reason, source=source, coordinates=record.coordinates, now=now
+        outcome.undecodable += 1
+        deps.logger.error(
+            "undecodable record skipped (quarantined by the archive consumer)",
+            extra={**where, "reason": f"{error.code}: {error.reason}"},
         )
+        return None
     # The clock rule was ingest's, at publish time: only the physical rules apply here.
     ok, rejected = sanity_mask(batch, now_us=MAX_TIMESTAMP_US, limits=DEFAULT_LIMITS)
     if not rejected:
-        return batch, None
-    shown = "; ".join(f"row {row}: {r.code}: {r.reason}" for row, r in rejected[:_SHOWN_REJECTIONS])
-    reason = f"{len(rejected)} of {len(batch)} readings refused (the others were applied): {shown}"
-    return batch.take(ok), refusal(
-        record.data, reason, source=source, coordinates=record.coordinates, now=now
+        return batch
+    outcome.readings_rejected += len(rejected)
+    deps.logger.warning(
+        "insane readings skipped (quarantined by the archive consumer)",
+        extra={
+            **where,
+            "rejected": len(rejected),
+            "examples": [f"row {row}: {r.code}" for row, r in rejected[:_SHOWN_REJECTIONS]],
+        },
     )
+    return batch.take(ok)
 
 
 def apply_readings(records: Sequence[KinesisStreamRecord], deps: ConsumerDeps) -> ReadingsOutcome:
@@ -96,11 +105,8 @@ def apply_readings(records: Sequence[KinesisStreamRecord], deps: ConsumerDeps) -
     contributors: dict[DayKey, list[str]] = defaultdict(list)
     latest: dict[str, int] = {}
     household_records: dict[str, list[str]] = defaultdict(list)
-    refused: list[tuple[Delivered, Quarantined]] = []
     for record in delivered:
-        batch, refusal_item = _decode(record, deps)
-        if refusal_item is not None:
-            refused.append((record, refusal_item))
+        batch = _decode(record, deps, outcome)
         if batch is None or not len(batch):
             continue
         for key, update in minute_updates(batch).items():
@@ -140,15 +146,6 @@ def apply_readings(records: Sequence[KinesisStreamRecord], deps: ConsumerDeps) -
             for sequence in household_records[household]:
                 outcome.failed.setdefault(sequence, f"households index: {error}")
 
-    if refused:
-        try:
-            deps.quarantine.quarantine([item for _, item in refused])
-            outcome.quarantined = len(refused)
-        except Exception as error:  # retried, never dropped
-            deps.logger.exception("quarantine failed; the refused records will be retried")
-            for record, _ in refused:
-                outcome.failed.setdefault(record.sequence, f"quarantine failed: {error}")
-
     note_progress(
         deps,
         CONSUMER,
@@ -174,7 +171,8 @@ def build_handler(deps: ConsumerDeps) -> LambdaHandler:
                 "Records": len(records),
                 "HouseholdDays": outcome.household_days,
                 "ItemsWritten": outcome.items_written,
-                "Quarantined": outcome.quarantined,
+                "RecordsUndecodable": outcome.undecodable,
+                "ReadingsRejected": outcome.readings_rejected,
                 "RecordsFailed": len(outcome.failed),
             },
         )

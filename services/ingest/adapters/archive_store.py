@@ -1,19 +1,11 @@
 """S3 adapter of the archive: one Parquet object per household-day, plus its JSON summary.
 
-Keys come from :func:`~services.ingest.core.archive.archive_key` and
-:func:`~services.ingest.core.archive.summary_key` (hive style, deterministic), so every
-rewrite replaces an object and nothing is ever duplicated. The stream position merged into
-a day object is kept in its S3 user metadata (``stream``, ``shard-id``,
+Keys come from :mod:`shared.archive_layout` (hive style, deterministic) and the Parquet
+format from :mod:`shared.archive_parquet`, both shared with the archive's readers, so
+every rewrite replaces an object and nothing is ever duplicated. The stream position
+merged into a day object is kept in its S3 user metadata (``stream``, ``shard-id``,
 ``sequence-number``), not in the file, so the Parquet bytes depend on the rows alone: a
 replayed stream produces byte-for-byte the same archive.
-
-Parquet encoding, measured on the April 2007 slice (29 UTC days, 39,477 rows, one core,
-pyarrow 26): zstd level 3 with dictionaries only for the household id and the integer
-sub-meters, and DELTA_BINARY_PACKED timestamps, takes 9.8 bytes per reading (14.8 KiB per
-full day) at 0.7 ms to write and 1.0 ms to read a day. Snappy with pyarrow's defaults
-takes 18.6 B/reading at 0.5 ms/1.0 ms; zstd 9 saves another 5 % for 2.6x the write time;
-gzip is 15 B at 3 ms. The S3 round trips around each write cost several times more than
-the encoding, so the smaller files win: half the storage and half the bytes Athena scans.
 
 A summary is rewritten only when its JSON differs from the stored one, because the monthly
 service reacts to every summary write through S3 events.
@@ -21,55 +13,22 @@ service reacts to every summary write through S3 events.
 
 from __future__ import annotations
 
-import io
-from typing import Any, Final
-
-import pyarrow.parquet as pq
-from botocore.exceptions import ClientError
+from typing import Any
 
 from services.ingest.core.archive import (
     DailySummary,
     DayKey,
     StoredDay,
     StreamPosition,
-    archive_key,
-    from_table,
     split_by_day,
-    summary_key,
-    to_table,
 )
+from shared.archive_layout import readings_key, summary_key
+from shared.archive_parquet import decode_day, encode_day
 from shared.batch import ReadingBatch
+from shared.s3 import get_object_or_none
 
-__all__ = ["PARQUET_OPTIONS", "S3ArchiveStore", "decode_day", "encode_day"]
-
-_SUB_METERS: Final = ("sub_metering_1_wh", "sub_metering_2_wh", "sub_metering_3_wh")
-
-PARQUET_OPTIONS: Final[dict[str, Any]] = {
-    "compression": "zstd",
-    "compression_level": 3,
-    "use_dictionary": ["household_id", *_SUB_METERS],
-    "column_encoding": {"timestamp": "DELTA_BINARY_PACKED"},
-    "write_statistics": True,
-}
-"""pyarrow writer options (see the module docstring for the measurements)."""
-
-_NOT_FOUND: Final = frozenset({"NoSuchKey", "404", "NotFound"})
-
-
-def encode_day(rows: ReadingBatch) -> bytes:
-    """Parquet bytes of one household-day; the same rows always give the same bytes."""
-    sink = io.BytesIO()
-    pq.write_table(to_table(rows), sink, **PARQUET_OPTIONS)
-    return sink.getvalue()
-
-
-def decode_day(data: bytes) -> ReadingBatch:
-    """The rows of a Parquet object written by :func:`encode_day`."""
-    return from_table(pq.read_table(io.BytesIO(data)))
-
-
-def _missing(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") in _NOT_FOUND
+# decode_day/encode_day live in shared.archive_parquet; re-exported for existing callers.
+__all__ = ["S3ArchiveStore", "decode_day", "encode_day"]
 
 
 class S3ArchiveStore:
@@ -87,19 +46,14 @@ class S3ArchiveStore:
 
     def day_key(self, key: DayKey) -> str:
         """The S3 key of a household-day's Parquet object."""
-        return archive_key(key.household_id, key.day, prefix=self.prefix)
+        return readings_key(key.household_id, key.day, prefix=self.prefix)
 
     def summary_key(self, key: DayKey) -> str:
         """The S3 key of a household-day's summary."""
         return summary_key(key.household_id, key.day, prefix=self.prefix)
 
     def _get(self, key: str) -> dict[str, Any] | None:
-        try:
-            return dict(self.s3.get_object(Bucket=self.bucket, Key=key))
-        except ClientError as error:
-            if _missing(error):
-                return None
-            raise
+        return get_object_or_none(self.s3, self.bucket, key)
 
     def read_day(self, key: DayKey) -> StoredDay | None:
         """The archived rows and merged stream position, or None if nothing is archived."""

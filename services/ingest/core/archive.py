@@ -4,8 +4,10 @@ Why this shape: Kinesis delivers at least once (a partial batch failure retries 
 lowest failed sequence number, so the records after it come again; bisection and restarts
 replay too). The archive therefore keeps exactly one compacted object per
 (household, UTC day) under a key that is a pure function of that partition
-(:func:`archive_key`), and rewrites it as read-merge-dedupe-write. A household lives on one
-shard and a shard is processed sequentially, so each object has a single writer.
+(:func:`shared.archive_layout.readings_key`), and rewrites it as read-merge-dedupe-write.
+A household lives on one shard and a shard is processed sequentially, so each object has
+a single writer. The key layout and the Parquet format are shared with the services that
+read the archive (:mod:`shared.archive_layout`, :mod:`shared.archive_parquet`).
 
 Two guards make a replay harmless:
 
@@ -39,8 +41,6 @@ Example:
     >>> s = summarize_day(merged.rows, dt.date(2007, 4, 1))
     >>> round(s.kwh, 4), s.peak_kw, s.coverage * 1440
     (0.04, 1.8, 2.0)
-    >>> archive_key("h1", dt.date(2007, 4, 1))
-    'readings/household=h1/date=2007-04-01/data.parquet'
 """
 
 from __future__ import annotations
@@ -53,16 +53,12 @@ from typing import Final, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
 from shared.batch import ReadingBatch, us_to_datetime
 from shared.schema import MEASUREMENT_FIELDS, DailySummary
 from shared.validation import DEFAULT_LIMITS
 
 __all__ = [
-    "ARCHIVE_SCHEMA",
-    "READINGS_PREFIX",
-    "SUMMARIES_PREFIX",
     "US_PER_DAY",
     "ArchiveStore",
     "DailySummary",
@@ -71,33 +67,17 @@ __all__ = [
     "DayPiece",
     "StoredDay",
     "StreamPosition",
-    "archive_key",
-    "from_table",
     "group_by_household_day",
     "last_position",
     "merge_day",
     "split_by_day",
     "summarize_day",
-    "summary_key",
-    "to_table",
     "unmerged",
     "utc_day",
 ]
 
 US_PER_DAY: Final = 86_400_000_000
-READINGS_PREFIX: Final = "readings/"
-SUMMARIES_PREFIX: Final = "summaries/"
 _EPOCH_DATE: Final = dt.date(1970, 1, 1)
-
-ARCHIVE_SCHEMA: Final = pa.schema(
-    [
-        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("household_id", pa.string(), nullable=False),
-        *(pa.field(name, pa.float64(), nullable=True) for name in MEASUREMENT_FIELDS),
-    ]
-)
-"""The Parquet schema of the archive: explicit so every file (and Athena/Glue) agrees.
-An absent measurement is a Parquet null (``NaN`` in a :class:`ReadingBatch`)."""
 
 
 # --------------------------------------------------------------------------- partitions
@@ -117,27 +97,6 @@ def utc_day(timestamp_us: int) -> dt.date:
 
 def _day_start_us(day: dt.date) -> int:
     return (day - _EPOCH_DATE).days * US_PER_DAY
-
-
-def _hive_value(value: str) -> str:
-    """Escape a partition value the way Hive does; of our id alphabet only ``:`` needs it."""
-    return value.replace(":", "%3A")
-
-
-def archive_key(household_id: str, day: dt.date, *, prefix: str = "") -> str:
-    """The one object of a household-day, hive style (``household=``/``date=``)."""
-    return (
-        f"{prefix}{READINGS_PREFIX}household={_hive_value(household_id)}/"
-        f"date={day.isoformat()}/data.parquet"
-    )
-
-
-def summary_key(household_id: str, day: dt.date, *, prefix: str = "") -> str:
-    """The daily summary of a household-day; deterministic, so a rewrite replaces it."""
-    return (
-        f"{prefix}{SUMMARIES_PREFIX}household={_hive_value(household_id)}/"
-        f"date={day.isoformat()}.json"
-    )
 
 
 def split_by_day(batch: ReadingBatch) -> list[tuple[dt.date, ReadingBatch]]:
@@ -305,40 +264,6 @@ def merge_day(existing: ReadingBatch | None, incoming: Sequence[ReadingBatch]) -
         updated=updated,
         duplicates=sum(len(b) for b in incoming) - added - updated,
     )
-
-
-# ------------------------------------------------------------------------------- tables
-
-
-def to_table(rows: ReadingBatch) -> pa.Table:
-    """The archive table of a batch (``NaN`` -> null), with :data:`ARCHIVE_SCHEMA`."""
-    n = len(rows)
-    arrays = [
-        pa.array(rows.timestamps_us, type=pa.int64()).cast(ARCHIVE_SCHEMA.field("timestamp").type),
-        pa.repeat(pa.scalar(rows.household_id, type=pa.string()), n),
-        *(
-            pa.array(rows.columns[name], type=pa.float64(), from_pandas=True)
-            for name in MEASUREMENT_FIELDS
-        ),
-    ]
-    return pa.Table.from_arrays(arrays, schema=ARCHIVE_SCHEMA)
-
-
-def from_table(table: pa.Table) -> ReadingBatch:
-    """The batch of an archive table of ONE household (null -> ``NaN``).
-
-    Columns missing from an older file read as absent; unknown columns are ignored.
-    """
-    households = set(table.column("household_id").unique().to_pylist())
-    if len(households) != 1:
-        raise ValueError(f"an archive table holds one household, got {sorted(households)}")
-    stamps = table.column("timestamp").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    columns = {
-        name: table.column(name).to_numpy().astype(np.float64, copy=False)
-        for name in MEASUREMENT_FIELDS
-        if name in table.column_names
-    }
-    return ReadingBatch(households.pop(), stamps.to_numpy(), columns)
 
 
 # ------------------------------------------------------------------------------ summary

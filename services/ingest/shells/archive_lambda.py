@@ -24,8 +24,8 @@ Failures stay as narrow as the unit of work:
   the future was ingest's call, with its clock, when it was published.
 * if the quarantine itself fails, those records are reported as failed (never dropped).
 
-The reply is built by Powertools' ``BatchProcessor`` / ``process_partial_response``, so it
-is exactly Lambda's ``{"batchItemFailures": [{"itemIdentifier": sequence_number}]}``
+The reply is built by :func:`shared.lambda_batch.settle` (Powertools' ``BatchProcessor``),
+so it is exactly Lambda's ``{"batchItemFailures": [{"itemIdentifier": sequence_number}]}``
 contract, and never raises for an all-failed batch (the failures are reported instead).
 """
 
@@ -41,11 +41,6 @@ from typing import Any, Final
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
     KinesisStreamEvent,
     KinesisStreamRecord,
@@ -68,6 +63,7 @@ from services.ingest.ports import QuarantineSink
 from services.ingest.settings import IngestSettings
 from shared.batch import MAX_TIMESTAMP_US, ReadingBatch
 from shared.codec import CodecError, decode_record
+from shared.lambda_batch import settle
 from shared.schema import Quarantined, StreamCoordinates
 from shared.settings import AwsSettings
 from shared.validation import DEFAULT_LIMITS, SanityLimits, sanity_mask
@@ -312,10 +308,6 @@ def _emit(outcome: ArchiveOutcome, metrics: Metrics, logger: Logger, records: in
     )
 
 
-class _ArchiveFailed(RuntimeError):
-    """Marks a record as failed for Powertools' batch processor."""
-
-
 def build_handler(deps: ArchiveDeps) -> Handler:
     """The Lambda handler over ``deps`` (the composition root calls this once)."""
 
@@ -325,20 +317,7 @@ def build_handler(deps: ArchiveDeps) -> Handler:
         records = list(KinesisStreamEvent(event).records)
         outcome = archive_records(records, deps)
         _emit(outcome, deps.metrics, deps.logger, len(records))
-
-        def settle(record: KinesisStreamRecord) -> None:
-            reason = outcome.failed.get(record.kinesis.sequence_number)
-            if reason is not None:
-                raise _ArchiveFailed(reason)
-
-        processor = BatchProcessor(
-            event_type=EventType.KinesisDataStreams, raise_on_entire_batch_failure=False
-        )
-        return dict(
-            process_partial_response(
-                event=event, record_handler=settle, processor=processor, context=context
-            )
-        )
+        return settle(event, context, outcome.failed, kinesis=True)
 
     return archive_handler
 

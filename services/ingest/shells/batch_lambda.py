@@ -27,6 +27,7 @@ import datetime as dt
 import functools
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -60,7 +61,7 @@ from services.ingest.settings import IngestSettings
 from shared.batch import us_to_datetime
 from shared.publishing import DEFAULT_READINGS_PER_RECORD, stream_records
 from shared.settings import AwsSettings
-from shared.streams.kinesis import KinesisPublisher
+from shared.streams.factory import publisher_for
 from shared.streams.ports import StreamPublisher
 from shared.uci import UCI_HOUSEHOLD_ID, UciFormatError
 from shared.validation import Rejection
@@ -176,6 +177,7 @@ class _Tally:
     malformed: int = 0
     quarantined: int = 0
     records: int = 0
+    publishing: Counter[str] = field(default_factory=Counter)  # PublishReport counts, summed
     first_us: int | None = None
     last_us: int | None = None
 
@@ -229,7 +231,7 @@ def ingest_object(deps: BatchDeps, bucket: str, key: str) -> UploadReport:
         processed_at=now,
         duration_s=round(time.monotonic() - started, 3),
     )
-    for name, count in tally.totals.metric_counts().items():
+    for name, count in (tally.totals.metric_counts() | tally.publishing).items():
         deps.metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
     deps.s3.put_object(
         Bucket=bucket,
@@ -258,7 +260,7 @@ def _ingest_chunks(
         deps.quarantine.quarantine(result.quarantined)
         records = stream_records(result.accepted, readings_per_record=deps.readings_per_record)
         if records:
-            deps.publisher.publish(records)
+            tally.publishing.update(deps.publisher.publish(records).metric_counts())
         tally.totals += result.totals
         tally.malformed += len(chunk.malformed)
         tally.quarantined += len(result.quarantined)
@@ -351,7 +353,7 @@ def deps_from_environment() -> BatchDeps:
     return BatchDeps(
         s3=s3,
         raw_bucket=settings.raw_bucket,
-        publisher=KinesisPublisher(settings.readings_stream_name, aws.client("kinesis")),
+        publisher=publisher_for(settings.readings_stream_name, aws),
         quarantine=S3SqsQuarantine(
             settings.archive_bucket, settings.quarantine_queue_url, s3=s3, sqs=aws.client("sqs")
         ),

@@ -298,7 +298,9 @@ def _handle(
     records = stream_records(result.accepted, readings_per_record=deps.readings_per_record)
     try:
         if records:
-            deps.publisher.publish(records)
+            report = deps.publisher.publish(records)
+            for name, count in report.metric_counts().items():
+                deps.metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
     except PublishError as error:
         deps.logger.exception("publish failed", extra={"records": len(records)})
         deps.metrics.add_metric(name="PublishFailures", unit=MetricUnit.Count, value=1)

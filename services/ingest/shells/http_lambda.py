@@ -19,7 +19,7 @@ from services.ingest.adapters.quarantine import S3SqsQuarantine
 from services.ingest.settings import IngestSettings
 from services.ingest.shells.http_app import IngestHttpDeps, create_app
 from shared.settings import AwsSettings
-from shared.streams.kinesis import KinesisPublisher
+from shared.streams.factory import publisher_for
 
 __all__ = ["build_handler", "deps_from_environment", "handler"]
 
@@ -43,7 +43,7 @@ def deps_from_environment() -> IngestHttpDeps:
     settings = IngestSettings()  # type: ignore[call-arg]  # read from the environment
     aws = AwsSettings()
     return IngestHttpDeps(
-        publisher=KinesisPublisher(settings.readings_stream_name, aws.client("kinesis")),
+        publisher=publisher_for(settings.readings_stream_name, aws),
         quarantine=S3SqsQuarantine(
             settings.archive_bucket,
             settings.quarantine_queue_url,

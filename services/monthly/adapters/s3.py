@@ -1,9 +1,9 @@
 """S3 adapters of the monthly service: the archive (read) and the models bucket (write).
 
-Keys come from :mod:`services.monthly.core.debounce` (deterministic). The archive's
-Parquet minute data is read with pyarrow directly (the schema is the ingest archive's:
-``timestamp`` ``timestamp[us, UTC]``, ``household_id``, and the float64 measurement
-columns of :data:`shared.schema.MEASUREMENT_FIELDS`); services never import each other.
+Keys of the models bucket come from :mod:`services.monthly.core.debounce`
+(deterministic); the archive's keys and its Parquet format are the contract the ingest
+archive writes (:mod:`shared.archive_layout`, :mod:`shared.archive_parquet`), since
+services never import each other.
 
 A forecast's input fingerprint is kept in the object's user metadata
 (``input-fingerprint``), not in the JSON, so the JSON is exactly the wire model and a
@@ -14,27 +14,25 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 import numpy as np
-import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 
 from services.monthly.core.debounce import (
     checkpoint_key,
-    hive_value,
-    parse_summary_key,
     plot_key,
     result_key,
     summaries_cache_key,
-    summary_key,
-    summary_prefix,
 )
 from services.monthly.core.series import HourlySeries, hourly_mean_kw
+from shared.archive_layout import parse_summary_key, readings_key, summary_key, summary_prefix
+from shared.archive_parquet import decode_day
+from shared.batch import ReadingBatch
+from shared.s3 import get_object_or_none, is_missing
 from shared.schema import MonthlyForecast, Quarantined
 
 __all__ = [
@@ -42,23 +40,11 @@ __all__ = [
     "S3ArchiveReader",
     "S3RejectSink",
     "S3ResultStore",
-    "readings_key",
     "reject_key",
 ]
 
 FINGERPRINT_METADATA: Final = "input-fingerprint"
-_NOT_FOUND: Final = frozenset({"NoSuchKey", "404", "NotFound"})
-_READ_COLUMNS: Final = ("timestamp", "global_active_power_kw", "energy_kwh", "interval_s")
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9._=-]+")
-
-
-def _missing(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") in _NOT_FOUND
-
-
-def readings_key(household_id: str, day: dt.date) -> str:
-    """The archive's Parquet object of a household-day (the ingest archive's layout)."""
-    return f"readings/household={hive_value(household_id)}/date={day.isoformat()}/data.parquet"
 
 
 class S3ArchiveReader:
@@ -84,12 +70,7 @@ class S3ArchiveReader:
         return found
 
     def _get(self, key: str) -> dict[str, Any] | None:
-        try:
-            return dict(self.s3.get_object(Bucket=self.bucket, Key=key))
-        except ClientError as error:
-            if _missing(error):
-                return None
-            raise
+        return get_object_or_none(self.s3, self.bucket, key)
 
     def get_summary(self, household_id: str, day: dt.date) -> tuple[bytes, str] | None:
         reply = self._get(summary_key(household_id, day))
@@ -106,34 +87,26 @@ class S3ArchiveReader:
             replies = list(pool.map(lambda d: self.get_summary(household_id, d), days))
         return dict(zip(days, replies, strict=True))
 
-    def _day_columns(self, household_id: str, day: dt.date) -> dict[str, np.ndarray] | None:
+    def _day(self, household_id: str, day: dt.date) -> ReadingBatch | None:
         reply = self._get(readings_key(household_id, day))
         if reply is None:
             return None
-        table = pq.read_table(io.BytesIO(reply["Body"].read()))
-        present = [c for c in _READ_COLUMNS if c in table.column_names]
-        columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in present}
-        timestamps = table.column("timestamp").cast("int64").to_numpy()
-        columns["timestamp"] = np.asarray(timestamps, dtype=np.int64)
-        return columns
+        return decode_day(reply["Body"].read())
 
     def hourly(self, household_id: str, days: Sequence[dt.date]) -> HourlySeries | None:
         if not days:
             return None
         workers = max(1, min(self.max_workers, len(days)))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            parts = [p for p in pool.map(lambda d: self._day_columns(household_id, d), days) if p]
+            parts = [p for p in pool.map(lambda d: self._day(household_id, d), days) if p]
         if not parts:
             return None
 
-        def joined(name: str) -> np.ndarray | None:
-            if not all(name in p for p in parts):
-                return None
-            return np.concatenate([np.asarray(p[name], dtype=np.float64) for p in parts])
+        def joined(name: str) -> np.ndarray:
+            return np.concatenate([p.columns[name] for p in parts])
 
-        timestamps = np.concatenate([p["timestamp"] for p in parts])
         series = hourly_mean_kw(
-            timestamps,
+            np.concatenate([p.timestamps_us for p in parts]),
             power_kw=joined("global_active_power_kw"),
             energy_kwh=joined("energy_kwh"),
             interval_s=joined("interval_s"),
@@ -149,18 +122,14 @@ class S3ResultStore:
         self.s3 = s3
 
     def _get_bytes(self, key: str) -> bytes | None:
-        try:
-            return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
-        except ClientError as error:
-            if _missing(error):
-                return None
-            raise
+        reply = get_object_or_none(self.s3, self.bucket, key)
+        return None if reply is None else bytes(reply["Body"].read())
 
     def stored_fingerprint(self, household_id: str, as_of: dt.date) -> str | None:
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=result_key(household_id, as_of))
         except ClientError as error:
-            if _missing(error):
+            if is_missing(error):
                 return None
             raise
         value = head.get("Metadata", {}).get(FINGERPRINT_METADATA)

@@ -33,8 +33,6 @@ Example:
     datetime.date(2024, 5, 1)
     >>> target_day({d(2024, 5, 1): 1.0, d(2024, 5, 2): 1.0})
     datetime.date(2024, 5, 2)
-    >>> parse_summary_key("summaries/household=MAC000002/date=2013-06-14.json")
-    ('MAC000002', datetime.date(2013, 6, 14))
     >>> result_key("MAC000002", d(2013, 6, 14))
     'results/monthly/household=MAC000002/month=2013-06/as_of=2013-06-14.json'
 """
@@ -44,76 +42,35 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from shared.schema import HOUSEHOLD_ID_PATTERN
+from shared.archive_layout import hive_value
 
 __all__ = [
     "CHECKPOINT_PREFIX",
     "DEFAULT_FINAL_COVERAGE",
     "RESULTS_PREFIX",
-    "SUMMARIES_PREFIX",
     "CachedSummary",
     "Plan",
     "checkpoint_key",
     "decode_cache",
     "encode_cache",
-    "hive_value",
     "input_fingerprint",
-    "parse_summary_key",
     "plan_forecast",
     "plot_key",
     "result_key",
     "summaries_cache_key",
-    "summary_key",
-    "summary_prefix",
     "target_day",
 ]
 
-SUMMARIES_PREFIX: Final = "summaries/"
 RESULTS_PREFIX: Final = "results/monthly/"
 CHECKPOINT_PREFIX: Final = "checkpoints/monthly/"
 DEFAULT_FINAL_COVERAGE: Final = 0.99
 """A day is complete at 99 % coverage: a UCI day with 14 missing minutes still is."""
 
-_HOUSEHOLD_ID: Final = re.compile(HOUSEHOLD_ID_PATTERN)
-_SUMMARY_KEY: Final = re.compile(
-    rf"^{SUMMARIES_PREFIX}household=(?P<household>[A-Za-z0-9_.%-]{{1,200}})/"
-    r"date=(?P<date>\d{4}-\d{2}-\d{2})\.json$"
-)
 _CACHE_VERSION: Final = 1
-
-
-def hive_value(household_id: str) -> str:
-    """A household id as a Hive partition value (the archive's keys): ``:`` is ``%3A``."""
-    return household_id.replace(":", "%3A")
-
-
-def summary_prefix(household_id: str) -> str:
-    """Where a household's summaries are listed from."""
-    return f"{SUMMARIES_PREFIX}household={hive_value(household_id)}/"
-
-
-def summary_key(household_id: str, day: dt.date) -> str:
-    """The archive's summary object of a household-day."""
-    return f"{summary_prefix(household_id)}date={day.isoformat()}.json"
-
-
-def parse_summary_key(key: str) -> tuple[str, dt.date] | None:
-    """(household, day) of an archive summary key, or None for any other key."""
-    match = _SUMMARY_KEY.match(key)
-    if match is None:
-        return None
-    household = match["household"].replace("%3A", ":")
-    if not _HOUSEHOLD_ID.match(household):
-        return None
-    try:
-        return household, dt.date.fromisoformat(match["date"])
-    except ValueError:
-        return None
 
 
 def _month_dir(household_id: str, as_of: dt.date) -> str:

@@ -40,12 +40,6 @@ from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent, SQSRecord
 from pydantic import ValidationError
 
@@ -54,9 +48,7 @@ from services.monthly.core.debounce import (
     CachedSummary,
     decode_cache,
     encode_cache,
-    parse_summary_key,
     plan_forecast,
-    summary_key,
 )
 from services.monthly.core.forecast import (
     DEFAULT_SETTINGS,
@@ -68,6 +60,8 @@ from services.monthly.core.plot import render_png
 from services.monthly.core.ports import RejectSink, ResultStore, SummarySource
 from services.monthly.core.prophet_map import quiet_prophet_logging
 from services.monthly.core.series import DailySeries
+from shared.archive_layout import parse_summary_key, summary_key
+from shared.lambda_batch import settle
 from shared.schema import DailySummary, Quarantined, StreamCoordinates
 
 __all__ = [
@@ -81,7 +75,7 @@ __all__ = [
 ]
 
 _TEST_EVENT: Final = "s3:TestEvent"
-LambdaHandler = Callable[[dict[str, Any], Any], PartialItemFailureResponse]
+LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def _utc_now() -> dt.datetime:
@@ -299,10 +293,6 @@ def _decode_batch(records: Sequence[SQSRecord], now: dt.datetime) -> _Batch:
     return batch
 
 
-class _HouseholdFailed(RuntimeError):
-    """Marks a message as failed for Powertools' batch processor."""
-
-
 def build_handler(deps: MonthlyDeps) -> LambdaHandler:
     """The SQS-triggered handler over ``deps`` (the composition root calls this once)."""
     logger, metrics = deps.logger, deps.metrics
@@ -313,7 +303,7 @@ def build_handler(deps: MonthlyDeps) -> LambdaHandler:
 
     @metrics.log_metrics
     @logger.inject_lambda_context
-    def handle(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         records = list(SQSEvent(event).records)
         batch = _decode_batch(records, deps.clock())
         failed: dict[str, str] = {}  # message id -> reason
@@ -346,15 +336,7 @@ def build_handler(deps: MonthlyDeps) -> LambdaHandler:
             if reasons:
                 failed[message_id] = reasons[0]
 
-        def settle(record: SQSRecord) -> None:
-            reason = failed.get(record.message_id)
-            if reason is not None:
-                raise _HouseholdFailed(reason)
-
-        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-        return process_partial_response(
-            event=event, record_handler=settle, processor=processor, context=context
-        )
+        return settle(event, context, failed, kinesis=False)
 
     return handle
 
@@ -413,6 +395,6 @@ def _default_handler() -> LambdaHandler:
     return build_handler(deps_from_environment())
 
 
-def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The template's ``MonthlyFunction`` entry point; builds its dependencies on first use."""
     return _default_handler()(event, context)

@@ -4,7 +4,8 @@ A household's minute readings are averaged into fixed bins (15 minutes by defaul
 the seven UCI measurements; calendar features (time of day, day of week, as sine and
 cosine) are derived from each bin's start. Training (whole file, pandas) and the
 streaming window state (incremental) both go through :func:`bin_sums` and
-:func:`bin_means`, so the model sees exactly the same numbers in both.
+:func:`bin_means`, and fill short gaps with :func:`interpolate_gaps`, so the model sees
+exactly the same numbers in both.
 
 Sums and counts are kept instead of means because they add up: a late reading, or a bin
 split across two Lambda batches, just adds to its bin.
@@ -36,6 +37,9 @@ FEATURES: Final = MEASUREMENTS + CALENDAR
 
 #: A bin holding fewer readings than this fraction of its minutes counts as missing.
 MIN_BIN_COVERAGE: Final = 0.5
+
+#: Longest run of missing bins filled by interpolation in model inputs.
+DEFAULT_MAX_GAP_S: Final = 2 * 3600
 
 _US_PER_S: Final = 1_000_000
 _DAY_S: Final = 86_400
@@ -107,3 +111,31 @@ def feature_matrix(
 ) -> npt.NDArray[np.float64]:
     """The model's input rows: measurements (in FEATURES order) then calendar features."""
     return np.column_stack([means, calendar_features(starts_us)])
+
+
+def interpolate_gaps(values: npt.NDArray[np.float64], max_gap: int) -> npt.NDArray[np.float64]:
+    """Linear interpolation of interior NaN runs of at most ``max_gap`` rows, per column.
+
+    Longer runs, and runs touching either end (nothing to interpolate towards), stay NaN.
+
+    >>> interpolate_gaps(np.array([[1.0], [np.nan], [3.0], [np.nan], [np.nan]]), 1).ravel()
+    array([ 1.,  2.,  3., nan, nan])
+    """
+    out = np.array(values, dtype=np.float64, copy=True)
+    if out.ndim == 1:
+        return interpolate_gaps(out[:, None], max_gap)[:, 0]
+    rows = np.arange(len(out))
+    for j in range(out.shape[1]):
+        column = out[:, j]
+        missing = np.isnan(column)
+        if not missing.any() or missing.all() or max_gap < 1:
+            continue
+        run_id = np.cumsum(np.diff(np.concatenate([[0], missing.astype(np.int8)])) == 1)
+        run_id = np.where(missing, run_id, 0)
+        lengths = np.bincount(run_id)
+        known = ~missing
+        fillable = missing & (lengths[run_id] <= max_gap)
+        fillable &= rows > np.flatnonzero(known)[0]
+        fillable &= rows < np.flatnonzero(known)[-1]
+        column[fillable] = np.interp(rows[fillable], rows[known], column[known])
+    return out

@@ -42,7 +42,13 @@ import numpy.typing as npt
 
 from services.realtime.core.anomaly import DEFAULT_MIN_WIDTH_KW, Prior, score_steps
 from services.realtime.core.fallback import SeasonalNaive, missing_reason, power_kw
-from services.realtime.core.features import CALENDAR, MEASUREMENTS, TARGET, calendar_features
+from services.realtime.core.features import (
+    CALENDAR,
+    DEFAULT_MAX_GAP_S,
+    MEASUREMENTS,
+    TARGET,
+    calendar_features,
+)
 from services.realtime.core.spec import ModelSpec
 from services.realtime.core.window import (
     DEFAULT_MAX_CATCH_UP_STEPS,
@@ -54,7 +60,6 @@ from services.realtime.core.window import (
     WindowState,
     advance,
 )
-from services.realtime.model.data import DEFAULT_MAX_GAP_S
 from services.realtime.ports import ForecastModel
 from shared.batch import ReadingBatch
 from shared.schema import SCHEMA_VERSION, Forecast

@@ -18,7 +18,7 @@ The rules (one place, so the stream, the tests and the docs agree):
   newest, are kept; the older ones are *superseded* (counted, never forecast).
 * **Gaps.** Runs of at most ``max_gap_s`` of missing bins between known bins are
   interpolated linearly, with the very function training uses
-  (:func:`services.realtime.model.data.interpolate_gaps`); a window that still holds a
+  (:func:`services.realtime.core.features.interpolate_gaps`); a window that still holds a
   missing bin (a longer gap, or missing data at its end: nothing is extrapolated) is not
   forecast, and the stream says why.
 * **Late data.** The state keeps ``history_bins`` = ``input_steps + max_gap_bins + 1``
@@ -55,8 +55,14 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from services.realtime.core.features import MEASUREMENTS, MIN_BIN_COVERAGE, TARGET, bin_means
-from services.realtime.model.data import DEFAULT_MAX_GAP_S, interpolate_gaps
+from services.realtime.core.features import (
+    DEFAULT_MAX_GAP_S,
+    MEASUREMENTS,
+    MIN_BIN_COVERAGE,
+    TARGET,
+    bin_means,
+    interpolate_gaps,
+)
 from shared.batch import ReadingBatch
 
 __all__ = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from services.realtime.core.features import DEFAULT_MAX_GAP_S
 from services.realtime.core.spec import QUANTILES_DEFAULT
-from services.realtime.model.data import DEFAULT_MAX_GAP_S
 
 __all__ = ["STREAMING", "ModelConfig"]
 

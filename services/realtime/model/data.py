@@ -10,8 +10,10 @@ Gap policy (the same in training and in evaluation):
   (:data:`services.realtime.core.features.MIN_BIN_COVERAGE`); the UCI file marks 25,979
   minutes with ``?``, mostly in a few multi-day outages.
 * **Inputs:** runs of at most ``max_gap_s`` missing bins (two hours by default) are filled
-  by linear interpolation between the bins around them (:func:`interpolate_gaps`); a
-  window whose inputs still hold a missing bin is skipped. Nothing is extrapolated.
+  by linear interpolation between the bins around them
+  (:func:`services.realtime.core.features.interpolate_gaps`, the function the streaming
+  window uses too); a window whose inputs still hold a missing bin is skipped. Nothing is
+  extrapolated.
 * **Targets:** never interpolated. A window with any missing target bin is skipped, in
   training and in test, so every reported error is against a real measurement.
 """
@@ -28,25 +30,23 @@ import numpy as np
 import numpy.typing as npt
 
 from services.realtime.core.features import (
+    DEFAULT_MAX_GAP_S,
     MEASUREMENTS,
     TARGET,
     bin_means,
     bin_sums,
     calendar_features,
+    interpolate_gaps,
 )
 from shared.uci import UCI_UTC_OFFSET, iter_uci
 
 __all__ = [
-    "DEFAULT_MAX_GAP_S",
     "BinnedSeries",
     "bin_series",
-    "interpolate_gaps",
     "load_uci_bins",
     "window_starts",
 ]
 
-#: Longest run of missing bins filled by interpolation in model inputs.
-DEFAULT_MAX_GAP_S: Final = 2 * 3600
 _US_PER_S: Final = 1_000_000
 
 
@@ -145,34 +145,6 @@ def load_uci_bins(
         if len(chunk.readings)
     ]
     return bin_series(parts, resolution_s)
-
-
-def interpolate_gaps(values: npt.NDArray[np.float64], max_gap: int) -> npt.NDArray[np.float64]:
-    """Linear interpolation of interior NaN runs of at most ``max_gap`` rows, per column.
-
-    Longer runs, and runs touching either end (nothing to interpolate towards), stay NaN.
-
-    >>> interpolate_gaps(np.array([[1.0], [np.nan], [3.0], [np.nan], [np.nan]]), 1).ravel()
-    array([ 1.,  2.,  3., nan, nan])
-    """
-    out = np.array(values, dtype=np.float64, copy=True)
-    if out.ndim == 1:
-        return interpolate_gaps(out[:, None], max_gap)[:, 0]
-    rows = np.arange(len(out))
-    for j in range(out.shape[1]):
-        column = out[:, j]
-        missing = np.isnan(column)
-        if not missing.any() or missing.all() or max_gap < 1:
-            continue
-        run_id = np.cumsum(np.diff(np.concatenate([[0], missing.astype(np.int8)])) == 1)
-        run_id = np.where(missing, run_id, 0)
-        lengths = np.bincount(run_id)
-        known = ~missing
-        fillable = missing & (lengths[run_id] <= max_gap)
-        fillable &= rows > np.flatnonzero(known)[0]
-        fillable &= rows < np.flatnonzero(known)[-1]
-        column[fillable] = np.interp(rows[fillable], rows[known], column[known])
-    return out
 
 
 def window_starts(

@@ -51,9 +51,9 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from services.realtime.core.features import MEASUREMENTS
+from services.realtime.core.features import DEFAULT_MAX_GAP_S, MEASUREMENTS
 from services.realtime.model.config import ModelConfig
-from services.realtime.model.data import DEFAULT_MAX_GAP_S, BinnedSeries, load_uci_bins
+from services.realtime.model.data import BinnedSeries, load_uci_bins
 from shared.uci import UCI_UTC_OFFSET
 
 if TYPE_CHECKING:

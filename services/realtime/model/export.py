@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import tensorflow as tf
 
+from services.realtime.backends import LiteRtModel
 from services.realtime.core.spec import ModelSpec
 from services.realtime.model.bundle import (
     KERAS_FILE,
@@ -32,7 +33,6 @@ from services.realtime.model.bundle import (
     SAVED_MODEL_DIR,
     read_spec,
 )
-from services.realtime.model.litert import LiteRtRunner
 
 __all__ = [
     "PARITY_TOLERANCE",
@@ -108,18 +108,23 @@ def load_keras_model(bundle_dir: Path) -> keras.Model:
 def parity(
     model: keras.Model,
     flatbuffer: bytes,
+    spec: ModelSpec,
     *,
     batch_sizes: tuple[int, ...] = (1, 7, 64),
     seed: int = 0,
 ) -> float:
-    """Largest |Keras - LiteRT| over random scaled windows at several batch sizes."""
-    runner = LiteRtRunner(flatbuffer)
+    """Largest |Keras - LiteRT| over random scaled windows at several batch sizes.
+
+    LiteRT runs through the serving backend (:class:`~services.realtime.backends.LiteRtModel`),
+    so what is checked is what serves.
+    """
+    litert = LiteRtModel(flatbuffer, spec)
     rng = np.random.default_rng(seed)
     worst = 0.0
     for batch in batch_sizes:
         x = rng.normal(size=(batch, *model.input_shape[1:])).astype(np.float32)
         expected = np.asarray(model(x, training=False))
-        worst = max(worst, float(np.max(np.abs(runner(x) - expected))))
+        worst = max(worst, float(np.max(np.abs(litert.run_scaled(x) - expected))))
     return worst
 
 
@@ -159,7 +164,7 @@ def write_bundle(
     Keras by more than :data:`PARITY_TOLERANCE`.
     """
     flatbuffer = litert_flatbuffer(model)
-    worst = parity(model, flatbuffer)
+    worst = parity(model, flatbuffer, spec)
     if worst > PARITY_TOLERANCE:
         raise BundleParityError(f"LiteRT differs from Keras by {worst:.2e}")
     bundle_dir.parent.mkdir(parents=True, exist_ok=True)

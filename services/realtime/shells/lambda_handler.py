@@ -46,11 +46,6 @@ from typing import Any, Final
 import numpy as np
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
     KinesisStreamEvent,
     KinesisStreamRecord,
@@ -72,8 +67,9 @@ from services.realtime.ports import ForecastModel, StateStore
 from services.realtime.settings import RealtimeSettings
 from shared.batch import MAX_TIMESTAMP_US
 from shared.codec import CodecError, decode_record
+from shared.lambda_batch import settle
 from shared.settings import AwsSettings
-from shared.streams.kinesis import KinesisPublisher
+from shared.streams.factory import publisher_for
 from shared.streams.ports import PublishError, StreamPublisher, StreamRecord
 from shared.validation import DEFAULT_LIMITS, SanityLimits, sanity_mask
 
@@ -303,10 +299,6 @@ def _emit(outcome: RealtimeOutcome, deps: RealtimeDeps) -> None:
     )
 
 
-class _RecordFailed(RuntimeError):
-    """Marks a record as failed for Powertools' batch processor."""
-
-
 def build_handler(deps: RealtimeDeps) -> Handler:
     """The Lambda handler over ``deps`` (the composition root calls this once)."""
 
@@ -316,20 +308,7 @@ def build_handler(deps: RealtimeDeps) -> Handler:
         records = list(KinesisStreamEvent(event).records)
         outcome = process_records(records, deps)
         _emit(outcome, deps)
-
-        def settle(record: KinesisStreamRecord) -> None:
-            reason = outcome.failed.get(record.kinesis.sequence_number)
-            if reason is not None:
-                raise _RecordFailed(reason)
-
-        processor = BatchProcessor(
-            event_type=EventType.KinesisDataStreams, raise_on_entire_batch_failure=False
-        )
-        return dict(
-            process_partial_response(
-                event=event, record_handler=settle, processor=processor, context=context
-            )
-        )
+        return settle(event, context, outcome.failed, kinesis=True)
 
     return realtime_handler
 
@@ -363,7 +342,7 @@ def deps_from_environment() -> RealtimeDeps:
     return RealtimeDeps(
         model=model,
         store=DynamoStateStore(settings.state_table, aws.client("dynamodb")),
-        publisher=KinesisPublisher(settings.forecasts_stream_name, aws.client("kinesis")),
+        publisher=publisher_for(settings.forecasts_stream_name, aws),
         logger=Logger(),
         metrics=Metrics(),
         config=StreamConfig(model.spec, anomaly_threshold=settings.anomaly_threshold),

@@ -7,31 +7,24 @@ import doctest
 import itertools
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.ingest.core import archive
 from services.ingest.core.archive import (
-    ARCHIVE_SCHEMA,
     DayKey,
     DayPiece,
     StreamPosition,
-    archive_key,
-    from_table,
     group_by_household_day,
     last_position,
     merge_day,
     split_by_day,
     summarize_day,
-    summary_key,
-    to_table,
     unmerged,
     utc_day,
 )
 from shared.batch import ReadingBatch, datetime_to_us
-from shared.schema import MEASUREMENT_FIELDS
 
 MINUTE_US = 60_000_000
 APRIL_1 = dt.date(2007, 4, 1)
@@ -249,72 +242,6 @@ def test_merge_day_in_pieces_equals_merge_at_once(stamps_, sizes, replay_from):
         assert stamps(result) == stamps(at_once)
         assert power(result) == power(at_once)
     assert not replayed.changed  # a redelivered suffix holds no news: nothing to rewrite
-
-
-# -------------------------------------------------------------------------- tables
-
-
-def test_table_round_trip_keeps_every_value_and_absence():
-    batch = ReadingBatch(
-        "MAC000002",
-        np.array([APRIL_1_US, APRIL_1_US + 1]),
-        {"energy_kwh": [0.219, -0.0], "interval_s": [1800.0, np.nan], "voltage_v": [5e-324, 1]},
-    )
-
-    table = to_table(batch)
-    back = from_table(table)
-
-    assert table.schema.equals(ARCHIVE_SCHEMA)
-    assert table.column("interval_s").null_count == 1
-    assert table.column("global_active_power_kw").null_count == 2  # NaN is stored as null
-    assert table.column("timestamp")[0].as_py() == dt.datetime(2007, 4, 1, tzinfo=dt.UTC)
-    assert back.household_id == "MAC000002"
-    np.testing.assert_array_equal(back.timestamps_us, batch.timestamps_us)
-    for name in MEASUREMENT_FIELDS:
-        np.testing.assert_array_equal(back.columns[name], batch.columns[name])
-    assert np.signbit(back.columns["energy_kwh"][1])  # -0.0 stays -0.0
-    assert back.columns["voltage_v"][0] == 5e-324  # subnormals too
-
-
-def test_archive_schema_is_explicit_and_stable():
-    assert ARCHIVE_SCHEMA.names == ["timestamp", "household_id", *MEASUREMENT_FIELDS]
-    assert ARCHIVE_SCHEMA.field("timestamp").type == pa.timestamp("us", tz="UTC")
-    assert not ARCHIVE_SCHEMA.field("timestamp").nullable
-    assert all(
-        ARCHIVE_SCHEMA.field(n).type == pa.float64() and ARCHIVE_SCHEMA.field(n).nullable
-        for n in MEASUREMENT_FIELDS
-    )
-
-
-def test_from_table_reads_an_older_file_without_new_columns():
-    table = to_table(minutes(0, 1)).drop_columns(["energy_kwh", "interval_s"])
-
-    back = from_table(table)
-
-    assert power(back) == [1.0, 2.0]
-    assert np.isnan(back.columns["energy_kwh"]).all()
-
-
-def test_from_table_refuses_several_households():
-    table = pa.concat_tables([to_table(minutes(0)), to_table(minutes(1, household="h2"))])
-    with pytest.raises(ValueError, match="one household"):
-        from_table(table)
-
-
-# ---------------------------------------------------------------------------- keys
-
-
-def test_keys_are_hive_style_and_deterministic():
-    assert archive_key("MAC000002", APRIL_1) == (
-        "readings/household=MAC000002/date=2007-04-01/data.parquet"
-    )
-    assert summary_key("MAC000002", APRIL_1, prefix="t/") == (
-        "t/summaries/household=MAC000002/date=2007-04-01.json"
-    )
-
-
-def test_keys_escape_a_colon_like_hive():
-    assert archive_key("site:7", APRIL_1).startswith("readings/household=site%3A7/")
 
 
 # ------------------------------------------------------------------------ summaries

@@ -17,15 +17,14 @@ from aws_lambda_powertools import Logger, Metrics
 
 from services.ingest.adapters.archive_store import S3ArchiveStore
 from services.ingest.core.archive import (
-    ARCHIVE_SCHEMA,
     DailySummary,
     DayKey,
     StoredDay,
     StreamPosition,
-    from_table,
     split_by_day,
 )
 from services.ingest.shells.archive_lambda import ArchiveDeps, build_handler, deps_from_environment
+from shared.archive_parquet import ARCHIVE_SCHEMA, from_table
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.codec import encode_batch
 from shared.publishing import stream_records

@@ -11,13 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError
 
-from services.ingest.adapters.archive_store import S3ArchiveStore, decode_day, encode_day
+from services.ingest.adapters.archive_store import S3ArchiveStore
 from services.ingest.core.archive import (
-    ARCHIVE_SCHEMA,
     DayKey,
     StreamPosition,
     summarize_day,
 )
+from shared.archive_parquet import ARCHIVE_SCHEMA, decode_day, encode_day
 from shared.batch import ReadingBatch, datetime_to_us
 
 APRIL_1 = dt.date(2007, 4, 1)

@@ -25,7 +25,7 @@ from services.ingest.core.replay import (
     replay_window,
     window_step_us,
 )
-from services.ingest.sources import SourceReport, replay_series, run_replay
+from services.ingest.sources import ReplayOptions, SourceReport, replay_series, run_replay
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.codec import decode_record
 from shared.streams.ports import PublishReport, StreamRecord
@@ -234,7 +234,8 @@ def test_replay_series_unpaced_publishes_every_real_row_once_per_household(
     april: UciSeries,
 ) -> None:
     publisher = MemoryPublisher()
-    report = replay_series(april, publisher, speed="max", households=3, start="original")
+    options = ReplayOptions(speed="max", households=3, start="original")
+    report = replay_series(april, publisher, options)
     assert report.readings_published == 3 * 39_477
     assert report.rows_missing == 3 * 3_723  # gaps are reported, never filled in
     assert report.rejected == 0
@@ -259,9 +260,8 @@ def test_replay_series_start_now_moves_the_first_reading_to_the_current_minute(
 ) -> None:
     clock = FakeClock()
     publisher = MemoryPublisher()
-    report = replay_series(
-        two_days, publisher, speed="max", start="now", clock=clock, sleep=clock.sleep
-    )
+    options = ReplayOptions(speed="max", start="now")
+    report = replay_series(two_days, publisher, options, clock=clock, sleep=clock.sleep)
     first = min(decode_record(r.data).timestamps_us[0] for r in publisher.records)
     assert first == math.floor(WALL_START / 60) * 60 * 1_000_000
     assert report.simulated_start == dt.datetime(2025, 11, 24, 16, 0, tzinfo=dt.UTC)
@@ -277,9 +277,7 @@ def test_replay_series_paced_publishes_each_minute_only_after_it_elapsed(
     report = replay_series(
         two_days,
         publisher,
-        speed=600,
-        households=2,
-        start="now",
+        ReplayOptions(speed=600, households=2, start="now"),
         clock=clock,
         sleep=clock.sleep,
         on_progress=lambda r: progress.append(r.fraction),
@@ -313,10 +311,7 @@ def test_replay_series_slow_publisher_catches_up_with_bounded_windows(
     report = replay_series(
         two_days,
         publisher,
-        speed=600,
-        households=2,
-        start="original",
-        readings_per_record=30,
+        ReplayOptions(speed=600, households=2, start="original", readings_per_record=30),
         clock=clock,
         sleep=clock.sleep,
     )
@@ -333,9 +328,8 @@ def test_replay_series_quarantines_readings_that_fail_validation(two_days: UciSe
     quarantine = MemoryQuarantine()
     publisher = MemoryPublisher()
     strict = SanityLimits(max_active_power_kw=2.0)
-    report = replay_series(
-        two_days, publisher, speed="max", start="original", limits=strict, quarantine=quarantine
-    )
+    options = ReplayOptions(speed="max", start="original", limits=strict)
+    report = replay_series(two_days, publisher, options, quarantine=quarantine)
     power = two_days.columns["global_active_power_kw"][two_days.present]
     too_high = int((power > 2.0).sum())
     assert too_high > 0
@@ -353,13 +347,10 @@ def test_replay_series_quarantines_readings_that_fail_validation(two_days: UciSe
 def test_replay_series_without_quarantine_keeps_samples_and_counts_all(
     two_days: UciSeries,
 ) -> None:
-    report = replay_series(
-        two_days,
-        MemoryPublisher(),
-        speed="max",
-        start="original",
-        limits=SanityLimits(max_active_power_kw=0.5),
+    options = ReplayOptions(
+        speed="max", start="original", limits=SanityLimits(max_active_power_kw=0.5)
     )
+    report = replay_series(two_days, MemoryPublisher(), options)
     assert report.rejected > 100
     assert len(report.rejections) == 100
     assert report.rejections[0].rejection.code == "implausible_power"
@@ -368,15 +359,8 @@ def test_replay_series_without_quarantine_keeps_samples_and_counts_all(
 def test_run_replay_reads_the_file_and_bounds_memory_per_window() -> None:
     progress: list[SourceReport] = []
     publisher = MemoryPublisher()
-    report = run_replay(
-        APRIL_2007,
-        publisher,
-        speed="max",
-        households=4,
-        start="original",
-        max_window_readings=4 * 100,
-        on_progress=progress.append,
-    )
+    options = ReplayOptions(speed="max", households=4, start="original", max_window_readings=400)
+    report = run_replay(APRIL_2007, publisher, options, on_progress=progress.append)
     assert report.source == "replay:uci_household_power_consumption_2007-04.txt.gz"
     assert report.windows == 432  # 43,200 minutes in windows of 100 (400 readings / 4)
     assert report.readings_published == 4 * 39_477

@@ -12,7 +12,6 @@ from services.monthly.core.debounce import (
     decode_cache,
     encode_cache,
     input_fingerprint,
-    parse_summary_key,
     plan_forecast,
     plot_key,
     result_key,
@@ -31,24 +30,6 @@ def test_keys_are_deterministic_per_household_and_as_of_day():
     )
     assert checkpoint_key("uci-sceaux") == "checkpoints/monthly/household=uci-sceaux/model.json"
     assert result_key("a:b", D(2024, 1, 2)).startswith("results/monthly/household=a%3Ab/")
-
-
-@pytest.mark.parametrize(
-    ("key", "expected"),
-    [
-        ("summaries/household=h1/date=2024-05-01.json", ("h1", D(2024, 5, 1))),
-        ("summaries/household=uci-sceaux/date=2007-04-30.json", ("uci-sceaux", D(2007, 4, 30))),
-        ("summaries/household=h1/date=2024-02-30.json", None),  # no such day
-        ("summaries/household=h 1/date=2024-05-01.json", None),
-        ("summaries/household=h1/date=2024-05-01.json.tmp", None),
-        ("readings/household=h1/date=2024-05-01/data.parquet", None),
-        ("summaries/household=../x/date=2024-05-01.json", None),
-        ("summaries/household=a%3Ab/date=2024-05-01.json", ("a:b", D(2024, 5, 1))),
-        ("summaries/household=a%2Fb/date=2024-05-01.json", None),
-    ],
-)
-def test_parse_summary_key(key, expected):
-    assert parse_summary_key(key) == expected
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 from aws_lambda_powertools import Logger, Metrics
 
-from services.ingest.adapters.archive_store import encode_day
-from services.ingest.core.archive import archive_key, summarize_day, summary_key
+from services.ingest.core.archive import summarize_day
 from services.monthly.adapters.s3 import S3ArchiveReader, S3RejectSink, S3ResultStore
 from services.monthly.core.debounce import checkpoint_key, plot_key, result_key
 from services.monthly.core.plot import PNG_MAGIC
 from services.monthly.shells.lambda_handler import MonthlyDeps, build_handler
+from shared.archive_layout import readings_key, summary_key
+from shared.archive_parquet import encode_day
 from shared.batch import ReadingBatch, datetime_to_us
 from tests.services.monthly.fakes import daily_kwh
 from wattstream.local.runner import EventSourceRunner
@@ -50,7 +51,7 @@ def put_day(
     s3, bucket = clients("s3"), stack.outputs["ArchiveBucketName"]
     rows = day_rows(household, day, kwh)
     if parquet:
-        s3.put_object(Bucket=bucket, Key=archive_key(household, day), Body=encode_day(rows))
+        s3.put_object(Bucket=bucket, Key=readings_key(household, day), Body=encode_day(rows))
     body = summarize_day(rows, day).model_dump_json().encode()
     s3.put_object(Bucket=bucket, Key=summary_key(household, day), Body=body)
 

@@ -1,8 +1,8 @@
 """The S3 adapters against moto over HTTP, on buckets from the real template.
 
-The archive objects are written with the ingest archive's own encoder and key functions
-(tests may use both services): this is the contract test that the monthly service reads
-what the archive writes.
+The archive objects are written with the encoder and key functions the ingest archive
+writes with (:mod:`shared.archive_parquet`, :mod:`shared.archive_layout`): this is the
+contract test that the monthly service reads what the archive writes.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from services.ingest.adapters.archive_store import encode_day
-from services.ingest.core.archive import archive_key, summarize_day, summary_key
+from services.ingest.core.archive import summarize_day
 from services.monthly.adapters.s3 import (
     FINGERPRINT_METADATA,
     S3ArchiveReader,
@@ -23,6 +22,8 @@ from services.monthly.adapters.s3 import (
 )
 from services.monthly.core.debounce import result_key
 from services.monthly.core.forecast import forecast_month
+from shared.archive_layout import readings_key, summary_key
+from shared.archive_parquet import encode_day
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.schema import Quarantined
 from tests.services.monthly.fakes import daily_kwh, series_of
@@ -50,7 +51,7 @@ def test_archive_reader_lists_reads_summaries_and_hourly_power(stack, clients):
     household = "uci:a"  # ':' is escaped in the archive's keys
     for day in (DAY, DAY + dt.timedelta(days=1)):
         rows = minute_readings(household, day)
-        s3.put_object(Bucket=bucket, Key=archive_key(household, day), Body=encode_day(rows))
+        s3.put_object(Bucket=bucket, Key=readings_key(household, day), Body=encode_day(rows))
         body = summarize_day(rows, day).model_dump_json().encode()
         s3.put_object(Bucket=bucket, Key=summary_key(household, day), Body=body)
     reader = S3ArchiveReader(bucket, s3=s3)

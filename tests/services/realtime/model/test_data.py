@@ -9,7 +9,6 @@ from services.realtime.core.features import MEASUREMENTS, bin_sums
 from services.realtime.model.data import (
     BinnedSeries,
     bin_series,
-    interpolate_gaps,
     load_uci_bins,
     window_starts,
 )
@@ -17,22 +16,6 @@ from shared.batch import ReadingBatch
 from tests.conftest import APRIL_2007
 
 MINUTE_US = 60_000_000
-
-
-def test_interpolate_gaps_fills_short_interior_runs_only() -> None:
-    nan = np.nan
-    column = np.array([nan, 1.0, nan, 3.0, nan, nan, nan, 7.0, nan])
-    filled = interpolate_gaps(column, 2)
-    # the single-bin gap is filled, the three-bin gap and both ends stay missing
-    np.testing.assert_array_equal(filled, [nan, 1.0, 2.0, 3.0, nan, nan, nan, 7.0, nan])
-    np.testing.assert_array_equal(interpolate_gaps(column, 3)[4:7], [4.0, 5.0, 6.0])
-
-
-def test_interpolate_gaps_works_per_column() -> None:
-    values = np.array([[1.0, 10.0], [np.nan, 20.0], [3.0, np.nan], [4.0, 40.0]])
-    np.testing.assert_array_equal(
-        interpolate_gaps(values, 1), [[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0]]
-    )
 
 
 def test_bin_series_merges_a_bin_split_across_chunks() -> None:

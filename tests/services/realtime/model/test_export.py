@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.realtime.backends import LiteRtModel
 from services.realtime.core.spec import ModelSpec
 from services.realtime.model.bundle import (
     KERAS_FILE,
@@ -27,7 +28,6 @@ from services.realtime.model.export import (
     load_keras_model,
     saved_model_predict,
 )
-from services.realtime.model.litert import LiteRtRunner
 from services.realtime.model.training import forecast_kw
 from tests.services.realtime.model.conftest import raw_windows
 
@@ -50,24 +50,24 @@ def test_write_bundle_writes_every_artifact_and_a_valid_spec(tiny_bundle: Path) 
 def test_litert_matches_keras_for_any_batch_size(tiny_bundle: Path, batch: int) -> None:
     model = load_keras_model(tiny_bundle)
     spec = read_spec(tiny_bundle)
-    runner = LiteRtRunner(tiny_bundle / LITERT_FILE, max_batch=1024)
+    litert = LiteRtModel(tiny_bundle / LITERT_FILE, spec, max_batch=1024)
     windows = raw_windows(spec, batch, seed=batch)
     expected = forecast_kw((model, spec), windows)
-    got = spec.unscale_target(runner(spec.scale(windows)))
+    got = spec.unscale_target(litert.run_scaled(spec.scale(windows)))
     assert got.shape == (batch, spec.horizon_steps, len(spec.quantiles))
     np.testing.assert_allclose(got, expected, atol=KW_TOLERANCE)
 
 
-def test_litert_runner_resizes_back_and_forth(tiny_bundle: Path) -> None:
+def test_litert_run_scaled_resizes_back_and_forth(tiny_bundle: Path) -> None:
     spec = read_spec(tiny_bundle)
-    runner = LiteRtRunner(tiny_bundle / LITERT_FILE)
+    litert = LiteRtModel(tiny_bundle / LITERT_FILE, spec)
     x = spec.scale(raw_windows(spec, 8))
-    whole = runner(x)
-    np.testing.assert_array_equal(runner(x[:2]), whole[:2])  # smaller batch, same rows
-    np.testing.assert_array_equal(runner(x), whole)
-    assert runner(x[:0]).shape == (0, *whole.shape[1:])
-    with pytest.raises(ValueError, match="expected"):
-        runner(x[:, :-1])
+    whole = litert.run_scaled(x)
+    np.testing.assert_array_equal(litert.run_scaled(x[:2]), whole[:2])  # smaller, same rows
+    np.testing.assert_array_equal(litert.run_scaled(x), whole)
+    assert litert.run_scaled(x[:0]).shape == (0, *whole.shape[1:])
+    with pytest.raises(ValueError, match="windows must be"):
+        litert.run_scaled(x[:, :-1])
 
 
 def test_saved_model_matches_keras(tiny_bundle: Path) -> None:
@@ -83,8 +83,9 @@ def test_litert_flatbuffer_of_a_reloaded_model_is_the_same_network(tiny_bundle: 
     model = load_keras_model(tiny_bundle)
     spec = read_spec(tiny_bundle)
     x = spec.scale(raw_windows(spec, 4))
-    again = LiteRtRunner(litert_flatbuffer(model))(x)
-    np.testing.assert_allclose(again, LiteRtRunner(tiny_bundle / LITERT_FILE)(x), atol=1e-6)
+    again = LiteRtModel(litert_flatbuffer(model), spec).run_scaled(x)
+    stored = LiteRtModel(tiny_bundle / LITERT_FILE, spec).run_scaled(x)
+    np.testing.assert_allclose(again, stored, atol=1e-6)
 
 
 def test_shipped_bundle_is_small_valid_and_consistent() -> None:
@@ -97,7 +98,7 @@ def test_shipped_bundle_is_small_valid_and_consistent() -> None:
     assert sum(p.stat().st_size for p in files) < 2_000_000
     windows = raw_windows(spec, 64)
     expected = forecast_kw((load_keras_model(bundle), spec), windows)
-    got = spec.unscale_target(LiteRtRunner(bundle / LITERT_FILE)(spec.scale(windows)))
+    got = LiteRtModel.from_bundle(bundle).predict(windows)
     np.testing.assert_allclose(got, expected, atol=KW_TOLERANCE)
     assert (np.diff(got, axis=-1) >= 0).all()  # quantiles ascending
 

@@ -1,0 +1,36 @@
+"""``python -m bench reliability``: runs on a tiny load and keeps its output contract."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.__main__ import available, main
+
+
+def test_bench_reliability_prints_one_json_object_last(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "reliability" in available()
+    argv = ["reliability", "--households", "1", "--days", "1", "--hostile", "40", "--fuzz", "5"]
+    argv += ["--only", "hostile-http", "crash-faust", "api-access"]
+
+    assert main(argv) == 0
+
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) > 1  # the table first
+    result = json.loads(lines[-1])
+    assert result["benchmark"] == "reliability"
+    for key in ("lost", "duplicated", "quarantined_fraction", "cross_household_leaks", "load"):
+        assert key in result, key
+    rows = {row["scenario"]: row for row in result["scenarios"]}
+    assert set(rows) == {"hostile-http", "crash-faust", "api-access"}
+    assert "skipped" in rows["crash-faust"]
+    for name in ("hostile-http", "api-access"):
+        for key in ("load", "faults_injected", "lost", "duplicated"):
+            assert isinstance(rows[name][key], int), (name, key)
+        assert rows[name]["faults_injected"] > 0
+    assert result["lost"] == 0
+    assert result["duplicated"] == 0
+    assert result["quarantined_fraction"] == 1.0
+    assert result["cross_household_leaks"] == 0
+    assert result["load"] == sum(r["load"] for r in rows.values() if "load" in r)

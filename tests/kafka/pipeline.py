@@ -1,0 +1,121 @@
+"""Helpers that drive the whole pipeline over Kinesis (local runner) or Kafka (faust).
+
+Importable by other suites (reliability drills): :func:`kafka_stack` readies a deployed
+local stack for the Kafka bus, :func:`start_workers` runs one ``wattstream kafka worker``
+subprocess per stream consumer (see :class:`wattstream.kafka.processes.WorkerProcess`
+for kill -9 / restart), and the readers return what the pipeline produced, comparable
+across buses.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from shared.streams.kinesis import KinesisPublisher
+from shared.streams.ports import StreamRecord
+from tests.conftest import APRIL_2007
+from wattstream.kafka import compare
+from wattstream.kafka.cli import stream_topics
+from wattstream.kafka.processes import WorkerProcess
+from wattstream.kafka.topics import ensure_topics
+from wattstream.kafka.worker import dlq_topic
+from wattstream.local.runner import EventSourceRunner
+from wattstream.local.stack import StackDescription
+
+#: The template's stream consumers, each a faust worker on the Kafka bus.
+CONSUMERS = (
+    "ArchiveFunction",
+    "RealtimeFunction",
+    "GatewayReadingsFunction",
+    "GatewayForecastsFunction",
+)
+#: The first days of the shipped UCI slice, per household, as stream records.
+uci_days = functools.partial(compare.uci_days, APRIL_2007)
+archive_tables = compare.archive_tables
+documents = compare.documents
+kafka_messages = compare.kafka_messages
+kinesis_messages = compare.kinesis_messages
+readings_in = compare.readings_in
+
+
+def kafka_stack(stack: StackDescription, bootstrap: str, state_dir: Path) -> StackDescription:
+    """Save the stack where workers find it and create its topics (and DLQs)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stack.save(state_dir / "stack.json")
+    topics = stream_topics(stack)
+    ensure_topics(bootstrap, topics + [dlq_topic(t) for t in topics])
+    return stack
+
+
+def start_workers(
+    bootstrap: str, state_dir: Path, functions: Iterable[str] = CONSUMERS
+) -> dict[str, WorkerProcess]:
+    return {f: WorkerProcess(f, bootstrap, state_dir).start() for f in functions}
+
+
+def stop_workers(workers: dict[str, WorkerProcess]) -> None:
+    for worker in workers.values():
+        worker.stop()
+
+
+def wait_for_records(worker: WorkerProcess, count: int, timeout_s: float = 120.0) -> None:
+    """Until the worker has settled ``count`` records (handled or dead-lettered)."""
+    worker.wait_until(
+        lambda s: s["records"] + s["sent_to_destination"] >= count, timeout_s=timeout_s
+    )
+
+
+def scan(dynamodb: Any, table: str, keep: Callable[[dict[str, Any]], bool] = bool) -> list[Any]:
+    items = []
+    for page in dynamodb.get_paginator("scan").paginate(TableName=table):
+        items += [i for i in page["Items"] if keep(i)]
+    return items
+
+
+def forget_default_handlers() -> None:
+    """Drop every shell's cached handler: the next invocation builds it for its own stack.
+
+    A shell's module-level ``handler`` builds its dependencies once per process (once per
+    Lambda sandbox); tests that run several stacks, or another bus, in one process must
+    not reuse them.
+    """
+    for name, module in list(sys.modules.items()):
+        cached = getattr(module, "_default_handler", None)
+        if name.startswith("services.") and hasattr(cached, "cache_clear"):
+            cached.cache_clear()
+
+
+def run_kinesis_path(
+    stack: StackDescription,
+    records: list[StreamRecord],
+    clients: Callable[[str], Any],
+    checkpoint_path: Path,
+    functions: Iterable[str] = CONSUMERS,
+) -> tuple[EventSourceRunner, Counter[str]]:
+    """The records through Kinesis and the local runner; returns it and the forecasts."""
+    KinesisPublisher(stack.outputs["ReadingsStreamName"], clients("kinesis")).publish(records)
+    forget_default_handlers()
+    runner = EventSourceRunner(
+        stack,
+        clients=clients,
+        checkpoint_path=checkpoint_path,
+        functions=set(functions),
+        idle_sleep_s=0.02,
+    )
+    try:
+        runner.drain(timeout_s=240)
+    finally:
+        forget_default_handlers()
+    stream = stack.outputs["ForecastsStreamName"]
+    return runner, documents(kinesis_messages(clients("kinesis"), stream))
+
+
+def wait_idle(worker: WorkerProcess, quiet_s: float = 3.0, timeout_s: float = 120.0) -> None:
+    """Until the worker has handled a batch and then nothing for ``quiet_s``."""
+    worker.wait_until(lambda s: time.time() - s["last_batch_done_at"] > quiet_s, timeout_s)

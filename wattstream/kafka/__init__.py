@@ -1,0 +1,1 @@
+"""Kafka-compatible bus: faust workers running the template's stream consumers."""

@@ -1,0 +1,332 @@
+"""Consumer runtimes the crash scenario kills: one small adapter per runtime.
+
+Each adapter starts the consumer as its own OS process, kills it with SIGKILL (no
+cleanup, no final checkpoint: a power cut), restarts it, and says when it has caught up
+with the stream. The scenario is the same for every runtime; only this adapter differs.
+
+* ``runner``: ``wattstream runner -f FUNCTION``, the local Lambda event-source runner; its
+  positions are in the runner's checkpoint file.
+* ``kcl``: ``python -m wattstream.kcl run FUNCTION``, the KCL record processor, driven
+  over the MultiLangDaemon protocol by the daemon stand-in of ``tests/kcl/daemon.py`` (the
+  Java daemon needs DynamoDB leases moto cannot hold); the stand-in plays the daemon's
+  part after a crash: it restarts the processor from the last acknowledged checkpoint.
+* ``faust``: the Kafka worker, wired to ``wattstream.kafka`` when that path exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from wattstream.local.stack import StackDescription
+from wattstream.reliability.observe import read_shards
+from wattstream.settings import PACKAGE_ROOT, LocalSettings
+
+
+class ConsumerRuntime(Protocol):
+    """What the crash scenario needs of a runtime."""
+
+    name: str
+    starts: int  # processes started so far (restarts included)
+
+    def start(self) -> None:
+        """Start (or restart) the consumer process; it resumes from its last checkpoint."""
+
+    def kill(self) -> None:
+        """SIGKILL the consumer process (and its children) and reap it."""
+
+    def progress(self) -> float:
+        """Share of the stream's records checkpointed, 0..1 (1 = drained)."""
+
+    def stop(self) -> None:
+        """End the consumer cleanly (or kill it) and release everything it holds."""
+
+
+def shard_tails(kinesis: Any, stream: str) -> dict[str, tuple[int, list[str]]]:
+    """Per shard: (count, sequence numbers) of the records on it, from the start."""
+    return {
+        shard: (len(records), [r["SequenceNumber"] for r in records])
+        for shard, records in read_shards(kinesis, stream).items()
+    }
+
+
+def _done_share(
+    tails: dict[str, tuple[int, list[str]]], position: Callable[[str], str | None]
+) -> float:
+    """Share of records at or before each shard's checkpointed sequence number."""
+    total = sum(n for n, _ in tails.values())
+    done = 0
+    for shard, (_, sequences) in tails.items():
+        at = position(shard)
+        if at is not None:
+            done += sum(1 for s in sequences if int(s) <= int(at))
+    return done / total if total else 1.0
+
+
+def _kill_group(process: subprocess.Popen[Any]) -> None:
+    """SIGKILL the process group (the process and anything it started)."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+
+
+class RunnerRuntime:
+    """``wattstream runner -f FUNCTION ...`` as a subprocess against a saved stack."""
+
+    name = "runner"
+
+    def __init__(
+        self, stack: StackDescription, kinesis: Any, workdir: Path, functions: list[str]
+    ) -> None:
+        self.stack = stack
+        self.kinesis = kinesis
+        self.workdir = workdir
+        self.functions = functions
+        workdir.mkdir(parents=True, exist_ok=True)
+        stack.save(workdir / "stack.json")
+        settings = LocalSettings(state_dir=workdir)
+        self.checkpoint_file = settings.checkpoint_file(stack.stack_name, stack.created_at)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        #: Kinesis mappings whose positions are watched: (mapping id, stream ARN).
+        self.mappings = [
+            (m.logical_id, m.properties["EventSourceArn"])
+            for m in stack.mappings
+            if m.function_logical_id in functions and m.source_kind == "kinesis"
+        ]
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "wattstream.cli", "runner"]
+        for function in self.functions:
+            argv += ["-f", function]
+        env = {**os.environ, "WATTSTREAM_STATE_DIR": str(self.workdir), "PYTHONUNBUFFERED": "1"}
+        self.starts += 1
+        log = (self.workdir / f"runner-{self.starts}.log").open("wb")
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            argv,
+            env=env,
+            cwd=PACKAGE_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def kill(self) -> None:
+        if self.process is not None:
+            _kill_group(self.process)
+
+    def _positions(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.checkpoint_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def progress(self) -> float:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(
+                f"the runner exited with {self.process.returncode}; see {self.workdir}"
+            )
+        saved = self._positions()
+        shares = []
+        for mapping, arn in self.mappings:
+
+            def position(shard: str, key: str = f"{mapping}|{arn}") -> str | None:
+                return saved.get(f"{key}|{shard}", {}).get("sequence")
+
+            shares.append(_done_share(shard_tails(self.kinesis, arn.rsplit("/", 1)[1]), position))
+        return min(shares) if shares else 1.0
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                _kill_group(self.process)
+
+
+class KclRuntime:
+    """``python -m wattstream.kcl run FUNCTION`` per shard, fed by a daemon stand-in.
+
+    The stand-in reads each shard with GetRecords from the last acknowledged checkpoint
+    (its lease table), sends ``processRecords`` batches of the mapping's size, and, when the
+    processor dies, starts a new one from that checkpoint: what the MultiLangDaemon does.
+    """
+
+    name = "kcl"
+
+    def __init__(
+        self,
+        stack: StackDescription,
+        kinesis: Any,
+        workdir: Path,
+        function: str,
+        *,
+        batch_size: int = 100,
+    ) -> None:
+        self.stack = stack
+        self.kinesis = kinesis
+        self.workdir = workdir
+        self.function = function
+        self.batch_size = batch_size
+        workdir.mkdir(parents=True, exist_ok=True)
+        stack.save(workdir / "stack.json")
+        (mapping,) = [
+            m
+            for m in stack.mappings
+            if m.function_logical_id == function and m.source_kind == "kinesis"
+        ]
+        self.stream = mapping.properties["EventSourceArn"].rsplit("/", 1)[1]
+        #: The lease table: shard -> last acknowledged checkpoint (survives the processor).
+        self.leases: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+        self._stop = threading.Event()
+        self._killed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.starts = 0
+        self.errors: list[BaseException] = []
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._killed.clear()
+        self._thread = threading.Thread(target=self._drive, name="kcl-daemon", daemon=True)
+        self._thread.start()
+
+    def _drive(self) -> None:
+        from tests.kcl.daemon import ProcessorExited, in_subprocess, record
+
+        env = {**os.environ, "WATTSTREAM_STATE_DIR": str(self.workdir), "PYTHONUNBUFFERED": "1"}
+        env.pop("AWS_ENDPOINT_URL", None)
+        argv = [sys.executable, "-m", "wattstream.kcl", "run", self.function]
+        try:
+            for shard in [
+                s["ShardId"] for s in self.kinesis.list_shards(StreamName=self.stream)["Shards"]
+            ]:
+                with in_subprocess(argv, env=env, cwd=str(PACKAGE_ROOT)) as (daemon, process, _):
+                    with self._lock:
+                        self._process = process
+                        self.starts += 1
+                    try:
+                        daemon.initialize(shard)
+                        self._feed(daemon, shard, record)
+                        daemon.shutdown_requested()
+                    except (ProcessorExited, BrokenPipeError) as error:
+                        if not self._killed.is_set():  # it died on its own: a real failure
+                            self.errors.append(error)
+                        return  # killed: the scenario restarts us from the lease
+                    finally:
+                        self._remember(shard, daemon.checkpoints)
+        except BaseException as error:  # reported by progress(), never swallowed
+            self.errors.append(error)
+
+    def _remember(self, shard: str, checkpoints: list[tuple[str | None, int | None]]) -> None:
+        acknowledged = [s for s, _ in checkpoints if s is not None]
+        if acknowledged:
+            self.leases[shard] = acknowledged[-1]
+
+    def _feed(self, daemon: Any, shard: str, record: Callable[..., dict[str, Any]]) -> None:
+        after = self.leases.get(shard)
+        args: dict[str, Any] = {"StreamName": self.stream, "ShardId": shard}
+        if after:
+            args.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after)
+        else:
+            args.update(ShardIteratorType="TRIM_HORIZON")
+        iterator = self.kinesis.get_shard_iterator(**args)["ShardIterator"]
+        while iterator and not self._stop.is_set():
+            reply = self.kinesis.get_records(ShardIterator=iterator, Limit=self.batch_size)
+            if not reply["Records"]:
+                return
+            records = [
+                record(
+                    r["Data"],
+                    r["SequenceNumber"],
+                    key=r["PartitionKey"],
+                    arrived_ms=int(r["ApproximateArrivalTimestamp"].timestamp() * 1000),
+                )
+                for r in reply["Records"]
+            ]
+            daemon.process_records(records)
+            self._remember(shard, daemon.checkpoints)
+            iterator = reply.get("NextShardIterator")
+
+    def kill(self) -> None:
+        with self._lock:
+            process = self._process
+        self._killed.set()
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        if self._thread is not None:
+            self._thread.join(60)
+
+    def progress(self) -> float:
+        if self.errors:
+            raise RuntimeError(f"the KCL daemon stand-in failed: {self.errors[0]!r}")
+        tails = shard_tails(self.kinesis, self.stream)
+        return _done_share(tails, self.leases.get)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(60)
+
+
+def faust_runtime(*args: Any, **kwargs: Any) -> ConsumerRuntime:
+    """The faust worker's adapter: wire ``wattstream.kafka``'s start/kill/restart here.
+
+    TODO(issue 8): the Kafka path provides helpers to start, kill and restart a faust
+    worker; adapt them to :class:`ConsumerRuntime` (start, kill, progress, stop).
+    """
+    raise NotImplementedError("the faust runtime is wired once wattstream.kafka exists")
+
+
+def faust_available() -> bool:
+    """Whether the Kafka path (issue 8) is importable in this checkout."""
+    return importlib.util.find_spec("wattstream.kafka") is not None
+
+
+def run_with_kills(
+    runtime: ConsumerRuntime,
+    *,
+    kills: int,
+    kill_at: list[float],
+    timeout_s: float = 300.0,
+    poll_s: float = 0.05,
+) -> int:
+    """Start, SIGKILL at the given progress shares, restart, until drained; kills done.
+
+    ``kill_at`` are progress shares (0..1): the consumer is killed as soon as its
+    checkpointed share passes each one, which lands the kill between checkpoints, in the
+    middle of a batch whose writes are done but not yet acknowledged.
+    """
+    deadline = time.monotonic() + timeout_s
+    done = 0
+    targets = sorted(kill_at)[:kills]
+    runtime.start()
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{runtime.name}: not drained after {timeout_s} s")
+            share = runtime.progress()
+            if done < len(targets) and share >= targets[done] and share < 1.0:
+                runtime.kill()
+                done += 1
+                runtime.start()
+                continue
+            if share >= 1.0:
+                return done
+            time.sleep(poll_s)
+    finally:
+        runtime.stop()
