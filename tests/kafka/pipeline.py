@@ -1,7 +1,8 @@
 """Helpers that drive the whole pipeline over Kinesis (local runner) or Kafka (faust).
 
-Importable by other suites (reliability drills): :func:`kafka_stack` readies a deployed
-local stack for the Kafka bus, :func:`start_workers` runs one ``wattstream kafka worker``
+Importable by other suites: :func:`kafka_stack` (from :mod:`wattstream.kafka.processes`,
+which the reliability drills use too) readies a deployed local stack for the Kafka bus,
+:func:`start_workers` runs one ``wattstream kafka worker``
 subprocess per stream consumer (see :class:`wattstream.kafka.processes.WorkerProcess`
 for kill -9 / restart), and the readers return what the pipeline produced, comparable
 across buses.
@@ -21,10 +22,7 @@ from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from tests.conftest import APRIL_2007
 from wattstream.kafka import compare
-from wattstream.kafka.cli import stream_topics
 from wattstream.kafka.processes import WorkerProcess
-from wattstream.kafka.topics import ensure_topics
-from wattstream.kafka.worker import dlq_topic
 from wattstream.local.runner import EventSourceRunner
 from wattstream.local.stack import StackDescription
 
@@ -42,15 +40,6 @@ documents = compare.documents
 kafka_messages = compare.kafka_messages
 kinesis_messages = compare.kinesis_messages
 readings_in = compare.readings_in
-
-
-def kafka_stack(stack: StackDescription, bootstrap: str, state_dir: Path) -> StackDescription:
-    """Save the stack where workers find it and create its topics (and DLQs)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    stack.save(state_dir / "stack.json")
-    topics = stream_topics(stack)
-    ensure_topics(bootstrap, topics + [dlq_topic(t) for t in topics])
-    return stack
 
 
 def start_workers(
@@ -100,7 +89,6 @@ def run_kinesis_path(
 ) -> tuple[EventSourceRunner, Counter[str]]:
     """The records through Kinesis and the local runner; returns it and the forecasts."""
     KinesisPublisher(stack.outputs["ReadingsStreamName"], clients("kinesis")).publish(records)
-    forget_default_handlers()
     runner = EventSourceRunner(
         stack,
         clients=clients,
@@ -108,10 +96,7 @@ def run_kinesis_path(
         functions=set(functions),
         idle_sleep_s=0.02,
     )
-    try:
-        runner.drain(timeout_s=240)
-    finally:
-        forget_default_handlers()
+    runner.drain(timeout_s=240)
     stream = stack.outputs["ForecastsStreamName"]
     return runner, documents(kinesis_messages(clients("kinesis"), stream))
 

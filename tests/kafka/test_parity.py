@@ -7,7 +7,6 @@ from tests.kafka.pipeline import (
     archive_tables,
     documents,
     kafka_messages,
-    kafka_stack,
     readings_in,
     run_kinesis_path,
     start_workers,
@@ -15,6 +14,7 @@ from tests.kafka.pipeline import (
     uci_days,
     wait_for_records,
 )
+from wattstream.kafka.processes import kafka_stack
 
 
 def test_kafka_path_two_uci_days_same_archive_and_forecasts_as_kinesis(

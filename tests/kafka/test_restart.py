@@ -16,7 +16,6 @@ from tests.kafka.pipeline import (
     archive_tables,
     documents,
     kafka_messages,
-    kafka_stack,
     readings_in,
     run_kinesis_path,
     scan,
@@ -25,6 +24,7 @@ from tests.kafka.pipeline import (
     uci_days,
     wait_idle,
 )
+from wattstream.kafka.processes import kafka_stack
 
 CONSUMERS = ("ArchiveFunction", "RealtimeFunction", "GatewayForecastsFunction")
 KILLED = ("ArchiveFunction", "RealtimeFunction")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from shared.streams.kafka import KafkaPublisher, make_producer
 from shared.streams.ports import StreamRecord
-from tests.kafka.pipeline import kafka_messages, kafka_stack
+from tests.kafka.pipeline import kafka_messages
 from tests.kafka.probes import poison_probe
-from wattstream.kafka.processes import WorkerProcess
+from wattstream.kafka.processes import WorkerProcess, kafka_stack
 from wattstream.kafka.worker import dlq_topic
 
 

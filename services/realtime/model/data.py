@@ -135,8 +135,8 @@ def load_uci_bins(
 ) -> BinnedSeries:
     """The UCI file binned at ``resolution_s`` (2.5 s of parsing for the full file).
 
-    >>> from tests.conftest import APRIL_2007  # doctest: +SKIP
-    >>> load_uci_bins(APRIL_2007, 900).values.shape  # doctest: +SKIP
+    >>> from wattstream.settings import default_data_slice  # doctest: +SKIP
+    >>> load_uci_bins(default_data_slice(), 900).values.shape  # doctest: +SKIP
     (2880, 7)
     """
     parts = [

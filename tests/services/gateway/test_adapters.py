@@ -16,8 +16,8 @@ from services.gateway.ports import ObjectMissing, ReplayBusy
 from services.gateway.settings import GatewayApiSettings
 from services.gateway.shells.api_lambda import build_handler, dead_letter_queues
 from shared.schema import Quarantined, StreamCoordinates
-from tests.services.gateway.conftest import A, build_world
 from wattstream.local.runner import LambdaContext
+from wattstream.reliability.gateway_world import A, build_world
 
 
 @pytest.fixture

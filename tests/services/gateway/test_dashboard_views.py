@@ -8,7 +8,7 @@ import pytest
 
 from services.gateway.dashboard import views
 from services.gateway.dashboard.client import GatewayApiError, GatewayClient
-from tests.services.gateway.conftest import NOW, PNG, A, B
+from wattstream.reliability.gateway_world import NOW, PNG, A, B
 
 
 @pytest.fixture

@@ -6,6 +6,10 @@ replies from its stdout: a ``checkpoint`` request must be answered (with
 and every action ends with ``{"action": "status", "responseFor": <action>}``. The
 processor runs either in a thread (driving ``amazon_kclpy.kcl.KCLProcess`` over OS pipes)
 or as a subprocess (``wattstream kcl run``): the same bytes either way.
+
+A package module, not a test helper: the KCL tests use it, and so does the reliability
+suite's crash scenario (``python -m bench reliability``), which needs a daemon that
+moto can host (the Java one needs DynamoDB leases moto cannot hold).
 """
 
 from __future__ import annotations
@@ -72,7 +76,7 @@ class FakeDaemon:
     def send(self, message: dict[str, Any]) -> list[dict[str, Any]]:
         """One action, to its status line; returns the checkpoint requests made meanwhile."""
         self._write(json.dumps(message) + "\n")
-        requests = []
+        requests: list[dict[str, Any]] = []
         while True:
             reply = self._next()
             if reply["action"] == "status":
@@ -168,7 +172,7 @@ def in_subprocess(
     Yields the daemon, the process and its stderr lines (drained as they come, as the
     daemon does, so a chatty processor never blocks on a full pipe).
     """
-    process = subprocess.Popen(
+    process = subprocess.Popen(  # noqa: S603 - the caller's own processor command
         argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
