@@ -56,6 +56,7 @@ from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamPublisher, StreamRecord
 from shared.uci import iter_uci
 from wattstream.local.runner import EventSourceRunner
+from wattstream.local.runner import function_environment as runner_function_environment
 from wattstream.local.server import EmbeddedAws, client_factory, provision
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,16 +79,8 @@ def function_environment(stack: Any, logical_id: str) -> Iterator[None]:
         "AWS_REGION": stack.region,
         "AWS_DEFAULT_REGION": stack.region,
     }
-    saved = {k: os.environ.get(k) for k in variables}
-    os.environ.update(variables)
-    try:
+    with runner_function_environment(variables):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def stub_realtime(publisher: StreamPublisher) -> Handler:

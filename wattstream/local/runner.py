@@ -91,7 +91,7 @@ _ENV_LOCK = threading.RLock()
 
 
 @contextmanager
-def _function_environment(variables: Mapping[str, str]) -> Iterator[None]:
+def function_environment(variables: Mapping[str, str]) -> Iterator[None]:
     """Give the handler its own environment, as its Lambda sandbox would have."""
     with _ENV_LOCK:
         saved = {k: os.environ.get(k) for k in variables}
@@ -167,7 +167,7 @@ class Function:
         )
         started = time.monotonic()
         output = redirect_stdout(self._log) if self._log else nullcontext()
-        with _function_environment(self._environment), output:
+        with function_environment(self._environment), output:
             try:
                 response = self._handler(event, context)
                 json.dumps(response)  # Lambda must serialise the reply, or the call fails

@@ -145,9 +145,10 @@ def emit(deps: ConsumerDeps, message: str, counts: Mapping[str, int]) -> None:
 
 def consumer_deps_from_environment(*, with_objects: bool = False) -> ConsumerDeps:
     """Real adapters from the function's environment (set by the SAM template)."""
-    from services.gateway.adapters.aws import S3Objects, SqsQuarantine
+    from services.gateway.adapters.aws import S3Objects
     from services.gateway.adapters.dynamo_store import DynamoGatewayStore
     from services.gateway.settings import GatewayConsumerSettings
+    from shared.quarantine import SqsQuarantine
     from shared.settings import AwsSettings
 
     settings = GatewayConsumerSettings()  # type: ignore[call-arg]  # from the environment

@@ -11,7 +11,6 @@ copy. Nothing is lost silently: anything that could not be stored raises
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 import time
@@ -19,19 +18,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
-from shared.retry import RetryPolicy
+from shared.quarantine import SQS_MAX_MESSAGE_BYTES, QuarantineError, SqsQuarantine, message_body
 from shared.schema import Quarantined
 
 __all__ = ["SQS_MAX_MESSAGE_BYTES", "QuarantineError", "S3SqsQuarantine", "quarantine_key"]
 
-SQS_MAX_MESSAGE_BYTES: Final = 256 * 1024
-"""SQS limit for one message and for the sum of one SendMessageBatch request."""
-SQS_MAX_BATCH_ENTRIES: Final = 10
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9._=-]+")
-
-
-class QuarantineError(RuntimeError):
-    """Some items could not be stored; the caller must not acknowledge its input."""
 
 
 def quarantine_key(item: Quarantined, prefix: str = "quarantine/") -> str:
@@ -59,9 +51,7 @@ class S3SqsQuarantine:
     """A ``QuarantineSink`` writing to an S3 bucket and an SQS queue (injected clients).
 
     SQS gets the item's JSON, or, past :data:`SQS_MAX_MESSAGE_BYTES`, a small pointer
-    (bucket, key, reason, source, sizes). Messages go out in batches of at most ten and
-    256 KiB; entries that fail are retried with capped, jittered backoff, up to
-    ``max_attempts`` (sender faults are not retried: they cannot succeed).
+    (bucket, key, reason, source, sizes), through :class:`shared.quarantine.SqsQuarantine`.
     """
 
     def __init__(
@@ -77,18 +67,16 @@ class S3SqsQuarantine:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        if max_attempts < 1 or max_workers < 1:
-            raise ValueError("max_attempts and max_workers must be >= 1")
+        if max_workers < 1:
+            raise ValueError("max_workers must be >= 1")
         self.bucket = bucket
         self.queue_url = queue_url
         self.prefix = prefix
         self._s3 = s3
-        self._sqs = sqs
-        self._max_attempts = max_attempts
-        self._retry = RetryPolicy(max_attempts=max_attempts)
+        self._queue = SqsQuarantine(
+            queue_url, sqs=sqs, max_attempts=max_attempts, sleep=sleep, rng=rng
+        )
         self._max_workers = max_workers
-        self._sleep = sleep
-        self._rng = rng or random.Random()
 
     def quarantine(self, items: Sequence[Quarantined]) -> None:
         """Store every item in S3, then announce each on SQS; raise if any step failed."""
@@ -98,10 +86,13 @@ class S3SqsQuarantine:
         keys = [quarantine_key(item, self.prefix) for item in items]
         self._put_objects(keys, documents)
         bodies = [
-            self._message_body(item, key, document)
+            message_body(item, document, {"bucket": self.bucket, "key": key})
             for item, key, document in zip(items, keys, documents, strict=True)
         ]
-        self._send_messages(bodies)
+        try:
+            self._queue.send(bodies)
+        except QuarantineError as error:
+            raise QuarantineError(f"{error} (the items are in s3://{self.bucket})") from error
 
     def _put_objects(self, keys: list[str], documents: list[str]) -> None:
         def put(key: str, document: str) -> None:
@@ -125,65 +116,3 @@ class S3SqsQuarantine:
                 f"{len(failures)} of {len(keys)} quarantined items could not be written to "
                 f"s3://{self.bucket}: {failures[:3]}"
             )
-
-    def _message_body(self, item: Quarantined, key: str, document: str) -> str:
-        if len(document.encode()) <= SQS_MAX_MESSAGE_BYTES:
-            return document
-        return json.dumps(
-            {
-                "pointer": True,
-                "bucket": self.bucket,
-                "key": key,
-                "reason": item.reason[:1000],
-                "source": item.source[:1000],
-                "coordinates": item.coordinates.model_dump(mode="json")
-                if item.coordinates
-                else None,
-                "quarantined_at": item.quarantined_at.isoformat(),
-                "original_bytes": len(item.original),
-                "document_bytes": len(document.encode()),
-            }
-        )
-
-    def _send_messages(self, bodies: list[str]) -> None:
-        for batch in _batches(bodies):
-            pending = dict(enumerate(batch))
-            last_errors: list[str] = []
-            for attempt in range(1, self._max_attempts + 1):
-                if attempt > 1:
-                    self._sleep(self._retry.delay(attempt - 1, self._rng))
-                response = self._sqs.send_message_batch(
-                    QueueUrl=self.queue_url,
-                    Entries=[{"Id": str(i), "MessageBody": b} for i, b in pending.items()],
-                )
-                failed = response.get("Failed", [])
-                last_errors = [f"{f.get('Code')}: {f.get('Message', '')}" for f in failed]
-                if any(f.get("SenderFault") for f in failed):
-                    break
-                pending = {int(f["Id"]): pending[int(f["Id"])] for f in failed}
-                if not pending:
-                    break
-            if failed:
-                raise QuarantineError(
-                    f"{len(failed)} quarantine messages could not be sent to {self.queue_url} "
-                    f"(the items are in s3://{self.bucket}): {last_errors[:3]}"
-                )
-
-
-def _batches(bodies: list[str]) -> list[list[str]]:
-    """Groups of at most ten messages and 256 KiB in total (each body is at most that)."""
-    batches: list[list[str]] = []
-    current: list[str] = []
-    size = 0
-    for body in bodies:
-        length = len(body.encode())
-        if current and (
-            len(current) == SQS_MAX_BATCH_ENTRIES or size + length > SQS_MAX_MESSAGE_BYTES
-        ):
-            batches.append(current)
-            current, size = [], 0
-        current.append(body)
-        size += length
-    if current:
-        batches.append(current)
-    return batches

@@ -9,12 +9,13 @@ import threading
 import pytest
 from aws_lambda_powertools import Metrics
 
-from services.gateway.adapters.aws import S3Objects, S3Uploads, SqsQuarantine, SqsQueueDepths
+from services.gateway.adapters.aws import S3Objects, S3Uploads, SqsQueueDepths
 from services.gateway.adapters.replay import ThreadedReplayStarter
 from services.gateway.core.pipeline import ReplayRequest
 from services.gateway.ports import ObjectMissing, ReplayBusy
 from services.gateway.settings import GatewayApiSettings
 from services.gateway.shells.api_lambda import build_handler, dead_letter_queues
+from shared.quarantine import SqsQuarantine
 from shared.schema import Quarantined, StreamCoordinates
 from wattstream.local.runner import LambdaContext
 from wattstream.reliability.gateway_world import A, build_world

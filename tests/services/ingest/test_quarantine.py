@@ -12,9 +12,9 @@ from services.ingest.adapters.quarantine import (
     SQS_MAX_MESSAGE_BYTES,
     QuarantineError,
     S3SqsQuarantine,
-    _batches,
     quarantine_key,
 )
+from shared.quarantine import _batches
 from shared.schema import Quarantined, StreamCoordinates
 
 NOW = dt.datetime(2024, 6, 1, 12, tzinfo=dt.UTC)
