@@ -32,13 +32,16 @@ from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from shared.uci import iter_uci
 from tests.conftest import APRIL_2007
+from tests.lambda_events import (
+    SHARD,
+    kinesis_fixture_event,
+    load_fixture_event,
+    sequences,
+)
 from tests.services.ingest.fakes import MemoryQuarantine
 from wattstream.local.runner import EventSourceRunner, LambdaContext
 from wattstream.local.stack import StackDescription
 
-EVENT_PATH = Path(__file__).resolve().parents[2] / "events" / "kinesis_readings.json"
-STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/readings"
-SHARD = "shardId-000000000000"
 MINUTE_US = 60_000_000
 
 
@@ -94,36 +97,11 @@ def build_event() -> dict[str, Any]:
         ("uci-sceaux", encode_batch(CORRECTION)[0]),
         ("uci-sceaux", encode_batch(ONE_BAD_ROW)[0]),
     ]
-    records = []
-    for i, (key, data) in enumerate(payloads):
-        sequence = f"4959033827149025660855969253836157109592157598913658{8802 + i * 2:04d}"
-        records.append(
-            {
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": key,
-                    "sequenceNumber": sequence,
-                    "data": base64.b64encode(data).decode("ascii"),
-                    "approximateArrivalTimestamp": 1_700_000_000.125 + i,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": f"{SHARD}:{sequence}",
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/archive",
-                "awsRegion": "us-east-1",
-                "eventSourceARN": STREAM_ARN,
-            }
-        )
-    return {"Records": records}
+    return kinesis_fixture_event(payloads, role="archive")
 
 
 def load_event() -> dict[str, Any]:
-    return json.loads(EVENT_PATH.read_text())
-
-
-def sequences(event: dict[str, Any]) -> list[str]:
-    return [r["kinesis"]["sequenceNumber"] for r in event["Records"]]
+    return load_fixture_event("kinesis_readings.json")
 
 
 # ------------------------------------------------------------------------------- fakes

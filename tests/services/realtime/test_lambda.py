@@ -26,13 +26,15 @@ from shared.codec import decode_record, encode_batch
 from shared.publishing import stream_records
 from shared.schema import Forecast
 from shared.streams.kinesis import KinesisPublisher
+from tests.lambda_events import (
+    kinesis_fixture_event,
+    load_fixture_event,
+    sequences,
+)
 from tests.services.realtime.fakes import MemoryPublisher, MemoryStateStore, PersistenceModel
 from wattstream.local.runner import EventSourceRunner, LambdaContext
 from wattstream.local.stack import StackDescription
 
-EVENT_PATH = Path(__file__).resolve().parents[2] / "events" / "kinesis_readings_realtime.json"
-STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/readings"
-SHARD = "shardId-000000000000"
 HALF_HOUR_US = 1800 * 1_000_000
 POISON = b"\x89WSR\x01 this is not a record"
 
@@ -72,36 +74,11 @@ def build_event(april: ReadingBatch) -> dict[str, Any]:
         ("uci-sceaux", first),  # published twice
         ("uci-sceaux", encode_batch(uci_minutes(april, "uci-sceaux", 150, 150))[0]),
     ]
-    records = []
-    for i, (key, data) in enumerate(payloads):
-        sequence = f"4959033827149025660855969253836157109592157598913658{8802 + i * 2:04d}"
-        records.append(
-            {
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": key,
-                    "sequenceNumber": sequence,
-                    "data": base64.b64encode(data).decode("ascii"),
-                    "approximateArrivalTimestamp": 1_700_000_000.125 + i,
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": f"{SHARD}:{sequence}",
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/realtime",
-                "awsRegion": "us-east-1",
-                "eventSourceARN": STREAM_ARN,
-            }
-        )
-    return {"Records": records}
+    return kinesis_fixture_event(payloads, role="realtime")
 
 
 def load_event() -> dict[str, Any]:
-    return json.loads(EVENT_PATH.read_text())
-
-
-def sequences(event: dict[str, Any]) -> list[str]:
-    return [r["kinesis"]["sequenceNumber"] for r in event["Records"]]
+    return load_fixture_event("kinesis_readings_realtime.json")
 
 
 def context() -> LambdaContext:
