@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from wattstream.local.server import EmbeddedAws, client_factory, provision
 from wattstream.local.stack import StackDescription, load_template
@@ -27,6 +28,17 @@ FULL_UCI = DATA_DIR / "uci_household_power_consumption.txt.gz"
 REGION = "us-east-1"
 
 _stack_numbers = itertools.count(1)
+
+# Timing is not correctness: on a loaded machine (CI, the other core busy) a slow example
+# must not fail a test. Every Hypothesis test inherits this profile; a test's own
+# @settings only adds to it. HYPOTHESIS_PROFILE may name another registered profile.
+settings.register_profile(
+    "wattstream",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "wattstream"))
 
 
 @pytest.fixture(scope="session")
