@@ -58,6 +58,7 @@ from shared.schema import Forecast
 
 __all__ = [
     "DAY_S",
+    "DEFINITIONS",
     "HORIZONS",
     "HORIZON_DESCRIPTIONS",
     "MIN_COVERAGE",
@@ -83,6 +84,18 @@ HORIZON_DESCRIPTIONS: Final[Mapping[str, str]] = {
     "next": "the first step of every issued forecast: the next interval (lead one step)",
     "day_ahead": "the step ending 24 h after each forecast's first step starts "
     "(only forecasts that reach a day ahead)",
+}
+DEFINITIONS: Final[Mapping[str, str]] = {
+    "actual": "mean kW of the interval's minutes in the query store, scored once at least "
+    "80 % of them are in",
+    "window": "the 7 days ending at the end of the household's newest reading (event time)",
+    "mae_kw": "mean absolute error of the point forecast, kW",
+    "rmse_kw": "root mean squared error of the point forecast, kW",
+    "bias_kw": "mean of forecast minus actual, kW (positive: over-forecast)",
+    "mase": "MAE of the forecasts / MAE of seasonal naive on the intervals where both exist; "
+    "below 1 beats 'same as yesterday'",
+    "seasonal_naive": "the actual of the same interval one day earlier",
+    "coverage": "share of actuals inside the forecast's [lower, upper] band",
 }
 DAY_S: Final = 86_400
 DAY_US: Final = DAY_S * 1_000_000
