@@ -33,6 +33,7 @@ from services.gateway.shells.consumer import ConsumerDeps
 from services.gateway.shells.serve import start_api, start_dashboard
 from shared.batch import us_to_datetime
 from shared.publishing import stream_records
+from shared.schema import Forecast, ForecastPoint
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from shared.uci import iter_uci
@@ -71,6 +72,32 @@ def _png() -> bytes:
     return buffer.getvalue()
 
 
+def _past_forecasts(last: dt.datetime) -> list[Forecast]:
+    """Quarter-hourly forecasts of the last 6 hours (what the live chart draws in green)."""
+    quarter = last.replace(minute=last.minute - last.minute % 15, second=0, microsecond=0)
+    first = quarter - dt.timedelta(hours=5, minutes=45)  # 24 steps inside the 6-hour window
+    return [
+        Forecast(
+            household_id=HOUSEHOLD,
+            issued_at=first + dt.timedelta(minutes=15 * i),
+            resolution_s=900,
+            points=[
+                ForecastPoint(
+                    timestamp=first + dt.timedelta(minutes=15 * (i + k)),
+                    value_kw=1.0,
+                    lower_kw=0.3,
+                    upper_kw=2.5,
+                )
+                for k in range(4)
+            ],
+            model_version="test-1",
+            anomaly_score=0.1,
+            anomaly=False,
+        )
+        for i in range(24)
+    ]
+
+
 def _load(stack, clients, tmp_path) -> dt.datetime:
     """A day of real readings, forecasts and a monthly result, consumed into the store."""
     chunk = next(iter(iter_uci(APRIL_2007, household_id=HOUSEHOLD, chunk_rows=1440)))
@@ -82,6 +109,7 @@ def _load(stack, clients, tmp_path) -> dt.datetime:
     forecasts = [
         forecast_for(HOUSEHOLD, last - dt.timedelta(hours=3), anomaly=True),
         forecast_for(HOUSEHOLD, last),
+        *_past_forecasts(last),
     ]
     KinesisPublisher(stack.outputs["ForecastsStreamName"], clients("kinesis")).publish(
         [StreamRecord(HOUSEHOLD, f.model_dump_json().encode()) for f in forecasts]
@@ -241,6 +269,10 @@ def test_dashboard_browser_renders_charts_with_data(deploy_stack, clients, tmp_p
     assert f"{HOUSEHOLD}: 360 minute points" in live_text  # a 6-hour window of real minutes
     assert _series_pixels(live_png, (31, 119, 180)) > 200  # the actual series (blue)
     assert _series_pixels(live_png, (255, 127, 14)) > 10  # the forecast (orange)
+    assert _series_pixels(live_png, (44, 160, 44)) > 50  # past forecasts (green steps)
+    assert "Forecast accuracy, last 7 days" in live_text
+    assert "24 past forecasts (first step of each) against the actuals" in live_text
+    assert "past forecasts' interval" in live_text or "MASE vs same as yesterday" in live_text
     assert "900.0 kWh" in month_text  # the month total
     assert _series_pixels(month_png, (255, 153, 62)) > 200  # forecast days (orange at 0.8)
     assert plot_width == 320  # the components plot, streamed through the API
