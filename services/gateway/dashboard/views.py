@@ -124,7 +124,7 @@ def live_chart(
     forecast with its band, anomalies as red rules; the legend names every series/band."""
     x = alt.X("time:T", title=None)
     scale = alt.Scale(domain=list(SERIES_COLORS), range=list(SERIES_COLORS.values()))
-    color = alt.Color("series:N", scale=scale, title=None)
+    color = alt.Color("series:N", scale=scale, title=None, legend=alt.Legend(labelLimit=260))
     layers: list[Any] = []
     if past is not None and not past.empty:
         layers.append(
@@ -153,7 +153,7 @@ def live_chart(
     if past is not None and not past.empty:
         layers.append(
             alt.Chart(past)
-            .mark_line(interpolate="step-after", strokeWidth=1.5)
+            .mark_line(interpolate="step-after", strokeWidth=2)
             .encode(x=x, y="kw:Q", color=color, tooltip=["time:T", "kw:Q", "actual:Q"])
         )
     if not predicted.empty:
