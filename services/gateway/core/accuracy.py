@@ -52,6 +52,7 @@ from services.gateway.core.consumption import (
     MINUTE_US,
     MINUTES_PER_DAY,
     FloatArray,
+    IntArray,
 )
 from shared.batch import datetime_to_us, us_to_datetime
 from shared.schema import Forecast
@@ -210,17 +211,23 @@ class _Series:
             return None
         return self.origin_us + (int(covered[-1]) + 1) * MINUTE_US
 
-    def mean_kw(self, start_us: int, resolution_s: int) -> float | None:
-        """Mean kW of ``[start, start + resolution)`` if enough of its minutes are in."""
-        lo = (start_us - self.origin_us) // MINUTE_US
-        n = resolution_s // 60
-        if lo < 0 or lo + n > len(self.values):
-            return None
-        chunk = self.values[lo : lo + n]
-        covered = chunk[~np.isnan(chunk)]
-        if len(covered) < MIN_COVERAGE * n:
-            return None
-        return float(math.fsum(covered.tolist()) / len(covered))
+    def mean_kw(self, starts_us: IntArray, resolutions_s: IntArray) -> FloatArray:
+        """Mean kW of each ``[start, start + resolution)`` with enough of its minutes in
+        (NaN otherwise); one gather per resolution for every target of a household."""
+        means = np.full(len(starts_us), np.nan)
+        first = (starts_us - self.origin_us) // MINUTE_US
+        for n in np.unique(resolutions_s // 60).tolist():
+            rows = np.flatnonzero(
+                (resolutions_s // 60 == n) & (first >= 0) & (first + n <= len(self.values))
+            )
+            if not len(rows):
+                continue
+            chunk = self.values[first[rows, None] + np.arange(n)]
+            count = np.count_nonzero(~np.isnan(chunk), axis=1)
+            ok = (count > 0) & (count >= MIN_COVERAGE * n)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means[rows] = np.where(ok, np.nansum(chunk, axis=1) / count, np.nan)
+        return means
 
 
 @dataclass(frozen=True)
@@ -238,22 +245,33 @@ class Pair:
         return self.target.lower_kw <= self.actual_kw <= self.target.upper_kw
 
 
+def _order(t: TargetForecast) -> tuple[str, int, int, float, float, float, int]:
+    return (t.horizon, t.resolution_s, t.start_us, t.value_kw, t.lower_kw, t.upper_kw, t.issued_us)
+
+
 def _unique(targets: Iterable[TargetForecast]) -> list[TargetForecast]:
-    """One target per key (the same forecast twice is one), in key order."""
-    return sorted({t.key: t for t in sorted(targets)}.values(), key=lambda t: t.key)
+    """One target per key, in key order (the same forecast twice is one; of two that
+    disagree, the larger in :func:`_order` is kept, whatever the arrival order)."""
+    chosen: dict[tuple[str, int, int], TargetForecast] = {}
+    for target in sorted(targets, key=_order):
+        chosen[target.key] = target
+    return list(chosen.values())
 
 
 def join(targets: Iterable[TargetForecast], days: Mapping[dt.date, FloatArray]) -> list[Pair]:
     """Every target with its actual and seasonal naive from the minute arrays, in key order."""
+    unique = _unique(targets)
     series = _Series.of(days)
-    pairs = []
-    for target in _unique(targets):
-        actual = naive = None
-        if series is not None:
-            actual = series.mean_kw(target.start_us, target.resolution_s)
-            naive = series.mean_kw(target.start_us - DAY_US, target.resolution_s)
-        pairs.append(Pair(target, actual, naive))
-    return pairs
+    if series is None or not unique:
+        return [Pair(t, None, None) for t in unique]
+    starts = np.array([t.start_us for t in unique], dtype=np.int64)
+    resolutions = np.array([t.resolution_s for t in unique], dtype=np.int64)
+    actual = series.mean_kw(starts, resolutions).tolist()
+    naive = series.mean_kw(starts - DAY_US, resolutions).tolist()
+    return [
+        Pair(t, None if math.isnan(a) else a, None if math.isnan(b) else b)
+        for t, a, b in zip(unique, actual, naive, strict=True)
+    ]
 
 
 class _Model(BaseModel):
