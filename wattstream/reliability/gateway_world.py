@@ -58,6 +58,41 @@ def forecast_for(household: str, issued_at: dt.datetime, *, anomaly: bool = Fals
     )
 
 
+def flat_forecasts(
+    household: str,
+    first: dt.datetime,
+    count: int,
+    *,
+    resolution_s: int = 900,
+    steps: int = 16,
+    band: tuple[float, float, float] = (0.4, 1.2, 2.5),
+) -> list[Forecast]:
+    """``count`` forecasts issued one step apart from ``first``, each flat at ``band``'s
+    middle value with its lower and upper bound (past forecasts for accuracy tests)."""
+    lower, value, upper = band
+    step = dt.timedelta(seconds=resolution_s)
+    return [
+        Forecast(
+            household_id=household,
+            issued_at=first + i * step,
+            resolution_s=resolution_s,
+            points=[
+                ForecastPoint(
+                    timestamp=first + (i + k) * step,
+                    value_kw=value,
+                    lower_kw=lower,
+                    upper_kw=upper,
+                )
+                for k in range(steps)
+            ],
+            model_version="test-1",
+            anomaly_score=0.1,
+            anomaly=False,
+        )
+        for i in range(count)
+    ]
+
+
 def monthly_for(household: str) -> MonthlyForecast:
     daily = [
         DailyPoint(

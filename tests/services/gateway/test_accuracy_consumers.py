@@ -18,10 +18,10 @@ from services.gateway.shells.forecasts_lambda import apply_forecasts
 from services.gateway.shells.readings_lambda import apply_readings
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.publishing import stream_records
-from shared.schema import Forecast, ForecastPoint
 from tests.lambda_events import kinesis_fixture_event
 from tests.services.ingest.fakes import MemoryQuarantine
 from wattstream.reliability.gateway_fakes import MemoryStore
+from wattstream.reliability.gateway_world import flat_forecasts
 
 T0 = dt.datetime(2013, 3, 4, tzinfo=dt.UTC)
 HH = "MAC000002"
@@ -38,29 +38,12 @@ def _deps(store: MemoryStore) -> ConsumerDeps:
 
 
 def _forecast(slot: int, kw: float) -> bytes:
+    """A day-ahead half-hourly forecast issued at ``slot``, flat ``kw`` in [0.8, 1.25] kw."""
     issued = T0 + dt.timedelta(minutes=30 * slot)
-    points = [
-        ForecastPoint(
-            timestamp=issued + dt.timedelta(minutes=30 * i),
-            value_kw=kw,
-            lower_kw=kw * 0.8,
-            upper_kw=kw * 1.25,
-        )
-        for i in range(48)
-    ]
-    return (
-        Forecast(
-            household_id=HH,
-            issued_at=issued,
-            resolution_s=1800,
-            points=points,
-            model_version="test",
-            anomaly_score=0.0,
-            anomaly=False,
-        )
-        .model_dump_json()
-        .encode()
+    (forecast,) = flat_forecasts(
+        HH, issued, 1, resolution_s=1800, steps=48, band=(kw * 0.8, kw, kw * 1.25)
     )
+    return forecast.model_dump_json().encode()
 
 
 def _reading(slot: int, kwh: float) -> bytes:

@@ -22,14 +22,13 @@ from services.gateway.shells import forecasts_lambda, readings_lambda, results_l
 from services.gateway.shells.consumer import ConsumerDeps
 from shared.batch import ReadingBatch, us_to_datetime
 from shared.publishing import stream_records
-from shared.schema import Forecast, ForecastPoint
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from shared.uci import iter_uci
 from tests.conftest import APRIL_2007
 from tests.services.ingest.fakes import MemoryQuarantine
 from wattstream.local.runner import EventSourceRunner
-from wattstream.reliability.gateway_world import forecast_for, monthly_for
+from wattstream.reliability.gateway_world import flat_forecasts, forecast_for, monthly_for
 
 HOUSEHOLD = "uci-sceaux"
 
@@ -207,30 +206,6 @@ def test_results_consumer_indexes_monthly_results(stack, clients, deps, tmp_path
     assert (stats.function_errors, stats.partial_failures) == (0, 0)
 
 
-def _quarter_hour_forecasts(start: dt.datetime, count: int) -> list[Forecast]:
-    """Forecasts issued every 15 minutes, 16 steps each, flat 1.2 kW in [0.4, 2.5]."""
-    return [
-        Forecast(
-            household_id=HOUSEHOLD,
-            issued_at=start + dt.timedelta(minutes=15 * i),
-            resolution_s=900,
-            points=[
-                ForecastPoint(
-                    timestamp=start + dt.timedelta(minutes=15 * (i + k)),
-                    value_kw=1.2,
-                    lower_kw=0.4,
-                    upper_kw=2.5,
-                )
-                for k in range(16)
-            ],
-            model_version="test-1",
-            anomaly_score=0.1,
-            anomaly=False,
-        )
-        for i in range(count)
-    ]
-
-
 def test_consumers_join_forecasts_with_actuals_and_redelivery_changes_nothing(
     stack, clients, deps, tmp_path
 ):
@@ -239,9 +214,9 @@ def test_consumers_join_forecasts_with_actuals_and_redelivery_changes_nothing(
     streams leaves every result item as it was."""
     batch = first_days()
     last = us_to_datetime(int(batch.timestamps_us.max()))
-    forecasts = _quarter_hour_forecasts(
-        last.replace(hour=0, minute=0, second=0) - dt.timedelta(hours=6), 96
-    )
+    # Every quarter hour from 18:00 the day before, flat 1.2 kW in [0.4, 2.5].
+    first = last.replace(hour=0, minute=0, second=0) - dt.timedelta(hours=6)
+    forecasts = flat_forecasts(HOUSEHOLD, first, 96)
     KinesisPublisher(stack.outputs["ReadingsStreamName"], clients("kinesis")).publish(
         stream_records([batch], readings_per_record=240)
     )

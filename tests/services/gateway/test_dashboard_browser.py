@@ -33,14 +33,14 @@ from services.gateway.shells.consumer import ConsumerDeps
 from services.gateway.shells.serve import start_api, start_dashboard
 from shared.batch import us_to_datetime
 from shared.publishing import stream_records
-from shared.schema import Forecast, ForecastPoint
+from shared.schema import Forecast
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from shared.uci import iter_uci
 from tests.conftest import APRIL_2007
 from tests.services.ingest.fakes import MemoryQuarantine
 from wattstream.local.runner import EventSourceRunner
-from wattstream.reliability.gateway_world import forecast_for, monthly_for
+from wattstream.reliability.gateway_world import flat_forecasts, forecast_for, monthly_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -76,26 +76,7 @@ def _past_forecasts(last: dt.datetime) -> list[Forecast]:
     """Quarter-hourly forecasts of the last 6 hours (what the live chart draws in green)."""
     quarter = last.replace(minute=last.minute - last.minute % 15, second=0, microsecond=0)
     first = quarter - dt.timedelta(hours=5, minutes=45)  # 24 steps inside the 6-hour window
-    return [
-        Forecast(
-            household_id=HOUSEHOLD,
-            issued_at=first + dt.timedelta(minutes=15 * i),
-            resolution_s=900,
-            points=[
-                ForecastPoint(
-                    timestamp=first + dt.timedelta(minutes=15 * (i + k)),
-                    value_kw=1.0,
-                    lower_kw=0.3,
-                    upper_kw=2.5,
-                )
-                for k in range(4)
-            ],
-            model_version="test-1",
-            anomaly_score=0.1,
-            anomaly=False,
-        )
-        for i in range(24)
-    ]
+    return flat_forecasts(HOUSEHOLD, first, 24, steps=4, band=(0.3, 1.0, 2.5))
 
 
 def _load(stack, clients, tmp_path) -> dt.datetime:
