@@ -278,8 +278,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-@dataclass(frozen=True)
-class HorizonMetrics:
+class HorizonMetrics(_Model):
     """The metrics of one horizon (None where there is nothing to compute them from)."""
 
     pairs: int

@@ -178,23 +178,14 @@ class MonthlyResponse(_Model):
     plots: dict[str, str]
 
 
-class HorizonAccuracy(_Model):
+class HorizonAccuracy(HorizonMetrics):
     """One horizon's rolling accuracy (None where nothing is scored yet)."""
 
     description: str
-    pairs: int
-    mae_kw: float | None
-    rmse_kw: float | None
-    bias_kw: float | None
-    coverage: float | None
-    mean_interval_width_kw: float | None
-    naive_pairs: int
-    mae_seasonal_naive_kw: float | None
-    mase: float | None
 
     @classmethod
     def of(cls, horizon: str, metrics: HorizonMetrics) -> HorizonAccuracy:
-        return cls(description=HORIZON_DESCRIPTIONS[horizon], **vars(metrics))
+        return cls(description=HORIZON_DESCRIPTIONS[horizon], **metrics.model_dump())
 
 
 class AccuracyResponse(_Model):
