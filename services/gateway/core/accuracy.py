@@ -355,6 +355,8 @@ class HouseholdAccuracy(_Model):
     window_end: dt.datetime
     horizons: dict[str, HorizonSums]
     resolutions_s: list[int]
+    #: Start of the oldest and end of the newest scored interval (the window may hold less).
+    first_scored_at: dt.datetime | None = None
     last_scored_at: dt.datetime | None = None
 
 
@@ -380,6 +382,7 @@ def household_accuracy(
         window_end=us_to_datetime(end_us),
         horizons={h: HorizonSums.of([p for p in pairs if p.target.horizon == h]) for h in HORIZONS},
         resolutions_s=sorted({p.target.resolution_s for p in scored}),
+        first_scored_at=us_to_datetime(min(p.target.start_us for p in scored)) if scored else None,
         last_scored_at=us_to_datetime(max(p.target.end_us for p in scored)) if scored else None,
     )
 

@@ -101,8 +101,9 @@ def accuracy_section(accuracy: dict[str, Any] | None) -> None:
     cols[3].metric("intervals scored", head["intervals scored"])
     st.dataframe(rows, hide_index=True)
     st.caption(
-        f"accuracy window {accuracy['window_start']} to {accuracy['window_end']} (UTC, "
-        "ending at the newest reading); MASE below 1 beats the previous day's value"
+        f"7-day window {accuracy['window_start']} to {accuracy['window_end']} (UTC, ending "
+        f"at the newest reading), intervals scored from {accuracy['first_scored_at']}; "
+        "MASE below 1 beats the previous day's value"
     )
 
 

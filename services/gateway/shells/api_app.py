@@ -195,6 +195,7 @@ class AccuracyResponse(_Model):
     window_start: dt.datetime
     window_end: dt.datetime
     resolutions_s: list[int]
+    first_scored_at: dt.datetime | None
     last_scored_at: dt.datetime | None
     horizons: dict[str, HorizonAccuracy]
     definitions: dict[str, str]
@@ -478,6 +479,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
             window_start=stored.window_start,
             window_end=stored.window_end,
             resolutions_s=stored.resolutions_s,
+            first_scored_at=stored.first_scored_at,
             last_scored_at=stored.last_scored_at,
             horizons={
                 h: HorizonAccuracy.of(h, stored.horizons[h].metrics())

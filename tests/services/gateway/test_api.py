@@ -294,6 +294,10 @@ def test_api_accuracy_rolling_metrics_per_horizon_with_definitions(world):
     assert body["horizons"]["day_ahead"]["pairs"] == 0
     assert set(body["definitions"]) >= {"mase", "coverage", "window", "actual"}
     assert body["resolutions_s"] == [1800]
+    assert (body["first_scored_at"], body["last_scored_at"]) == (
+        "2007-04-01T12:00:00Z",
+        "2007-04-02T12:00:00Z",
+    )
 
 
 def test_api_accuracy_missing_is_404(world):
