@@ -9,8 +9,8 @@ What is scored (the same definitions the API states in its answers):
   the forecast reaches that far (a day-ahead fleet model does; a 4-hour model does not,
   and its ``day_ahead`` stays empty).
 * **Actual** of a target interval ``[t, t + resolution)``: the mean kW of its covered
-  minutes in the query store's minute arrays, once at least :data:`MIN_COVERAGE` of its
-  minutes are in (it is refined as the rest arrive).
+  minutes in the query store's minute arrays (to 1e-9 kW), once at least
+  :data:`MIN_COVERAGE` of its minutes are in (it is refined as the rest arrive).
 * **Seasonal naive**: the actual of the same interval one day earlier (same rule).
 * **Window**: the 7 days ending at the end of the household's newest covered minute
   (event time, so a replay of old data is scored like live data).
@@ -104,6 +104,7 @@ WINDOW: Final = dt.timedelta(days=7)
 MIN_COVERAGE: Final = 0.8
 """Share of an interval's minutes that must be in before it is scored."""
 _EPOCH_DAY: Final = dt.date(1970, 1, 1)
+_ACTUAL_DECIMALS: Final = 9
 
 
 @dataclass(frozen=True, order=True)
@@ -227,7 +228,9 @@ class _Series:
             ok = (count > 0) & (count >= MIN_COVERAGE * n)
             with np.errstate(invalid="ignore", divide="ignore"):
                 means[rows] = np.where(ok, np.nansum(chunk, axis=1) / count, np.nan)
-        return means
+        # Summing an interval's minutes (and kWh -> kW) can move a meter's value by an ulp;
+        # rounded to 1e-9 kW, an actual equal to a band edge stays on it.
+        return np.round(means, _ACTUAL_DECIMALS)
 
 
 @dataclass(frozen=True)
