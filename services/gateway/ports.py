@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from services.gateway.core.accuracy import HouseholdAccuracy, TargetForecast
 from services.gateway.core.consumption import DayKey, FloatArray, MinuteUpdate
 from services.gateway.core.model import (
     AnomalyMark,
@@ -63,10 +64,40 @@ class GatewayStore(Protocol):
 
     def households(self) -> list[HouseholdSummary]: ...
 
-    def household(self, household_id: str) -> HouseholdSummary | None: ...
+    def household(self, household_id: str) -> HouseholdSummary | None:
+        """One index row (a consistent read)."""
+        ...
 
-    def days(self, household_id: str, days: Sequence[dt.date]) -> dict[dt.date, FloatArray]:
-        """The stored minute arrays of those days (days without data are absent)."""
+    def days(
+        self, household_id: str, days: Sequence[dt.date], *, consistent: bool = False
+    ) -> dict[dt.date, FloatArray]:
+        """The stored minute arrays of those days (days without data are absent);
+        ``consistent`` reads every write that completed before the call."""
+        ...
+
+    def put_targets(self, household_id: str, targets: Sequence[TargetForecast]) -> None:
+        """Keep what forecasts said about target intervals, keyed by
+        ``(horizon, resolution, start)``: a redelivered forecast overwrites itself."""
+        ...
+
+    def targets(self, household_id: str, days: Sequence[dt.date]) -> list[TargetForecast]:
+        """The stored targets starting on those UTC days (a consistent read)."""
+        ...
+
+    def accuracy_ticket(self, household_id: str) -> int:
+        """Announce a recomputation of the household's accuracy (call it after writing
+        its inputs); the answer only grows, and :meth:`put_accuracy` keeps only the
+        result of the newest ticket, which read every input written before it."""
+        ...
+
+    def put_accuracy(self, accuracy: HouseholdAccuracy, ticket: int) -> bool:
+        """Keep ``accuracy`` unless a newer ticket was taken since; True if kept."""
+        ...
+
+    def accuracy(self, household_id: str) -> HouseholdAccuracy | None: ...
+
+    def fleet_accuracy(self) -> list[HouseholdAccuracy]:
+        """Every household's stored accuracy."""
         ...
 
     def latest_forecast(self, household_id: str) -> Forecast | None: ...

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from services.gateway.core.accuracy import HouseholdAccuracy, TargetForecast
 from services.gateway.core.consumption import DayKey, FloatArray, MinuteUpdate, merge_minutes
 from services.gateway.core.model import (
     AnomalyMark,
@@ -33,6 +34,9 @@ class MemoryStore:
         self.monthly_items: dict[tuple[str, str], StoredMonthly] = {}
         self.consumers: dict[str, ConsumerProgress] = {}
         self.throughput: dict[str, list[tuple[dt.datetime, int]]] = defaultdict(list)
+        self.target_items: dict[tuple[str, tuple[str, int, int]], TargetForecast] = {}
+        self.tickets: dict[str, int] = defaultdict(int)
+        self.accuracy_items: dict[str, HouseholdAccuracy] = {}
         self.fail_days = set(fail_days)
 
     def merge_day(self, key: DayKey, update: MinuteUpdate) -> bool:
@@ -87,12 +91,43 @@ class MemoryStore:
         last = self.index.get(household_id)
         return HouseholdSummary(household_id, last) if last else None
 
-    def days(self, household_id: str, days: Sequence[dt.date]) -> dict[dt.date, FloatArray]:
+    def days(
+        self, household_id: str, days: Sequence[dt.date], *, consistent: bool = False
+    ) -> dict[dt.date, FloatArray]:
         return {
             d: self.day_items[DayKey(household_id, d)]
             for d in days
             if DayKey(household_id, d) in self.day_items
         }
+
+    def put_targets(self, household_id: str, targets: Sequence[TargetForecast]) -> None:
+        for target in targets:
+            self.target_items[(household_id, target.key)] = target
+
+    def targets(self, household_id: str, days: Sequence[dt.date]) -> list[TargetForecast]:
+        wanted = set(days)
+        return sorted(
+            t
+            for (h, _), t in self.target_items.items()
+            if h == household_id
+            and (dt.date(1970, 1, 1) + dt.timedelta(microseconds=t.start_us)) in wanted
+        )
+
+    def accuracy_ticket(self, household_id: str) -> int:
+        self.tickets[household_id] += 1
+        return self.tickets[household_id]
+
+    def put_accuracy(self, accuracy: HouseholdAccuracy, ticket: int) -> bool:
+        if self.tickets[accuracy.household_id] != ticket:
+            return False
+        self.accuracy_items[accuracy.household_id] = accuracy
+        return True
+
+    def accuracy(self, household_id: str) -> HouseholdAccuracy | None:
+        return self.accuracy_items.get(household_id)
+
+    def fleet_accuracy(self) -> list[HouseholdAccuracy]:
+        return [self.accuracy_items[h] for h in sorted(self.accuracy_items)]
 
     def latest_forecast(self, household_id: str) -> Forecast | None:
         return self.forecasts.get(household_id)

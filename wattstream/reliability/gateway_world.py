@@ -14,10 +14,12 @@ from aws_lambda_powertools import Logger
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from services.gateway.core.accuracy import TargetForecast
 from services.gateway.core.consumption import MINUTE_US, minute_updates
 from services.gateway.core.model import StoredMonthly, anomaly_of
 from services.gateway.core.tokens import issue_token
 from services.gateway.shells.api_app import ApiDeps, create_app
+from services.gateway.shells.consumer import refresh_accuracy
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.schema import DailyPoint, Forecast, ForecastPoint, MonthlyForecast
 from wattstream.reliability.gateway_fakes import (
@@ -56,6 +58,41 @@ def forecast_for(household: str, issued_at: dt.datetime, *, anomaly: bool = Fals
     )
 
 
+def flat_forecasts(
+    household: str,
+    first: dt.datetime,
+    count: int,
+    *,
+    resolution_s: int = 900,
+    steps: int = 16,
+    band: tuple[float, float, float] = (0.4, 1.2, 2.5),
+) -> list[Forecast]:
+    """``count`` forecasts issued one step apart from ``first``, each flat at ``band``'s
+    middle value with its lower and upper bound (past forecasts for accuracy tests)."""
+    lower, value, upper = band
+    step = dt.timedelta(seconds=resolution_s)
+    return [
+        Forecast(
+            household_id=household,
+            issued_at=first + i * step,
+            resolution_s=resolution_s,
+            points=[
+                ForecastPoint(
+                    timestamp=first + (i + k) * step,
+                    value_kw=value,
+                    lower_kw=lower,
+                    upper_kw=upper,
+                )
+                for k in range(steps)
+            ],
+            model_version="test-1",
+            anomaly_score=0.1,
+            anomaly=False,
+        )
+        for i in range(count)
+    ]
+
+
 def monthly_for(household: str) -> MonthlyForecast:
     daily = [
         DailyPoint(
@@ -86,8 +123,27 @@ def monthly_for(household: str) -> MonthlyForecast:
     )
 
 
+def past_targets(household_kw: float, start: dt.datetime, hours: int) -> list[TargetForecast]:
+    """Half-hourly next-interval targets 10 % high, with a band of +-20 %."""
+    first = datetime_to_us(start)
+    step = 1800 * 1_000_000
+    return [
+        TargetForecast(
+            "next",
+            1800,
+            first + i * step,
+            household_kw * 1.1,
+            household_kw * 0.8,
+            household_kw * 1.2,
+            first + i * step,
+        )
+        for i in range(hours * 2)
+    ]
+
+
 def fill(store: MemoryStore, household: str, kw: float) -> None:
-    """A day and a half of minute readings, a forecast, an anomaly and a monthly result."""
+    """A day and a half of minute readings, a forecast, an anomaly, a monthly result and
+    a day of past half-hourly forecasts, scored."""
     start = datetime_to_us(NOW - dt.timedelta(hours=36))
     stamps = start + np.arange(36 * 60, dtype=np.int64) * MINUTE_US
     batch = ReadingBatch(household, stamps, {"global_active_power_kw": np.full(len(stamps), kw)})
@@ -100,6 +156,8 @@ def fill(store: MemoryStore, household: str, kw: float) -> None:
     store.put_anomaly(mark)
     monthly = monthly_for(household)
     store.put_monthly(StoredMonthly(monthly, MODELS, f"results/monthly/{household}.json"))
+    store.put_targets(household, past_targets(kw, NOW - dt.timedelta(hours=24), 24))
+    refresh_accuracy(store, household)
 
 
 @dataclass

@@ -10,9 +10,14 @@ Item layout (all keys deterministic, so a redelivered input lands on its own ite
 ``H#<household>``     ``FORECAST``          the latest forecast (JSON), ``issued_us``
 ``H#<household>``     ``A#<issued_us:020>`` one anomaly mark
 ``H#<household>``     ``M#<YYYY-MM>``       the latest monthly result (JSON), ``as_of``
+``H#<household>``     ``T#<YYYY-MM-DD>``    forecast targets starting that day: one
+                                            attribute ``<n|d><res>_<second of day>`` =
+                                            "value,lower,upper,issued µs" per target
 ``HOUSEHOLDS``        ``<household>``       the households index, ``last_reading_us``
+``ACCURACY``          ``<household>``       the household's rolling accuracy (JSON)
 ``PIPELINE``          ``C#<consumer>``      a consumer's progress
 ``PIPELINE``          ``T#<consumer>#<min>``records processed in that minute
+``PIPELINE``          ``ACC#<household>``   the accuracy recomputation ticket (``seq``)
 ====================  ====================  =============================================
 
 A household-day is read, merged by the pure core and written back with a condition on
@@ -20,6 +25,13 @@ the version read (``attribute_not_exists`` for a new item), retried on conflict:
 writers can never lose each other's minutes, and re-applying the same minutes changes
 nothing (the core reports "unchanged" and no write happens). Forecasts, monthly results,
 the index and progress use conditional writes that only move forward in time.
+
+Accuracy: a target attribute is set by every copy of its forecast with the same value (a
+keyed overwrite, no read); the rolling accuracy is recomputed from the stored targets and
+minutes after each batch and written in a transaction with a condition that its ticket is
+still the newest (:meth:`DynamoGatewayStore.put_accuracy`), so a recomputation that read
+older inputs never overwrites a newer one. The ticket lives under ``PIPELINE`` with the
+other bookkeeping counters: it counts recomputations, not results.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
+from services.gateway.core.accuracy import HouseholdAccuracy, TargetForecast
 from services.gateway.core.consumption import (
     DayKey,
     FloatArray,
@@ -51,6 +64,11 @@ __all__ = ["DynamoGatewayStore", "StoreConflict"]
 
 HOUSEHOLDS_PK: Final = "HOUSEHOLDS"
 PIPELINE_PK: Final = "PIPELINE"
+ACCURACY_PK: Final = "ACCURACY"
+_HORIZON_CODE: Final = {"next": "n", "day_ahead": "d"}
+_CODE_HORIZON: Final = {code: horizon for horizon, code in _HORIZON_CODE.items()}
+_SETS_PER_UPDATE: Final = 50
+_DAY_US: Final = 86_400_000_000
 _BATCH_GET_KEYS: Final = 100
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 
@@ -73,6 +91,39 @@ def _conditional_failed(error: ClientError) -> bool:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _target_attribute(target: TargetForecast) -> tuple[str, str]:
+    """(day of the target, attribute name) of a target in its household-day item."""
+    day, offset_us = divmod(target.start_us, _DAY_US)
+    name = f"{_HORIZON_CODE[target.horizon]}{target.resolution_s}_{offset_us // 1_000_000}"
+    return f"T#{dt.date(1970, 1, 1) + dt.timedelta(days=day)}", name
+
+
+def _target_value(target: TargetForecast) -> str:
+    """One string per target: a client parses a few thousand strings far faster than as
+    many lists of numbers (the recomputation reads a week of targets)."""
+    values = (target.value_kw, target.lower_kw, target.upper_kw)
+    return ",".join([*(repr(float(v)) for v in values), str(target.issued_us)])
+
+
+def _target_of(day_us: int, name: str, value: str) -> TargetForecast | None:
+    """Inverse of :func:`_target_attribute` and :func:`_target_value` (None for an
+    attribute that is not a target)."""
+    code, rest = name[:1], name[1:]
+    resolution, sep, second = rest.partition("_")
+    if code not in _CODE_HORIZON or not sep or not resolution.isdigit() or not second.isdigit():
+        return None
+    kw, lower, upper, issued = value.split(",")
+    return TargetForecast(
+        _CODE_HORIZON[code],  # type: ignore[arg-type]
+        int(resolution),
+        day_us + int(second) * 1_000_000,
+        float(kw),
+        float(lower),
+        float(upper),
+        int(issued),
+    )
 
 
 class DynamoGatewayStore:
@@ -135,22 +186,37 @@ class DynamoGatewayStore:
                     raise
         raise StoreConflict(f"{key} changed concurrently {self._max_attempts} times")
 
-    def days(self, household_id: str, days: Sequence[dt.date]) -> dict[dt.date, FloatArray]:
+    def days(
+        self, household_id: str, days: Sequence[dt.date], *, consistent: bool = False
+    ) -> dict[dt.date, FloatArray]:
+        items = self._batch_get(household_id, "D#", days, "sk, minutes", consistent=consistent)
+        return {day: decode_minutes(item["minutes"]["B"]) for day, item in items.items()}
+
+    def _batch_get(
+        self,
+        household_id: str,
+        prefix: str,
+        days: Sequence[dt.date],
+        projection: str | None,
+        *,
+        consistent: bool,
+    ) -> dict[dt.date, dict[str, Any]]:
+        """The household-day items ``<prefix><day>`` that exist, by day."""
         pk = _household_pk(household_id)
-        wanted = [{"pk": {"S": pk}, "sk": {"S": f"D#{day}"}} for day in dict.fromkeys(days)]
-        found: dict[dt.date, FloatArray] = {}
+        wanted = [{"pk": {"S": pk}, "sk": {"S": f"{prefix}{day}"}} for day in dict.fromkeys(days)]
+        found: dict[dt.date, dict[str, Any]] = {}
         for start in range(0, len(wanted), _BATCH_GET_KEYS):
-            pending: dict[str, Any] = {
-                self.table: {
-                    "Keys": wanted[start : start + _BATCH_GET_KEYS],
-                    "ProjectionExpression": "sk, minutes",
-                }
+            request: dict[str, Any] = {
+                "Keys": wanted[start : start + _BATCH_GET_KEYS],
+                "ConsistentRead": consistent,
             }
+            if projection is not None:
+                request["ProjectionExpression"] = projection
+            pending: dict[str, Any] = {self.table: request}
             for _ in range(self._max_attempts):
                 reply = self._db.batch_get_item(RequestItems=pending)
                 for item in reply.get("Responses", {}).get(self.table, []):
-                    day = dt.date.fromisoformat(item["sk"]["S"].removeprefix("D#"))
-                    found[day] = decode_minutes(item["minutes"]["B"])
+                    found[dt.date.fromisoformat(item["sk"]["S"].removeprefix(prefix))] = item
                 pending = reply.get("UnprocessedKeys") or {}
                 if not pending:
                     break
@@ -187,7 +253,9 @@ class DynamoGatewayStore:
 
     def household(self, household_id: str) -> HouseholdSummary | None:
         item = self._db.get_item(
-            TableName=self.table, Key={"pk": {"S": HOUSEHOLDS_PK}, "sk": {"S": household_id}}
+            TableName=self.table,
+            Key={"pk": {"S": HOUSEHOLDS_PK}, "sk": {"S": household_id}},
+            ConsistentRead=True,
         ).get("Item")
         return self._summary(item) if item else None
 
@@ -271,6 +339,98 @@ class DynamoGatewayStore:
                 model_version=item["model_version"]["S"],
             )
             for item in items
+        ]
+
+    # ------------------------------------------------------------------ accuracy
+
+    def put_targets(self, household_id: str, targets: Sequence[TargetForecast]) -> None:
+        by_day: dict[str, dict[str, TargetForecast]] = {}
+        for target in targets:
+            sk, name = _target_attribute(target)
+            by_day.setdefault(sk, {})[name] = target
+        for sk, named in sorted(by_day.items()):
+            entries = sorted(named.items())
+            for start in range(0, len(entries), _SETS_PER_UPDATE):
+                chunk = entries[start : start + _SETS_PER_UPDATE]
+                names = {f"#a{i}": name for i, (name, _) in enumerate(chunk)}
+                values = {f":v{i}": {"S": _target_value(t)} for i, (_, t) in enumerate(chunk)}
+                self._db.update_item(
+                    TableName=self.table,
+                    Key={"pk": {"S": _household_pk(household_id)}, "sk": {"S": sk}},
+                    UpdateExpression="SET "
+                    + ", ".join(f"#a{i} = :v{i}" for i in range(len(chunk))),
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+
+    def targets(self, household_id: str, days: Sequence[dt.date]) -> list[TargetForecast]:
+        found = []
+        items = self._batch_get(household_id, "T#", days, None, consistent=True)
+        for day, item in sorted(items.items()):
+            day_us = (day - dt.date(1970, 1, 1)).days * _DAY_US
+            for name, value in item.items():
+                if "S" in value and name not in ("pk", "sk"):
+                    target = _target_of(day_us, name, value["S"])
+                    if target is not None:
+                        found.append(target)
+        return sorted(found, key=lambda t: t.key)
+
+    def _ticket_key(self, household_id: str) -> dict[str, Any]:
+        return {"pk": {"S": PIPELINE_PK}, "sk": {"S": f"ACC#{household_id}"}}
+
+    def accuracy_ticket(self, household_id: str) -> int:
+        reply = self._db.update_item(
+            TableName=self.table,
+            Key=self._ticket_key(household_id),
+            UpdateExpression="ADD seq :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(reply["Attributes"]["seq"]["N"])
+
+    def put_accuracy(self, accuracy: HouseholdAccuracy, ticket: int) -> bool:
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table,
+                            "Key": self._ticket_key(accuracy.household_id),
+                            "ConditionExpression": "seq = :t",
+                            "ExpressionAttributeValues": {":t": {"N": str(ticket)}},
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": {
+                                "pk": {"S": ACCURACY_PK},
+                                "sk": {"S": accuracy.household_id},
+                                "doc": {"S": accuracy.model_dump_json()},
+                            },
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = error.response.get("CancellationReasons", [])
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False  # a newer recomputation is under way and will write
+            raise
+        return True
+
+    def accuracy(self, household_id: str) -> HouseholdAccuracy | None:
+        item = self._db.get_item(
+            TableName=self.table, Key={"pk": {"S": ACCURACY_PK}, "sk": {"S": household_id}}
+        ).get("Item")
+        return HouseholdAccuracy.model_validate_json(item["doc"]["S"]) if item else None
+
+    def fleet_accuracy(self) -> list[HouseholdAccuracy]:
+        return [
+            HouseholdAccuracy.model_validate_json(item["doc"]["S"])
+            for item in self._query(ACCURACY_PK)
         ]
 
     # ------------------------------------------------------------------ monthly

@@ -31,11 +31,13 @@ __all__ = [
     "EARLIEST",
     "LATEST",
     "MAX_ANOMALY_SPAN",
+    "MAX_HISTORY_SPAN",
     "MAX_SPAN",
     "QueryError",
     "anomaly_range",
     "consumption_range",
     "days_of",
+    "history_range",
     "parse_month",
 ]
 
@@ -50,6 +52,7 @@ DEFAULT_SPAN: Final[Mapping[str, dt.timedelta]] = {
     "day": dt.timedelta(days=31),
 }
 MAX_ANOMALY_SPAN: Final = dt.timedelta(days=92)
+MAX_HISTORY_SPAN: Final = dt.timedelta(days=31)
 EARLIEST: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 LATEST: Final = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 _MONTH: Final = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -139,6 +142,20 @@ def anomaly_range(
         default=dt.timedelta(days=7),
         limit=MAX_ANOMALY_SPAN,
         what="an anomaly query",
+    )
+
+
+def history_range(
+    start: dt.datetime | None, end: dt.datetime | None, *, now: dt.datetime
+) -> tuple[dt.datetime, dt.datetime]:
+    """``[start, end)`` of a forecast-history query (default: the last day, <= 31 days)."""
+    return _range(
+        start,
+        end,
+        now=now,
+        default=dt.timedelta(days=1),
+        limit=MAX_HISTORY_SPAN,
+        what="a forecast history",
     )
 
 

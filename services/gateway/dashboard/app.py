@@ -1,8 +1,10 @@
 """The wattstream dashboard (Streamlit); it talks only to the gateway HTTP API.
 
 Run: ``WATTSTREAM_API_URL=http://127.0.0.1:8090 WATTSTREAM_API_TOKEN=... streamlit run
-services/gateway/dashboard/app.py`` (``wattstream dashboard`` does this). The live chart
-and the health panel refresh every ``WATTSTREAM_REFRESH_S`` seconds (default 5). The live
+services/gateway/dashboard/app.py`` (``wattstream dashboard`` does this). The live tab
+shows the readings, the past forecasts against them (with their interval band) and the
+latest forecast, and the rolling 7-day forecast accuracy; it and the health panel refresh
+every ``WATTSTREAM_REFRESH_S`` seconds (default 5). The live
 window ends at the household's latest reading, so a replay of old data (``--start
 original``) is shown as well as a live one.
 """
@@ -38,7 +40,8 @@ def _last_reading(client: GatewayClient, household: str) -> dt.datetime:
 
 
 def live_panel(client: GatewayClient, household: str, hours: int) -> None:
-    """Actuals vs the latest forecast with its interval, and anomaly marks."""
+    """Actuals vs past forecasts and the latest forecast with their intervals, anomaly
+    marks, and the rolling forecast accuracy."""
     last = _last_reading(client, household)
     end = last.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
     start = end - dt.timedelta(hours=hours)
@@ -47,6 +50,7 @@ def live_panel(client: GatewayClient, household: str, hours: int) -> None:
     forecast = client.forecast(household)
     anomalies = client.anomalies(household, start, end + dt.timedelta(hours=1))
     actual, predicted, marks = views.live_frames(consumption, forecast, anomalies)
+    past = views.history_frame(client.forecast_history(household, start, end))
     cols = st.columns(4)
     cols[0].metric("latest reading (UTC)", f"{last:%m-%d %H:%M}")
     cols[1].metric(f"energy, last {hours} h", f"{consumption['total_kwh']:.2f} kWh")
@@ -64,10 +68,42 @@ def live_panel(client: GatewayClient, household: str, hours: int) -> None:
     if actual.empty and predicted.empty:
         st.info(f"no readings for {household} in this window yet")
         return
-    st.altair_chart(views.live_chart(actual, predicted, marks), use_container_width=True)
+    st.altair_chart(views.live_chart(actual, predicted, marks, past), use_container_width=True)
     st.caption(
         f"{household}: {len(actual)} {resolution} points, forecast "
-        f"{'issued ' + forecast['forecast']['issued_at'] if forecast else 'not available yet'}"
+        f"{'issued ' + forecast['forecast']['issued_at'] if forecast else 'not available yet'}; "
+        f"{len(past)} past forecasts (first step of each) against the actuals"
+    )
+    accuracy_section(client.accuracy(household))
+
+
+def accuracy_section(accuracy: dict[str, Any] | None) -> None:
+    """The rolling 7-day accuracy: MAE, MASE against seasonal naive, interval coverage."""
+    rows = views.accuracy_rows(accuracy)
+    if accuracy is None or not rows:
+        st.caption("forecast accuracy: no forecast scored against actuals yet")
+        return
+    st.subheader("Forecast accuracy, last 7 days")
+    head = rows[0]
+    definitions = accuracy["definitions"]
+    cols = st.columns(4)
+    cols[0].metric(f"MAE, {head['horizon']}", f"{head['MAE (kW)']:.3f} kW")
+    mase = head["MASE vs same as yesterday"]
+    cols[1].metric(
+        "MASE vs same as yesterday",
+        "n/a" if mase is None else f"{mase:.2f}",
+        help=definitions.get("mase"),
+    )
+    coverage = head["inside the interval"]
+    cols[2].metric(
+        "actuals inside the interval", f"{coverage:.0%}", help=definitions.get("coverage")
+    )
+    cols[3].metric("intervals scored", head["intervals scored"])
+    st.dataframe(rows, hide_index=True)
+    st.caption(
+        f"7-day window {accuracy['window_start']} to {accuracy['window_end']} (UTC, ending "
+        f"at the newest reading), intervals scored from {accuracy['first_scored_at']}; "
+        "MASE below 1 beats the previous day's value"
     )
 
 

@@ -85,6 +85,20 @@ class GatewayClient:
         body = self._json("GET", f"/households/{household_id}/anomalies", params=params)
         return body["anomalies"]  # type: ignore[no-any-return]
 
+    def accuracy(self, household_id: str) -> dict[str, Any] | None:
+        return self._optional(f"/households/{household_id}/accuracy")
+
+    def forecast_history(
+        self, household_id: str, start: dt.datetime, end: dt.datetime, horizon: str = "next"
+    ) -> dict[str, Any]:
+        params = {"start": start.isoformat(), "end": end.isoformat(), "horizon": horizon}
+        return self._json(  # type: ignore[no-any-return]
+            "GET", f"/households/{household_id}/forecasts/history", params=params
+        )
+
+    def fleet_accuracy(self) -> dict[str, Any]:
+        return self._json("GET", "/fleet/accuracy")  # type: ignore[no-any-return]
+
     def monthly(self, household_id: str, month: str) -> dict[str, Any] | None:
         return self._optional(f"/households/{household_id}/monthly", params={"month": month})
 

@@ -1,7 +1,8 @@
 """Pure builders of the dashboard's tables and charts from API answers (no Streamlit here).
 
 Kept apart from the Streamlit script so the shaping of the data (actuals vs forecast with
-its interval, anomaly marks, the month view and its cost) is tested without a browser.
+its interval, past forecasts against what happened, the rolling accuracy, anomaly marks,
+the month view and its cost) is tested without a browser.
 """
 
 from __future__ import annotations
@@ -14,13 +15,70 @@ import altair as alt
 import pandas as pd
 
 __all__ = [
+    "SERIES_COLORS",
     "MonthSummary",
+    "accuracy_rows",
+    "history_frame",
     "live_chart",
     "live_frames",
     "month_chart",
     "month_frame",
     "month_summary",
 ]
+
+
+SERIES_COLORS: dict[str, str] = {
+    "actual": "#1f77b4",
+    "forecast": "#ff7f0e",
+    "forecast interval": "#ffbb78",
+    "past forecasts (next interval)": "#2ca02c",
+    "past forecasts' interval": "#98df8a",
+}
+"""One legend for the live chart: every series and band is named in it."""
+_PAST = "past forecasts (next interval)"
+_PAST_BAND = "past forecasts' interval"
+
+
+def history_frame(history: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Past forecasts (time, kW, lower, upper) with their actual and whether it was inside."""
+    points = (history or {}).get("points", [])
+    return pd.DataFrame(
+        {
+            "time": pd.to_datetime([p["start"] for p in points], utc=True),
+            "end": pd.to_datetime([p["end"] for p in points], utc=True),
+            "kw": [p["value_kw"] for p in points],
+            "lower": [p["lower_kw"] for p in points],
+            "upper": [p["upper_kw"] for p in points],
+            "actual": [p["actual_kw"] for p in points],
+            "inside": [p["inside_interval"] for p in points],
+            "series": _PAST,
+            "band": _PAST_BAND,
+        }
+    )
+
+
+def accuracy_rows(accuracy: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per horizon with scored intervals: MAE, MASE and the band's coverage."""
+    names = {"next": "next interval", "day_ahead": "day ahead"}
+    rows = []
+    for horizon, m in ((accuracy or {}).get("horizons") or {}).items():
+        if not m["pairs"]:
+            continue
+        rows.append(
+            {
+                "horizon": names.get(horizon, horizon),
+                "intervals scored": m["pairs"],
+                "MAE (kW)": _rounded(m["mae_kw"], 3),
+                "MASE vs same as yesterday": _rounded(m["mase"], 2),
+                "inside the interval": _rounded(m["coverage"], 3),
+                "bias (kW)": _rounded(m["bias_kw"], 3),
+            }
+        )
+    return rows
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def live_frames(
@@ -57,27 +115,49 @@ def live_frames(
 
 
 def live_chart(
-    actual: pd.DataFrame, predicted: pd.DataFrame, marks: pd.DataFrame
+    actual: pd.DataFrame,
+    predicted: pd.DataFrame,
+    marks: pd.DataFrame,
+    past: pd.DataFrame | None = None,
 ) -> alt.LayerChart:
-    """Actual kW, the forecast with its interval band, anomalies as red rules."""
+    """Actual kW, past forecasts (a step per interval) with their band, the latest
+    forecast with its band, anomalies as red rules; the legend names every series/band."""
     x = alt.X("time:T", title=None)
-    colors = alt.Scale(domain=["actual", "forecast"], range=["#1f77b4", "#ff7f0e"])
-    layers: list[Any] = [
+    scale = alt.Scale(domain=list(SERIES_COLORS), range=list(SERIES_COLORS.values()))
+    color = alt.Color("series:N", scale=scale, title=None, legend=alt.Legend(labelLimit=260))
+    layers: list[Any] = []
+    if past is not None and not past.empty:
+        layers.append(
+            alt.Chart(past)
+            .mark_area(opacity=0.45, interpolate="step-after")
+            .encode(
+                x=x,
+                y="lower:Q",
+                y2="upper:Q",
+                color=alt.Color("band:N", scale=scale, title=None),
+                tooltip=["time:T", "lower:Q", "upper:Q", "actual:Q"],
+            )
+        )
+    if not predicted.empty:
+        band = predicted.assign(band="forecast interval")
+        layers.append(
+            alt.Chart(band)
+            .mark_area(opacity=0.45)
+            .encode(x=x, y="lower:Q", y2="upper:Q", color=alt.Color("band:N", scale=scale))
+        )
+    layers.append(
         alt.Chart(actual)
         .mark_line(strokeWidth=1)
-        .encode(x=x, y=alt.Y("kw:Q", title="kW"), color=alt.Color("series:N", scale=colors))
-    ]
+        .encode(x=x, y=alt.Y("kw:Q", title="kW"), color=color)
+    )
+    if past is not None and not past.empty:
+        layers.append(
+            alt.Chart(past)
+            .mark_line(interpolate="step-after", strokeWidth=2)
+            .encode(x=x, y="kw:Q", color=color, tooltip=["time:T", "kw:Q", "actual:Q"])
+        )
     if not predicted.empty:
-        layers.append(
-            alt.Chart(predicted)
-            .mark_area(opacity=0.25, color="#ff7f0e")
-            .encode(x=x, y="lower:Q", y2="upper:Q")
-        )
-        layers.append(
-            alt.Chart(predicted)
-            .mark_line(point=True)
-            .encode(x=x, y="kw:Q", color=alt.Color("series:N", scale=colors))
-        )
+        layers.append(alt.Chart(predicted).mark_line(point=True).encode(x=x, y="kw:Q", color=color))
     if not marks.empty:
         layers.append(
             alt.Chart(marks)

@@ -31,6 +31,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.gateway.core.accuracy import (
+    DEFINITIONS,
+    HORIZON_DESCRIPTIONS,
+    HORIZONS,
+    Horizon,
+    HorizonMetrics,
+    fleet_accuracy,
+    join,
+)
 from services.gateway.core.consumption import Resolution, aggregate
 from services.gateway.core.model import HouseholdSummary, pipeline_health
 from services.gateway.core.pipeline import (
@@ -46,6 +55,7 @@ from services.gateway.core.queries import (
     anomaly_range,
     consumption_range,
     days_of,
+    history_range,
     parse_month,
 )
 from services.gateway.core.tokens import Principal, TokenError, verify_token
@@ -58,6 +68,7 @@ from services.gateway.ports import (
     ReplayStarter,
     UploadStore,
 )
+from shared.batch import datetime_to_us, us_to_datetime
 from shared.schema import HOUSEHOLD_ID_PATTERN, Forecast, MonthlyForecast
 
 __all__ = ["ApiDeps", "ApiError", "create_app"]
@@ -165,6 +176,76 @@ class MonthlyResponse(_Model):
     month: str
     forecast: MonthlyForecast
     plots: dict[str, str]
+
+
+class HorizonAccuracy(HorizonMetrics):
+    """One horizon's rolling accuracy (None where nothing is scored yet)."""
+
+    description: str
+
+    @classmethod
+    def of(cls, horizon: str, metrics: HorizonMetrics) -> HorizonAccuracy:
+        return cls(description=HORIZON_DESCRIPTIONS[horizon], **metrics.model_dump())
+
+
+class AccuracyResponse(_Model):
+    """A household's rolling forecast accuracy per horizon, and what the numbers mean."""
+
+    household_id: str
+    window_start: dt.datetime
+    window_end: dt.datetime
+    resolutions_s: list[int]
+    first_scored_at: dt.datetime | None
+    last_scored_at: dt.datetime | None
+    horizons: dict[str, HorizonAccuracy]
+    definitions: dict[str, str]
+
+
+class FleetHorizonAccuracy(_Model):
+    """One horizon over the fleet: metrics pooled over every scored interval of every
+    current household, and the spread of the households' own MASE."""
+
+    description: str
+    households: int
+    pooled: HorizonAccuracy
+    mean_household_mase: float | None
+    median_household_mase: float | None
+    share_beating_naive: float | None
+
+
+class FleetAccuracyResponse(_Model):
+    """The fleet's rolling accuracy; households quiet for over 7 days are left out."""
+
+    checked_at: dt.datetime
+    households: int
+    stale_households: int
+    newest_window_end: dt.datetime | None
+    horizons: dict[str, FleetHorizonAccuracy]
+    definitions: dict[str, str]
+
+
+class HistoryPoint(_Model):
+    """One past forecast interval against what happened (None: not known yet)."""
+
+    start: dt.datetime
+    end: dt.datetime
+    issued_at: dt.datetime
+    resolution_s: int
+    value_kw: float
+    lower_kw: float
+    upper_kw: float
+    actual_kw: float | None
+    seasonal_naive_kw: float | None
+    inside_interval: bool | None
+
+
+class ForecastHistoryResponse(_Model):
+    household_id: str
+    start: dt.datetime
+    end: dt.datetime
+    horizon: Horizon
+    description: str
+    points: list[HistoryPoint]
 
 
 class ConsumerStatus(_Model):
@@ -284,8 +365,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app = FastAPI(
         title="wattstream gateway",
         version="1",
-        description="Household-scoped consumption, forecasts, anomalies and monthly "
-        "results; pipeline health and controls for operators. Send "
+        description="Household-scoped consumption, forecasts, live forecast accuracy, "
+        "anomalies and monthly results; fleet accuracy, pipeline health and controls for "
+        "operators. Send "
         "'Authorization: Bearer <token>' (`wattstream token`).",
     )
     app.state.deps = deps
@@ -384,6 +466,98 @@ def create_app(deps: ApiDeps) -> FastAPI:
             raise ApiError(404, "no_forecast", f"no forecast for {household_id} yet")
         age = (deps.clock() - latest.issued_at).total_seconds()
         return ForecastResponse(household_id=household_id, age_s=age, forecast=latest)
+
+    @app.get("/households/{household_id}/accuracy", responses=_with(404))
+    def accuracy(household_id: ReadableHousehold) -> AccuracyResponse:
+        """Rolling forecast accuracy over the household's last 7 days: MAE, MASE against
+        seasonal naive, interval coverage, per horizon (``next`` and ``day_ahead``)."""
+        stored = deps.store.accuracy(household_id)
+        if stored is None:
+            raise ApiError(404, "no_accuracy", f"no readings scored for {household_id} yet")
+        return AccuracyResponse(
+            household_id=household_id,
+            window_start=stored.window_start,
+            window_end=stored.window_end,
+            resolutions_s=stored.resolutions_s,
+            first_scored_at=stored.first_scored_at,
+            last_scored_at=stored.last_scored_at,
+            horizons={
+                h: HorizonAccuracy.of(h, stored.horizons[h].metrics())
+                for h in HORIZONS
+                if h in stored.horizons
+            },
+            definitions=dict(DEFINITIONS),
+        )
+
+    @app.get("/households/{household_id}/forecasts/history", responses=_ERRORS)
+    def forecast_history(
+        household_id: ReadableHousehold,
+        start: Annotated[
+            dt.datetime | None,
+            Query(description="Targets starting at or after (default: end - 1 day)."),
+        ] = None,
+        end: Annotated[dt.datetime | None, Query(description="Exclusive (default: now).")] = None,
+        horizon: Annotated[
+            Horizon, Query(description="next (first step of each forecast) or day_ahead.")
+        ] = "next",
+    ) -> ForecastHistoryResponse:
+        """Past forecasts of ``[start, end)`` (<= 31 days) against the actuals, with the
+        interval band and the seasonal naive forecast, so a chart can show them."""
+        lo, hi = history_range(start, end, now=deps.clock())
+        lo_us, hi_us = datetime_to_us(lo), datetime_to_us(hi)
+        targets = [
+            t
+            for t in deps.store.targets(household_id, days_of(lo, hi))
+            if t.horizon == horizon and lo_us <= t.start_us < hi_us
+        ]
+        minute_days = days_of(lo - dt.timedelta(days=1), hi + dt.timedelta(days=1))
+        pairs = join(targets, deps.store.days(household_id, minute_days)) if targets else []
+        return ForecastHistoryResponse(
+            household_id=household_id,
+            start=lo,
+            end=hi,
+            horizon=horizon,
+            description=HORIZON_DESCRIPTIONS[horizon],
+            points=[
+                HistoryPoint(
+                    start=us_to_datetime(p.target.start_us),
+                    end=us_to_datetime(p.target.end_us),
+                    issued_at=us_to_datetime(p.target.issued_us),
+                    resolution_s=p.target.resolution_s,
+                    value_kw=p.target.value_kw,
+                    lower_kw=p.target.lower_kw,
+                    upper_kw=p.target.upper_kw,
+                    actual_kw=p.actual_kw,
+                    seasonal_naive_kw=p.naive_kw,
+                    inside_interval=p.inside,
+                )
+                for p in sorted(pairs, key=lambda p: (p.target.start_us, p.target.resolution_s))
+            ],
+        )
+
+    @app.get("/fleet/accuracy", responses=_ERRORS)
+    def fleet(who: Operator) -> FleetAccuracyResponse:
+        """The fleet's rolling forecast accuracy (operator): pooled metrics per horizon and
+        the spread of household MASE; households quiet for over 7 days are left out."""
+        summary = fleet_accuracy(deps.store.fleet_accuracy())
+        return FleetAccuracyResponse(
+            checked_at=deps.clock(),
+            households=summary.households,
+            stale_households=summary.stale_households,
+            newest_window_end=summary.newest_window_end,
+            horizons={
+                h: FleetHorizonAccuracy(
+                    description=HORIZON_DESCRIPTIONS[h],
+                    households=f.households,
+                    pooled=HorizonAccuracy.of(h, f.pooled),
+                    mean_household_mase=f.mean_household_mase,
+                    median_household_mase=f.median_household_mase,
+                    share_beating_naive=f.share_beating_naive,
+                )
+                for h, f in summary.horizons.items()
+            },
+            definitions=dict(DEFINITIONS),
+        )
 
     @app.get("/households/{household_id}/anomalies", responses=_ERRORS)
     def anomalies(

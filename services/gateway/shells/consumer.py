@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
     KinesisStreamRecord,
 )
 
+from services.gateway.core.accuracy import accuracy_days, household_accuracy
 from services.gateway.core.model import ConsumerProgress
 from services.gateway.ports import GatewayStore, ObjectReader, QuarantineSink
 from shared.lambda_batch import RecordFailed, settle
@@ -32,6 +33,7 @@ __all__ = [
     "consumer_deps_from_environment",
     "emit",
     "note_progress",
+    "refresh_accuracy",
     "refusal",
     "settle",
 ]
@@ -134,6 +136,25 @@ def note_progress(
     except Exception:  # logged and counted, never fails the batch
         deps.logger.exception("recording consumer progress failed", extra={"consumer": consumer})
         deps.metrics.add_metric(name="ProgressWriteFailures", unit=MetricUnit.Count, value=1)
+
+
+def refresh_accuracy(store: GatewayStore, household_id: str) -> bool:
+    """Recompute a household's rolling accuracy from what is stored; True if written.
+
+    Called after a batch's writes of the household (its minutes or its forecast targets)
+    by both consumers: the ticket is taken after those writes and the inputs are read
+    after the ticket, so the newest ticket's result saw every input, and an older
+    ticket's result is refused by the store. Nothing is accumulated, so a redelivered
+    batch recomputes the same numbers.
+    """
+    ticket = store.accuracy_ticket(household_id)
+    indexed = store.household(household_id)
+    if indexed is None or indexed.last_reading_at is None:
+        return False  # no actual yet: nothing to score
+    minute_days, target_days = accuracy_days(indexed.last_reading_at)
+    days = store.days(household_id, minute_days, consistent=True)
+    result = household_accuracy(household_id, store.targets(household_id, target_days), days)
+    return result is not None and store.put_accuracy(result, ticket)
 
 
 def emit(deps: ConsumerDeps, message: str, counts: Mapping[str, int]) -> None:

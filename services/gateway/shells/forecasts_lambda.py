@@ -4,9 +4,11 @@ Records are JSON documents of :class:`shared.schema.Forecast`. Of a household's 
 in one batch only the latest is written (one conditional write: it replaces the stored
 one only if issued later, so a redelivered or late older forecast changes nothing);
 every anomaly flagged in the batch becomes its own item, keyed by issuing time, so a
-redelivery overwrites itself. A record that is not a valid forecast goes to the
-quarantine with its bytes, reason and coordinates; a failed write fails only the records
-of that household.
+redelivery overwrites itself. The scored steps of every forecast (its first step and its
+day-ahead step, :func:`services.gateway.core.accuracy.targets_of`) are kept per target
+interval, and the household's rolling accuracy is recomputed from the store. A record
+that is not a valid forecast goes to the quarantine with its bytes, reason and
+coordinates; a failed write fails only the records of that household.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
 )
 from pydantic import ValidationError
 
+from services.gateway.core.accuracy import targets_of
 from services.gateway.core.model import anomaly_of
 from services.gateway.shells.consumer import (
     ConsumerDeps,
@@ -31,6 +34,7 @@ from services.gateway.shells.consumer import (
     consumer_deps_from_environment,
     emit,
     note_progress,
+    refresh_accuracy,
     refusal,
     settle,
 )
@@ -48,6 +52,8 @@ class ForecastsOutcome:
     failed: dict[str, str] = field(default_factory=dict)
     forecasts_kept: int = 0
     anomalies: int = 0
+    targets: int = 0
+    accuracy_updates: int = 0
     quarantined: int = 0
 
 
@@ -86,7 +92,12 @@ def apply_forecasts(records: Sequence[KinesisStreamRecord], deps: ConsumerDeps) 
                 if mark is not None:
                     deps.store.put_anomaly(mark)
                     outcome.anomalies += 1
+            targets = [t for _, forecast in items for t in targets_of(forecast)]
+            if targets:
+                deps.store.put_targets(household, targets)
+                outcome.targets += len(targets)
             outcome.forecasts_kept += int(deps.store.put_forecast(latest))
+            outcome.accuracy_updates += int(refresh_accuracy(deps.store, household))
         except Exception as error:  # this household's records are retried
             deps.logger.exception("writing a forecast failed", extra={"household_id": household})
             for record, _ in items:
@@ -126,6 +137,8 @@ def build_handler(deps: ConsumerDeps) -> LambdaHandler:
                 "Records": len(records),
                 "ForecastsKept": outcome.forecasts_kept,
                 "Anomalies": outcome.anomalies,
+                "AccuracyTargets": outcome.targets,
+                "AccuracyUpdates": outcome.accuracy_updates,
                 "Quarantined": outcome.quarantined,
                 "RecordsFailed": len(outcome.failed),
             },

@@ -46,6 +46,7 @@ from services.gateway.shells.consumer import (
     consumer_deps_from_environment,
     emit,
     note_progress,
+    refresh_accuracy,
     settle,
 )
 from shared.batch import MAX_TIMESTAMP_US, ReadingBatch, us_to_datetime
@@ -65,6 +66,7 @@ class ReadingsOutcome:
     failed: dict[str, str] = field(default_factory=dict)
     household_days: int = 0
     items_written: int = 0
+    accuracy_updates: int = 0
     undecodable: int = 0
     readings_rejected: int = 0
 
@@ -146,6 +148,29 @@ def apply_readings(records: Sequence[KinesisStreamRecord], deps: ConsumerDeps) -
             for sequence in household_records[household]:
                 outcome.failed.setdefault(sequence, f"households index: {error}")
 
+    # Accuracy of the households written in full (a failed one is retried as a whole).
+    scored = [h for h, seqs in household_records.items() if not outcome.failed.keys() & set(seqs)]
+
+    def rescore(household: str) -> bool | Exception:
+        try:
+            return refresh_accuracy(deps.store, household)
+        except Exception as error:  # this household's records are retried
+            return error
+
+    with ThreadPoolExecutor(max_workers=max(1, min(deps.max_workers, len(scored)))) as pool:
+        rescored = list(pool.map(rescore, scored))
+    for household, result in zip(scored, rescored, strict=True):
+        if isinstance(result, Exception):
+            deps.logger.error(
+                "recomputing the forecast accuracy failed; its records will be retried",
+                extra={"household_id": household},
+                exc_info=result,
+            )
+            for sequence in household_records[household]:
+                outcome.failed.setdefault(sequence, f"accuracy: {type(result).__name__}: {result}")
+        else:
+            outcome.accuracy_updates += int(result)
+
     note_progress(
         deps,
         CONSUMER,
@@ -171,6 +196,7 @@ def build_handler(deps: ConsumerDeps) -> LambdaHandler:
                 "Records": len(records),
                 "HouseholdDays": outcome.household_days,
                 "ItemsWritten": outcome.items_written,
+                "AccuracyUpdates": outcome.accuracy_updates,
                 "RecordsUndecodable": outcome.undecodable,
                 "ReadingsRejected": outcome.readings_rejected,
                 "RecordsFailed": len(outcome.failed),

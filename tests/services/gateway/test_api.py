@@ -274,3 +274,104 @@ def test_api_pipeline_controls_absent_are_501_and_busy_is_409(world):
     reply = busy.post("/pipeline/replay", json={}, headers=operator)
     assert reply.status_code == 409
     assert reply.json()["error"]["code"] == "replay_running"
+
+
+def test_api_accuracy_rolling_metrics_per_horizon_with_definitions(world):
+    body = world.client.get(f"/households/{A}/accuracy", headers=world.headers(A)).json()
+
+    assert (body["window_start"], body["window_end"]) == (
+        "2007-03-26T12:00:00Z",
+        "2007-04-02T12:00:00Z",
+    )
+    nxt = body["horizons"]["next"]
+    assert nxt["pairs"] == 48  # a day of half-hourly forecasts, 10 % high
+    assert nxt["mae_kw"] == pytest.approx(0.1)
+    assert nxt["bias_kw"] == pytest.approx(0.1)
+    assert nxt["coverage"] == 1.0
+    assert nxt["naive_pairs"] == 24  # readings start 36 h back: half have yesterday
+    assert nxt["mase"] is None  # flat readings: seasonal naive is perfect, MASE undefined
+    assert "first step" in nxt["description"]
+    assert body["horizons"]["day_ahead"]["pairs"] == 0
+    assert set(body["definitions"]) >= {"mase", "coverage", "window", "actual"}
+    assert body["resolutions_s"] == [1800]
+    assert (body["first_scored_at"], body["last_scored_at"]) == (
+        "2007-04-01T12:00:00Z",
+        "2007-04-02T12:00:00Z",
+    )
+
+
+def test_api_accuracy_missing_is_404(world):
+    reply = world.client.get("/households/uci-0404/accuracy", headers=world.headers(operator=True))
+
+    assert reply.status_code == 404
+    assert reply.json()["error"]["code"] == "no_accuracy"
+
+
+def test_api_fleet_accuracy_pools_households(world):
+    body = world.client.get("/fleet/accuracy", headers=world.headers(operator=True)).json()
+
+    assert (body["households"], body["stale_households"]) == (2, 0)
+    pooled = body["horizons"]["next"]["pooled"]
+    assert pooled["pairs"] == 96
+    assert pooled["mae_kw"] == pytest.approx((0.1 + 0.2) / 2)  # A at 1 kW, B at 2 kW
+    assert body["horizons"]["next"]["households"] == 2
+    assert body["horizons"]["day_ahead"]["households"] == 0
+
+
+def test_api_forecast_history_against_actuals(world):
+    reply = world.client.get(
+        f"/households/{B}/forecasts/history",
+        params={"start": "2007-04-02T10:00:00Z", "end": "2007-04-02T12:00:00Z"},
+        headers=world.headers(B),
+    )
+
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["horizon"] == "next"
+    assert [p["start"] for p in body["points"]] == [
+        f"2007-04-02T{h}:{m}:00Z" for h in ("10", "11") for m in ("00", "30")
+    ]
+    assert body["points"][0] == {
+        "start": "2007-04-02T10:00:00Z",
+        "end": "2007-04-02T10:30:00Z",
+        "issued_at": "2007-04-02T10:00:00Z",
+        "resolution_s": 1800,
+        "value_kw": pytest.approx(2.2),
+        "lower_kw": 1.6,
+        "upper_kw": 2.4,
+        "actual_kw": 2.0,
+        "seasonal_naive_kw": 2.0,
+        "inside_interval": True,
+    }
+
+
+def test_api_forecast_history_defaults_to_the_last_day_and_other_horizon(world):
+    default = world.client.get(
+        f"/households/{A}/forecasts/history", headers=world.headers(A)
+    ).json()
+    day_ahead = world.client.get(
+        f"/households/{A}/forecasts/history",
+        params={"horizon": "day_ahead"},
+        headers=world.headers(A),
+    ).json()
+
+    assert (default["start"], default["end"]) == ("2007-04-01T12:00:00Z", "2007-04-02T12:00:00Z")
+    assert len(default["points"]) == 48
+    assert day_ahead["points"] == []
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"start": "2007-03-01T00:00:00Z", "end": "2007-04-02T00:00:00Z"}, "range_too_long"),
+        ({"start": "2007-04-02T00:00:00Z", "end": "2007-04-01T00:00:00Z"}, "empty_range"),
+        ({"horizon": "week_ahead"}, "invalid_request"),
+    ],
+)
+def test_api_forecast_history_bad_query_is_422(world, params, code):
+    reply = world.client.get(
+        f"/households/{A}/forecasts/history", params=params, headers=world.headers(A)
+    )
+
+    assert reply.status_code == 422
+    assert reply.json()["error"]["code"] == code

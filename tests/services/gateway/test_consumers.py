@@ -16,6 +16,7 @@ from aws_lambda_powertools import Logger, Metrics
 
 from services.gateway.adapters.aws import S3Objects
 from services.gateway.adapters.dynamo_store import DynamoGatewayStore
+from services.gateway.core.accuracy import accuracy_days, household_accuracy
 from services.gateway.core.consumption import DayKey, day_energy_kwh
 from services.gateway.shells import forecasts_lambda, readings_lambda, results_lambda
 from services.gateway.shells.consumer import ConsumerDeps
@@ -27,7 +28,7 @@ from shared.uci import iter_uci
 from tests.conftest import APRIL_2007
 from tests.services.ingest.fakes import MemoryQuarantine
 from wattstream.local.runner import EventSourceRunner
-from wattstream.reliability.gateway_world import forecast_for, monthly_for
+from wattstream.reliability.gateway_world import flat_forecasts, forecast_for, monthly_for
 
 HOUSEHOLD = "uci-sceaux"
 
@@ -203,3 +204,58 @@ def test_results_consumer_indexes_monthly_results(stack, clients, deps, tmp_path
     assert quarantine.items[0].coordinates.shard_or_partition == f"{prefix}/broken.json"
     (stats,) = runner.stats().values()
     assert (stats.function_errors, stats.partial_failures) == (0, 0)
+
+
+def test_consumers_join_forecasts_with_actuals_and_redelivery_changes_nothing(
+    stack, clients, deps, tmp_path
+):
+    """Real UCI minutes and a day of forecasts, in separate streams and consumers: the
+    accuracy item is what the core computes from the store, and a full redelivery of both
+    streams leaves every result item as it was."""
+    batch = first_days()
+    last = us_to_datetime(int(batch.timestamps_us.max()))
+    # Every quarter hour from 18:00 the day before, flat 1.2 kW in [0.4, 2.5].
+    first = last.replace(hour=0, minute=0, second=0) - dt.timedelta(hours=6)
+    forecasts = flat_forecasts(HOUSEHOLD, first, 96)
+    KinesisPublisher(stack.outputs["ReadingsStreamName"], clients("kinesis")).publish(
+        stream_records([batch], readings_per_record=240)
+    )
+    KinesisPublisher(stack.outputs["ForecastsStreamName"], clients("kinesis")).publish(
+        [StreamRecord(HOUSEHOLD, f.model_dump_json().encode()) for f in forecasts]
+    )
+    handlers = {
+        "GatewayReadingsFunction": readings_lambda.build_handler(deps),
+        "GatewayForecastsFunction": forecasts_lambda.build_handler(deps),
+    }
+
+    def run(name):
+        EventSourceRunner(
+            stack,
+            clients=clients,
+            checkpoint_path=tmp_path / f"{name}.json",
+            handlers=handlers,
+            functions=set(handlers),
+            idle_sleep_s=0.01,
+            max_backoff_s=0.01,
+        ).drain(timeout_s=120)
+
+    run("first")
+    stored = deps.store.accuracy(HOUSEHOLD)
+    before = table_items(clients, stack)
+    run("replayed")
+
+    assert table_items(clients, stack) == before
+    assert stored is not None
+    assert stored.window_end == last + dt.timedelta(minutes=1)
+    minute_days, target_days = accuracy_days(last)
+    expected = household_accuracy(
+        HOUSEHOLD,
+        deps.store.targets(HOUSEHOLD, target_days),
+        deps.store.days(HOUSEHOLD, minute_days),
+    )
+    assert stored == expected
+    metrics = stored.horizons["next"].metrics()
+    assert metrics.pairs >= 90  # the day's quarter hours that have their minutes
+    assert metrics.naive_pairs > 0
+    assert metrics.mase is not None
+    assert 0 < metrics.coverage < 1

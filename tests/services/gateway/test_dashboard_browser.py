@@ -33,13 +33,14 @@ from services.gateway.shells.consumer import ConsumerDeps
 from services.gateway.shells.serve import start_api, start_dashboard
 from shared.batch import us_to_datetime
 from shared.publishing import stream_records
+from shared.schema import Forecast
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from shared.uci import iter_uci
 from tests.conftest import APRIL_2007
 from tests.services.ingest.fakes import MemoryQuarantine
 from wattstream.local.runner import EventSourceRunner
-from wattstream.reliability.gateway_world import forecast_for, monthly_for
+from wattstream.reliability.gateway_world import flat_forecasts, forecast_for, monthly_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -71,6 +72,13 @@ def _png() -> bytes:
     return buffer.getvalue()
 
 
+def _past_forecasts(last: dt.datetime) -> list[Forecast]:
+    """Quarter-hourly forecasts of the last 6 hours (what the live chart draws in green)."""
+    quarter = last.replace(minute=last.minute - last.minute % 15, second=0, microsecond=0)
+    first = quarter - dt.timedelta(hours=5, minutes=45)  # 24 steps inside the 6-hour window
+    return flat_forecasts(HOUSEHOLD, first, 24, steps=4, band=(0.3, 1.0, 2.5))
+
+
 def _load(stack, clients, tmp_path) -> dt.datetime:
     """A day of real readings, forecasts and a monthly result, consumed into the store."""
     chunk = next(iter(iter_uci(APRIL_2007, household_id=HOUSEHOLD, chunk_rows=1440)))
@@ -82,6 +90,7 @@ def _load(stack, clients, tmp_path) -> dt.datetime:
     forecasts = [
         forecast_for(HOUSEHOLD, last - dt.timedelta(hours=3), anomaly=True),
         forecast_for(HOUSEHOLD, last),
+        *_past_forecasts(last),
     ]
     KinesisPublisher(stack.outputs["ForecastsStreamName"], clients("kinesis")).publish(
         [StreamRecord(HOUSEHOLD, f.model_dump_json().encode()) for f in forecasts]
@@ -176,6 +185,15 @@ def _series_pixels(png: bytes, rgb: tuple[int, int, int], tolerance: int = 40) -
     return int((np.abs(pixels - np.array(rgb)).sum(axis=2) < tolerance).sum())
 
 
+def _green_pixels(png: bytes) -> int:
+    """Pixels of the past-forecast line: clearly green, blended or not with its pale band."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return int(((green - red > 60) & (green - blue > 60)).sum())
+
+
 def test_dashboard_browser_renders_charts_with_data(deploy_stack, clients, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -241,6 +259,11 @@ def test_dashboard_browser_renders_charts_with_data(deploy_stack, clients, tmp_p
     assert f"{HOUSEHOLD}: 360 minute points" in live_text  # a 6-hour window of real minutes
     assert _series_pixels(live_png, (31, 119, 180)) > 200  # the actual series (blue)
     assert _series_pixels(live_png, (255, 127, 14)) > 10  # the forecast (orange)
+    assert _green_pixels(live_png) > 200  # past forecasts (green steps over their band)
+    assert "Forecast accuracy, last 7 days" in live_text
+    # 24 quarter-hourly forecasts and the minute forecast issued 3 h before the last reading
+    assert "25 past forecasts (first step of each) against the actuals" in live_text
+    assert "MASE vs same as yesterday" in live_text
     assert "900.0 kWh" in month_text  # the month total
     assert _series_pixels(month_png, (255, 153, 62)) > 200  # forecast days (orange at 0.8)
     assert plot_width == 320  # the components plot, streamed through the API

@@ -72,3 +72,46 @@ def test_dashboard_views_month_cost_at_tariff(client):
     assert frame["kind"].value_counts().to_dict() == {"forecast": 28, "actual": 2}
     assert frame["cost"].sum() == pytest.approx(30 * 30.0 * 0.25)
     assert views.month_chart(frame).to_dict()["layer"]
+
+
+def test_dashboard_client_reads_accuracy_and_history(client):
+    assert client.accuracy(A)["horizons"]["next"]["pairs"] == 48
+    assert client.accuracy("uci-0404") is None  # nothing scored yet, not an error
+    assert client.fleet_accuracy()["households"] == 2
+    history = client.forecast_history(A, NOW - dt.timedelta(hours=2), NOW)
+    assert len(history["points"]) == 4
+
+
+def test_dashboard_views_past_forecasts_against_actuals_with_labelled_bands(client):
+    start = NOW - dt.timedelta(hours=3)
+    actual, predicted, marks = views.live_frames(
+        client.consumption(A, start, NOW, "minute"),
+        client.forecast(A),
+        client.anomalies(A, start, NOW),
+    )
+    past = views.history_frame(client.forecast_history(A, start, NOW))
+
+    assert len(past) == 6
+    assert (past["lower"] <= past["actual"]).all()
+    assert past["inside"].all()
+    spec = views.live_chart(actual, predicted, marks, past).to_dict()
+    assert len(spec["layer"]) == 6  # past band, band, actual, past forecasts, forecast, rules
+    legend = spec["layer"][0]["encoding"]["color"]["scale"]["domain"]
+    assert "past forecasts' interval" in legend
+    assert "forecast interval" in legend
+
+
+def test_dashboard_views_accuracy_rows_only_scored_horizons(client):
+    rows = views.accuracy_rows(client.accuracy(A))
+
+    assert rows == [
+        {
+            "horizon": "next interval",
+            "intervals scored": 48,
+            "MAE (kW)": 0.1,
+            "MASE vs same as yesterday": None,
+            "inside the interval": 1.0,
+            "bias (kW)": 0.1,
+        }
+    ]
+    assert views.accuracy_rows(None) == []

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from services.gateway.adapters.dynamo_store import DynamoGatewayStore
+from services.gateway.core.accuracy import HorizonSums, HouseholdAccuracy, TargetForecast
 from services.gateway.core.consumption import MINUTE_US, DayKey, minute_updates
 from services.gateway.core.model import AnomalyMark, ConsumerProgress, StoredMonthly
 from shared.batch import ReadingBatch, datetime_to_us
@@ -157,3 +158,48 @@ def test_dynamo_store_progress_and_throughput(store):
     assert progress.records == 12
     assert store.recent_records(T0) == {"readings": 12}
     assert store.recent_records(T0 + dt.timedelta(minutes=2)) == {"readings": 0}
+
+
+def _targets(start: dt.datetime, count: int, *, horizon="next", res=1800):
+    first = datetime_to_us(start)
+    step = res * 1_000_000
+    return [
+        TargetForecast(horizon, res, first + i * step, 1.0 + i, 0.5 + i, 1.5 + i, first + i * step)
+        for i in range(count)
+    ]
+
+
+def test_dynamo_store_targets_round_trip_and_redelivery_overwrites_itself(store):
+    late = T0 + dt.timedelta(hours=22)
+    targets = _targets(late, 6) + _targets(T0, 3, horizon="day_ahead", res=900)
+    many = _targets(T0 + dt.timedelta(days=2), 48 * 2, res=900)  # > one update's attributes
+
+    store.put_targets("uci-0001", targets + many)
+    store.put_targets("uci-0001", list(reversed(targets)))  # redelivered, other order
+
+    days = [T0.date() + dt.timedelta(days=i) for i in range(3)]
+    assert store.targets("uci-0001", days) == sorted(targets + many)
+    assert store.targets("uci-0001", days[:1]) == sorted(targets[:4] + targets[6:])  # by start day
+    assert store.targets("uci-0002", days) == []
+
+
+def test_dynamo_store_accuracy_kept_only_for_the_newest_ticket(store):
+    result = HouseholdAccuracy(
+        household_id="uci-0001",
+        window_start=T0,
+        window_end=T0 + dt.timedelta(days=7),
+        horizons={"next": HorizonSums(pairs=3, abs_error=1.5), "day_ahead": HorizonSums()},
+        resolutions_s=[1800],
+    )
+    stale = result.model_copy(update={"horizons": {"next": HorizonSums(pairs=1)}})
+    old, new = store.accuracy_ticket("uci-0001"), store.accuracy_ticket("uci-0001")
+
+    assert new == old + 1
+    assert store.put_accuracy(result, new) is True
+    assert store.put_accuracy(stale, old) is False
+
+    assert store.accuracy("uci-0001") == result
+    assert store.accuracy("uci-0002") is None
+    other = result.model_copy(update={"household_id": "uci-0002"})
+    assert store.put_accuracy(other, store.accuracy_ticket("uci-0002")) is True
+    assert store.fleet_accuracy() == [result, other]
