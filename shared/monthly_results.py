@@ -19,8 +19,8 @@ Example:
     >>> import datetime as dt
     >>> components_key("site:7", dt.date(2007, 4, 30))
     'plots/monthly/household=site%3A7/month=2007-04/as_of=2007-04-30/components.json'
-    >>> rendered_plot_key(components_key("h1", dt.date(2007, 4, 30)))
-    'plots/monthly/household=h1/month=2007-04/as_of=2007-04-30/components.png'
+    >>> rendered_plot_key(components_key("h1", dt.date(2007, 4, 30)), b"{}")
+    'plots/monthly/household=h1/month=2007-04/as_of=2007-04-30/components-44136fa355b3678a.png'
     >>> accuracy_key("h1")
     'accuracy/monthly/household=h1.json'
 """
@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Annotated, Final, Literal
 
 from pydantic import Field, StringConstraints
@@ -64,11 +65,17 @@ def components_key(household_id: str, as_of: dt.date) -> str:
     )
 
 
-def rendered_plot_key(source_key: str) -> str:
-    """Where the PNG rendered from the plot data at ``source_key`` is cached."""
+def rendered_plot_key(source_key: str, data: bytes) -> str:
+    """Where the PNG rendered from ``data`` (the object at ``source_key``) is cached.
+
+    The key carries a digest of the data: a forecast recomputed in place (a late
+    correction) rewrites its plot data, and the next request renders it anew instead of
+    serving the old picture.
+    """
     if not source_key.endswith(_DATA_SUFFIX):
         raise ValueError(f"not a plot data key: {source_key!r}")
-    return source_key.removesuffix(_DATA_SUFFIX) + _PNG_SUFFIX
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    return f"{source_key.removesuffix(_DATA_SUFFIX)}-{digest}{_PNG_SUFFIX}"
 
 
 def is_plot_data(key: str) -> bool:

@@ -20,6 +20,7 @@ ROUTES = [
     ("GET", "/households/{household_id}/anomalies", "household"),
     ("GET", "/households/{household_id}/monthly", "household"),
     ("GET", "/households/{household_id}/monthly/2007-04/plots/components", "household"),
+    ("GET", "/households/{household_id}/monthly/accuracy", "household"),
     ("GET", "/health/pipeline", "operator"),
     ("POST", "/pipeline/replay", "operator"),
     ("GET", "/pipeline/replay", "operator"),
