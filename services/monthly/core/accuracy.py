@@ -26,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Mapping
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from services.monthly.core.debounce import CachedSummary
+from services.monthly.core.series import days_in_month, month_end
 from shared.monthly_results import ForecastError, MonthAccuracy, MonthlyAccuracy
 from shared.schema import MonthlyForecast
 
@@ -56,8 +56,8 @@ def _month(day: dt.date) -> str:
 
 
 def _month_days(month: str) -> list[dt.date]:
-    year, number = map(int, month.split("-"))
-    return [dt.date(year, number, d) for d in range(1, calendar.monthrange(year, number)[1] + 1)]
+    first = dt.date.fromisoformat(f"{month}-01")
+    return [first.replace(day=d) for d in range(1, days_in_month(first) + 1)]
 
 
 def complete_months(as_of: dt.date, *, lookback: int = DEFAULT_LOOKBACK) -> list[str]:
@@ -67,7 +67,7 @@ def complete_months(as_of: dt.date, *, lookback: int = DEFAULT_LOOKBACK) -> list
     for back in range(lookback, 0, -1):
         year, month = divmod(first.year * 12 + first.month - 1 - back, 12)
         months.append(f"{year:04d}-{month + 1:02d}")
-    if (as_of + dt.timedelta(days=1)).month != as_of.month:
+    if as_of == month_end(as_of):
         months.append(_month(as_of))
     return months
 
