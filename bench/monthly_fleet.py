@@ -7,7 +7,9 @@ model against Prophet's default settings on a sample, in the same run.
    2014-02-14 (each household's newest final day on or before it), ``W`` worker
    processes (default: all cores), writing what the service writes (forecast JSON and
    the Prophet checkpoint; no plots) to a temporary folder that is removed afterwards.
-   ``seconds`` is its wall time, loading and writing included.
+   ``seconds`` is its wall time, loading and writing included; ``fleet_cpu_seconds`` the
+   CPU of this process and its workers over the same span (``..._per_worker``: what the
+   wall time would be on ``W`` free cores, the figure to read on a loaded machine).
 2. **Same-run comparison** on a seeded sample of households whose December 2013 and
    January 2014 are complete (February 2014 is complete for nobody: the data set's
    last day holds one half-hour), each forecast as of 2013-12-14 and 2014-01-15 (the
@@ -165,9 +167,11 @@ def main(argv: list[str] | None = None) -> int:
             f"monthly-fleet: all households of {args.data}, as of {args.as_of}, "
             f"{args.workers} workers; load average {load_before[0]:.1f}"
         )
+        fleet_cpu = cpu_seconds()
         report = run_fleet(
             args.data, out, workers=args.workers, as_of=args.as_of, on_progress=progress
         )
+        fleet_cpu = cpu_seconds() - fleet_cpu  # this process and its finished workers
         written = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -213,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "households": report.households,
         "seconds": round(report.seconds, 1),
+        "fleet_cpu_seconds": round(fleet_cpu, 1),
+        "fleet_cpu_seconds_per_worker": round(fleet_cpu / report.workers, 1),
         "ours_seconds_per_household": round(result["ours_seconds"], 4),
         "default_prophet_seconds_per_household": round(result["default_seconds"], 4),
         "speedup": round(speedup, 2),
