@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 from typing import Final
 
+import matplotlib.dates as mdates
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -76,6 +77,9 @@ def _trend(ax: Axes, c: MonthlyComponents) -> None:
             np.array(c.trend_dates, dtype="datetime64[D]"), trend, color="tab:blue", label=label
         )
     ax.axvline(np.datetime64(c.forecast_from, "D"), color="tab:red", lw=0.8)
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     if "model" in c.notes:
         ax.text(0.01, 0.95, c.notes["model"], transform=ax.transAxes, va="top", fontsize=8)
     if ax.lines[:-1]:
@@ -105,7 +109,7 @@ def components_figure(components: MonthlyComponents) -> Figure:
     axes = figure.subplots(len(panels), 1, squeeze=False)[:, 0]
     title = components.title
     if components.fallback_reason is not None:
-        title = f"{title}: FALLBACK, not Prophet ({components.fallback_reason})".lstrip(": ")
+        title = f"{components.household_id}, as of {components.as_of}: FALLBACK, not Prophet"
     if title:
         figure.suptitle(title, fontsize=11)
     values = {"weekly": components.weekly, "daily": components.daily, "yearly": components.yearly}
