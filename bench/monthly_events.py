@@ -121,6 +121,7 @@ def event_cpu(sample: Sequence[DailySeries], *, render_every: int = 4) -> dict[s
                 outcomes[outcome.status] = outcomes.get(outcome.status, 0) + 1
                 scored += len(outcome.months_scored)
                 if outcome.status == "forecast" and n % render_every == 0:
+                    assert outcome.as_of is not None
                     data = (out / components_key(series.household_id, outcome.as_of)).read_bytes()
                     started = time.process_time()
                     monthly_plot.render_png(MonthlyComponents.model_validate_json(data))

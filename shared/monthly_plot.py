@@ -76,7 +76,7 @@ def _trend(ax: Axes, c: MonthlyComponents) -> None:
         ax.plot(
             np.array(c.trend_dates, dtype="datetime64[D]"), trend, color="tab:blue", label=label
         )
-    ax.axvline(np.datetime64(c.forecast_from, "D"), color="tab:red", lw=0.8)
+    ax.axvline(float(mdates.date2num(c.forecast_from)), color="tab:red", lw=0.8)
     locator = mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))

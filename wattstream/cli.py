@@ -364,7 +364,7 @@ def _print_monthly_summary(s3: Any, bucket: str) -> None:
     """How many monthly forecasts are Prophet's and how many the fallback's (and why)."""
     from shared.schema import MonthlyForecast
 
-    prophet, fallbacks = 0, {}
+    prophet, fallbacks = 0, dict[str, int]()
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="results/monthly/")
     for page in pages:
         for item in page.get("Contents", []):

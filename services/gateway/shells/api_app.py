@@ -80,6 +80,13 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _render_png(components: MonthlyComponents) -> bytes:
+    """The shared renderer, imported on first use: matplotlib loads with the first plot."""
+    from shared.monthly_plot import render_png
+
+    return render_png(components)
+
+
 @dataclass(frozen=True)
 class ApiDeps:
     """Everything the API talks to; ``replay``/``uploads`` are optional controls.
@@ -498,10 +505,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         except ValidationError as error:
             deps.logger.error("unreadable plot data", extra={"key": key, "error": str(error)})
             raise ApiError(500, "bad_plot_data", f"the plot data is not readable: {key}") from error
-        render = deps.render_plot
-        if render is None:
-            from shared.monthly_plot import render_png as render
-        png = render(components)
+        png = (deps.render_plot or _render_png)(components)
         if deps.plot_cache is not None:
             try:
                 deps.plot_cache.write(bucket, cached, png, "image/png")
