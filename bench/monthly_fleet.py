@@ -7,7 +7,9 @@ model against Prophet's default settings on a sample, in the same run.
    2014-02-14 (each household's newest final day on or before it), ``W`` worker
    processes (default: all cores), writing what the service writes (forecast JSON and
    the Prophet checkpoint; no plots) to a temporary folder that is removed afterwards.
-   ``seconds`` is its wall time, loading and writing included.
+   ``seconds`` is its wall time, loading and writing included; ``fleet_cpu_seconds`` the
+   CPU of this process and its workers over the same span (``..._per_worker``: what the
+   wall time would be on ``W`` free cores, the figure to read on a loaded machine).
 2. **Same-run comparison** on a seeded sample of households whose December 2013 and
    January 2014 are complete (February 2014 is complete for nobody: the data set's
    last day holds one half-hour), each forecast as of 2013-12-14 and 2014-01-15 (the
@@ -23,6 +25,16 @@ model against Prophet's default settings on a sample, in the same run.
    ``*_seconds_per_household`` are mean wall seconds per household-forecast; ``speedup``
    their ratio. Accuracy of both (and of the trailing 28-day mean) is the MAPE of the
    month total on the sample's forecasts.
+
+3. **Service events** (``--events-households H``, default 8): the monthly Lambda's own
+   per-household step (:func:`~services.monthly.shells.lambda_handler.forecast_household`,
+   warm starts, plot data, month actuals; local result store) fed one real daily summary
+   at a time for December 2013 and the first two days of January 2014 (so December
+   completes and is scored), on households of the same sample. ``cpu_p50_s`` is the
+   median process CPU per event (goal < 0.2 s). The **baseline**, in the same run: what
+   each event cost before plots were rendered on request, i.e. the same event plus
+   rendering its components PNG (timed on every ``--render-every``-th event, where the
+   gateway's renderer draws the event's own plot data): ``baseline_cpu_p50_s``.
 
 The last line printed is one JSON object.
 """
@@ -53,6 +65,7 @@ from bench.accuracy_monthly import (
     default_prophet_rest,
     single_threaded_blas,
 )
+from bench.monthly_events import EVENT_DAYS, event_cpu
 from services.monthly.adapters.datasets import lcl_blocks, read_lcl_block
 from services.monthly.core.backtest import ape, trailing_mean
 from services.monthly.core.forecast import DEFAULT_SETTINGS, forecast_month
@@ -60,7 +73,8 @@ from services.monthly.core.prophet_map import quiet_prophet_logging
 from services.monthly.core.series import DailySeries, days_in_month, month_end, month_start
 from services.monthly.fleet import FleetProgress, run_fleet
 
-GOAL_SECONDS: Final = 240.0
+GOAL_SECONDS: Final = 60.0
+GOAL_CPU_P50_S: Final = 0.2
 GOAL_SPEEDUP: Final = 2.0
 FLEET_AS_OF: Final = dt.date(2014, 2, 14)
 SAMPLE_AS_OF: Final = (dt.date(2013, 12, 14), dt.date(2014, 1, 15))
@@ -132,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=100)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--as-of", type=dt.date.fromisoformat, default=FLEET_AS_OF)
+    parser.add_argument("--events-households", type=int, default=8)
+    parser.add_argument("--render-every", type=int, default=4)
     args = parser.parse_args(argv)
     single_threaded_blas()
     quiet_prophet_logging()
@@ -151,9 +167,11 @@ def main(argv: list[str] | None = None) -> int:
             f"monthly-fleet: all households of {args.data}, as of {args.as_of}, "
             f"{args.workers} workers; load average {load_before[0]:.1f}"
         )
+        fleet_cpu = cpu_seconds()
         report = run_fleet(
             args.data, out, workers=args.workers, as_of=args.as_of, on_progress=progress
         )
+        fleet_cpu = cpu_seconds() - fleet_cpu  # this process and its finished workers
         written = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -182,9 +200,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  {'trailing 28-day mean':22s} {'':>10s} {'':>8s} {result['trailing_mape']:8.2f}")
     print(f"  speedup {speedup:.1f}x (goal >= {GOAL_SPEEDUP:.0f}x at equal or better accuracy)")
+
+    events_sample = sample[: args.events_households]
+    print(
+        f"service events: {len(events_sample)} households x {len(EVENT_DAYS)} days "
+        "(December 2013 + 2 days), one summary event at a time through forecast_household"
+    )
+    events = event_cpu(events_sample, render_every=args.render_every)
+    print(
+        f"  {events['events']} events {events['outcomes']}: CPU p50 {events['cpu_p50_s']:.4f} s, "
+        f"p90 {events['cpu_p90_s']:.4f} s (goal p50 < {GOAL_CPU_P50_S} s); rendering the PNG "
+        f"per event would add {events['render_cpu_p50_s']:.4f} s (p50 of "
+        f"{events['renders_timed']}): baseline p50 {events['baseline_cpu_p50_s']:.4f} s; "
+        f"December scored for {events['december_scored_households']} households"
+    )
     summary = {
         "households": report.households,
         "seconds": round(report.seconds, 1),
+        "fleet_cpu_seconds": round(fleet_cpu, 1),
+        "fleet_cpu_seconds_per_worker": round(fleet_cpu / report.workers, 1),
         "ours_seconds_per_household": round(result["ours_seconds"], 4),
         "default_prophet_seconds_per_household": round(result["default_seconds"], 4),
         "speedup": round(speedup, 2),
@@ -208,6 +242,15 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_after": round(os.getloadavg()[0], 2),
         "goal_seconds": GOAL_SECONDS,
         "goal_speedup": GOAL_SPEEDUP,
+        "events": events["events"],
+        "cpu_p50_s": round(events["cpu_p50_s"], 4),
+        "cpu_p90_s": round(events["cpu_p90_s"], 4),
+        "render_cpu_p50_s": round(events["render_cpu_p50_s"], 4),
+        "baseline_cpu_p50_s": round(events["baseline_cpu_p50_s"], 4),
+        "cpu_ratio": round(events["baseline_cpu_p50_s"] / events["cpu_p50_s"], 2),
+        "months_scored": events["months_scored"],
+        "december_forecasts_scored": events["december_forecasts_scored"],
+        "goal_cpu_p50_s": GOAL_CPU_P50_S,
     }
     print(json.dumps(summary))
     return 0

@@ -73,6 +73,10 @@ def test_cli_run_once_loads_shipped_slice(tmp_path, monkeypatch):
     assert published
     assert published.group(1) == "39,477"
     assert "3,723 missing rows reported" in text
+    assert "history: 105 daily summaries" in text  # the real months before the slice
+    prophet = re.search(r"monthly: (\d+) Prophet forecasts, (\d+) fallback", text)
+    assert prophet, text
+    assert int(prophet.group(1)) > 0  # the demo reaches Prophet
     assert not (tmp_path / "stack.json").exists()  # cleaned up when the stack stops
 
 

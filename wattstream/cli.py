@@ -5,6 +5,7 @@ Only commands that work are offered; each has ``--help``. Long work shows progre
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import signal
@@ -264,7 +265,9 @@ def run(
     """Start everything built so far on real data (what `make run` does).
 
     The local stack comes up from the template; the template's handlers start on the
-    local runner (their logs under the state dir); the ingest API listens on
+    local runner (their logs under the state dir); with the shipped slice, the archive is
+    first seeded with the real house's daily summaries of the months before it (so the
+    monthly forecasts have the history Prophet needs); the ingest API listens on
     WATTSTREAM_INGEST_PORT, the gateway API on WATTSTREAM_API_PORT and the dashboard on
     WATTSTREAM_DASHBOARD_PORT; and the UCI data is replayed onto the readings stream as
     if live, with a progress bar: archive, forecasts and the query store fill up.
@@ -295,8 +298,11 @@ def run(
             event_runner.start()
             api = start_ingest_api(description, settings)
             gateway = start_gateway(description, settings, dashboard=True)
+        start = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+        if data_path is None:
+            _seed_history(description, path, households=households, first_day=start.date())
         replay_with_progress(
-            description, path, speed="max" if once else speed, households=households
+            description, path, speed="max" if once else speed, households=households, start=start
         )
         if once:
             with console.status("processing: archive and daily summaries ..."):
@@ -320,6 +326,19 @@ def run(
         settings.stack_file.unlink(missing_ok=True)
 
 
+def _seed_history(description: Any, path: Path, *, households: int, first_day: Any) -> None:
+    """The shipped slice's real history (see :mod:`wattstream.demo_history`), before it."""
+    from wattstream.demo_history import seed_demo_history
+
+    with console.status("seeding the archive with the real history before the slice ..."):
+        report = seed_demo_history(description, path, households=households, first_day=first_day)
+    console.print(
+        f"history: {report.written:,} daily summaries of the real UCI house before the "
+        f"slice written to the archive ({report.kept:,} already there), ending "
+        f"{first_day - dt.timedelta(days=1)}"
+    )
+
+
 def _print_pipeline_summary(description: Any, event_runner: Any) -> None:
     from wattstream.local.server import client_factory
 
@@ -338,6 +357,29 @@ def _print_pipeline_summary(description: Any, event_runner: Any) -> None:
             f"  {name}: {stats.invocations} invocations, {stats.records} records, "
             f"{stats.function_errors} errors, {stats.sent_to_destination} to the failure queue"
         )
+    _print_monthly_summary(s3, description.outputs["ModelsBucketName"])
+
+
+def _print_monthly_summary(s3: Any, bucket: str) -> None:
+    """How many monthly forecasts are Prophet's and how many the fallback's (and why)."""
+    from shared.schema import MonthlyForecast
+
+    prophet, fallbacks = 0, dict[str, int]()
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="results/monthly/")
+    for page in pages:
+        for item in page.get("Contents", []):
+            if not item["Key"].endswith(".json"):
+                continue
+            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            reason = MonthlyForecast.model_validate_json(body).fallback_reason
+            if reason is None:
+                prophet += 1
+            else:
+                fallbacks[reason] = fallbacks.get(reason, 0) + 1
+    console.print(
+        f"monthly: {prophet} Prophet forecasts, {sum(fallbacks.values())} fallback"
+        + (f" ({', '.join(f'{n}x {r}' for r, n in fallbacks.items())})" if fallbacks else "")
+    )
 
 
 def _register_service_commands() -> None:

@@ -6,6 +6,7 @@ function (``use_stack_environment``) and builds the same adapters the Lambda she
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import time
@@ -85,7 +86,7 @@ def replay_with_progress(
     *,
     speed: str,
     households: int,
-    start: str = "now",
+    start: str | dt.datetime = "now",
     seed: int = 0,
     flush_every_s: float | None = None,
 ) -> Any:
@@ -237,8 +238,6 @@ def simulate(
     data_dir: Path | None,
 ) -> None:
     """Publish a seeded fleet of households built from real UCI and London profiles."""
-    import datetime as dt
-
     from services.ingest.core.replay import parse_speed
     from services.ingest.sources import load_fleet, run_fleet
 

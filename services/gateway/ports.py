@@ -25,6 +25,7 @@ __all__ = [
     "GatewayStore",
     "ObjectMissing",
     "ObjectReader",
+    "ObjectWriter",
     "QuarantineSink",
     "QueueDepths",
     "ReplayBusy",
@@ -134,6 +135,12 @@ class ObjectReader(Protocol):
     def read(self, bucket: str, key: str) -> bytes:
         """The object's bytes; :class:`ObjectMissing` if there is none."""
         ...
+
+
+class ObjectWriter(Protocol):
+    """Writes whole objects: the plots the API renders on first request, cached."""
+
+    def write(self, bucket: str, key: str, body: bytes, content_type: str) -> None: ...
 
 
 class QueueDepths(Protocol):

@@ -4,8 +4,8 @@
 forecasts every household (5,566) with the service's own core
 (:func:`~services.monthly.core.forecast.forecast_month`), writing the same objects the
 Lambda writes, under the same keys, into ``out_dir`` (forecast JSON, checkpoint, and the
-plot if asked): syncing ``out_dir`` to the models bucket bootstraps the service, whose
-next fit then warm-starts from these checkpoints.
+components plot's data if asked): syncing ``out_dir`` to the models bucket bootstraps the
+service, whose next fit then warm-starts from these checkpoints.
 
 Why blocks as the unit of work: a block file holds ~50 households and is read by the
 worker that forecasts them, so the parent never parses or pickles the data, reading is
@@ -43,7 +43,7 @@ from services.monthly.core.debounce import (
     target_day,
 )
 from services.monthly.core.forecast import DEFAULT_SETTINGS, ModelSettings, forecast_month
-from services.monthly.core.plot import render_png
+from services.monthly.core.plot import components_document
 from services.monthly.core.prophet_map import quiet_prophet_logging
 from services.monthly.core.series import DailySeries
 
@@ -136,7 +136,13 @@ def forecast_one(
     forecast = result.forecast
     if store is not None:
         if plots:
-            key = store.put_plot(series.household_id, day, render_png(result.components))
+            document = components_document(
+                result.components,
+                series.household_id,
+                day,
+                fallback_reason=forecast.fallback_reason,
+            )
+            key = store.put_components(document)
             forecast = forecast.model_copy(update={"plot_keys": {"components": key}})
         if result.checkpoint is not None:
             store.put_checkpoint(series.household_id, result.checkpoint)
@@ -240,8 +246,9 @@ def run_fleet(
     ``workers``: processes (default: the CPU count; 1 runs in this process).
     ``out_dir``: where the objects go (None: compute only, e.g. to time the model).
     ``as_of``: forecast as of this day (each household's newest final day on or before
-    it); default each household's own last final day. ``plots``: also render the
-    components PNG (about as costly as the fit). ``households``: only these ids.
+    it); default each household's own last final day. ``plots``: also write the
+    components plot's data (the gateway renders the PNG when it is first requested).
+    ``households``: only these ids.
     """
     started = time.perf_counter()
     paths = [str(p) for p in lcl_blocks(data_dir)]

@@ -11,7 +11,8 @@ __all__ = ["MonthlySettings"]
 class MonthlySettings(BaseSettings):
     """Where the monthly function reads summaries and writes forecasts (never defaulted).
 
-    ``MONTHLY_PLOTS=false`` skips the components plot (it is ~half of a forecast's CPU).
+    ``MONTHLY_PLOTS=false`` writes no components plot data (a few kB and ~1 ms per forecast;
+    the PNG itself is rendered by the gateway when first requested), so results have no plot.
     """
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)

@@ -151,10 +151,15 @@ class MemoryStore:
 
 
 class MemoryObjects:
-    """An ``ObjectReader`` over a dict ``(bucket, key) -> bytes``."""
+    """An ``ObjectReader`` and ``ObjectWriter`` over a dict ``(bucket, key) -> bytes``."""
 
     def __init__(self, objects: Mapping[tuple[str, str], bytes] | None = None) -> None:
         self.objects = dict(objects or {})
+        self.writes: list[tuple[str, str]] = []
+
+    def write(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        self.objects[(bucket, key)] = body
+        self.writes.append((bucket, key))
 
     def read(self, bucket: str, key: str) -> bytes:
         try:

@@ -21,6 +21,7 @@ from services.gateway.core.tokens import issue_token
 from services.gateway.shells.api_app import ApiDeps, create_app
 from services.gateway.shells.consumer import refresh_accuracy
 from shared.batch import ReadingBatch, datetime_to_us
+from shared.monthly_results import ForecastError, MonthAccuracy, MonthlyAccuracy, accuracy_key
 from shared.schema import DailyPoint, Forecast, ForecastPoint, MonthlyForecast
 from wattstream.reliability.gateway_fakes import (
     FixedQueues,
@@ -141,6 +142,39 @@ def past_targets(household_kw: float, start: dt.datetime, hours: int) -> list[Ta
     ]
 
 
+def accuracy_for(household: str) -> MonthlyAccuracy:
+    """A completed March: its actual next to two forecasts (one inside, one outside 80 %)."""
+    forecasts = [
+        ForecastError(
+            as_of=dt.date(2007, 3, day),
+            days_ahead=31 - day,
+            month_total_kwh=total,
+            lower_80=total - 50,
+            upper_80=total + 50,
+            lower_95=total - 100,
+            upper_95=total + 100,
+            error_kwh=total - 1000.0,
+            abs_pct_error=abs(total - 1000.0) / 10.0,
+            inside_80=abs(total - 1000.0) <= 50,
+            inside_95=abs(total - 1000.0) <= 100,
+            model_version="prophet-test",
+        )
+        for day, total in ((10, 1080.0), (20, 1020.0))
+    ]
+    month = MonthAccuracy(
+        month="2007-03",
+        actual_kwh=1000.0,
+        days=31,
+        days_observed=31,
+        coverage=1.0,
+        complete_because="later_month_started",
+        inputs="test",
+        forecasts=forecasts,
+        mape=5.0,
+    )
+    return MonthlyAccuracy(household_id=household, months=[month])
+
+
 def fill(store: MemoryStore, household: str, kw: float) -> None:
     """A day and a half of minute readings, a forecast, an anomaly, a monthly result and
     a day of past half-hourly forecasts, scored."""
@@ -187,6 +221,7 @@ def build_world() -> World:
     fill(store, B, 2.0)
     objects = MemoryObjects(
         {(MODELS, f"results/monthly/household={h}/components.png"): PNG for h in (A, B)}
+        | {(MODELS, accuracy_key(h)): accuracy_for(h).model_dump_json().encode() for h in (A, B)}
     )
     uploads = MemoryUploads()
     replay = RecordingReplay(NOW)

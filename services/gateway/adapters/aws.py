@@ -21,7 +21,7 @@ _MISSING: Final = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 class S3Objects:
-    """``ObjectReader`` on S3."""
+    """``ObjectReader`` and ``ObjectWriter`` on S3."""
 
     def __init__(self, *, s3: Any) -> None:
         self._s3 = s3
@@ -33,6 +33,9 @@ class S3Objects:
             if error.response.get("Error", {}).get("Code") in _MISSING:
                 raise ObjectMissing(f"s3://{bucket}/{key}") from error
             raise
+
+    def write(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
 
 
 class S3Uploads:

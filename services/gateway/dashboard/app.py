@@ -108,12 +108,16 @@ def accuracy_section(accuracy: dict[str, Any] | None) -> None:
 
 
 def month_panel(client: GatewayClient, household: str, month: str, tariff: float) -> None:
-    """Actual to date, forecast to month end, intervals, cost; the Prophet plots."""
+    """Actual to date, forecast to month end, intervals, cost; the Prophet plots (or a
+    plain "fallback" notice); completed months' actual vs forecast."""
     monthly = client.monthly(household, month)
     if monthly is None:
         st.info(f"no monthly forecast for {household} in {month} yet")
         return
     summary = views.month_summary(monthly, tariff)
+    fallback = views.fallback_notice(monthly)
+    if fallback:
+        st.warning(fallback)
     cols = st.columns(4)
     cols[0].metric(
         "actual to date",
@@ -148,11 +152,18 @@ def month_panel(client: GatewayClient, household: str, month: str, tariff: float
         f"as of {monthly['forecast']['as_of']}, model {monthly['forecast']['model_version']}; "
         f"cost at {tariff:.4f} per kWh: {summary.cost(lo80):.2f}-{summary.cost(hi80):.2f} (80 %)"
     )
-    for name, path in monthly["plots"].items():
-        try:
-            st.image(client.plot(path), caption=f"Prophet {name}")
-        except GatewayApiError as error:
-            st.warning(f"plot {name}: {error.reason}")
+    if not fallback:  # the fallback has no components: no empty panels
+        for name, path in monthly["plots"].items():
+            try:
+                st.image(client.plot(path), caption=f"Prophet {name}")
+            except GatewayApiError as error:
+                st.warning(f"plot {name}: {error.reason}")
+    accuracy = views.accuracy_frame(client.monthly_accuracy(household))
+    st.subheader("Completed months: actual vs forecast")
+    if accuracy.empty:
+        st.caption("no month completed yet: a month is scored when its last day arrives")
+    else:
+        st.dataframe(accuracy, hide_index=True)
 
 
 def health_panel(client: GatewayClient) -> None:

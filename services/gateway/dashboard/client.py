@@ -102,6 +102,9 @@ class GatewayClient:
     def monthly(self, household_id: str, month: str) -> dict[str, Any] | None:
         return self._optional(f"/households/{household_id}/monthly", params={"month": month})
 
+    def monthly_accuracy(self, household_id: str) -> dict[str, Any] | None:
+        return self._optional(f"/households/{household_id}/monthly/accuracy")
+
     def plot(self, path: str) -> bytes:
         return self._request("GET", path).content
 

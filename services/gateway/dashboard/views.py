@@ -17,7 +17,9 @@ import pandas as pd
 __all__ = [
     "SERIES_COLORS",
     "MonthSummary",
+    "accuracy_frame",
     "accuracy_rows",
+    "fallback_notice",
     "history_frame",
     "live_chart",
     "live_frames",
@@ -230,3 +232,36 @@ def month_chart(frame: pd.DataFrame) -> alt.LayerChart:
         .encode(x=x, y="lower_80:Q", y2="upper_80:Q")
     )
     return alt.LayerChart(layer=[bars, band95, band80], height=280)
+
+
+def fallback_notice(monthly: Mapping[str, Any]) -> str | None:
+    """What to say plainly when the monthly result is the fallback, not Prophet's."""
+    reason = monthly["forecast"].get("fallback_reason")
+    if not reason:
+        return None
+    return (
+        f"Fallback forecast, not Prophet: {reason}. The month total comes from the simple "
+        f"fallback model ({monthly['forecast']['model_version']}); there are no Prophet "
+        "components to show."
+    )
+
+
+def accuracy_frame(accuracy: Mapping[str, Any] | None) -> pd.DataFrame:
+    """One row per completed month: actual total, forecasts made, MAPE, interval hits."""
+    rows = []
+    for month in (accuracy or {}).get("months", []):
+        ahead = [f for f in month["forecasts"] if f["days_ahead"] > 0]
+        rows.append(
+            {
+                "month": month["month"],
+                "actual kWh": round(month["actual_kwh"], 1),
+                "days observed": f"{month['days_observed']}/{month['days']}",
+                "forecasts": len(ahead),
+                "MAPE %": None if month.get("mape") is None else round(month["mape"], 1),
+                "inside 80 %": (
+                    f"{sum(f['inside_80'] for f in ahead)}/{len(ahead)}" if ahead else "-"
+                ),
+                "fallbacks": sum(bool(f.get("fallback_reason")) for f in ahead),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -28,7 +28,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.gateway.core.accuracy import (
@@ -63,12 +63,21 @@ from services.gateway.ports import (
     GatewayStore,
     ObjectMissing,
     ObjectReader,
+    ObjectWriter,
     QueueDepths,
     ReplayBusy,
     ReplayStarter,
     UploadStore,
 )
 from shared.batch import datetime_to_us, us_to_datetime
+from shared.monthly_results import (
+    MonthAccuracy,
+    MonthlyAccuracy,
+    MonthlyComponents,
+    accuracy_key,
+    is_plot_data,
+    rendered_plot_key,
+)
 from shared.schema import HOUSEHOLD_ID_PATTERN, Forecast, MonthlyForecast
 
 __all__ = ["ApiDeps", "ApiError", "create_app"]
@@ -82,14 +91,29 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _render_png(components: MonthlyComponents) -> bytes:
+    """The shared renderer, imported on first use: matplotlib loads with the first plot."""
+    from shared.monthly_plot import render_png
+
+    return render_png(components)
+
+
 @dataclass(frozen=True)
 class ApiDeps:
-    """Everything the API talks to; ``replay``/``uploads`` are optional controls."""
+    """Everything the API talks to; ``replay``/``uploads`` are optional controls.
+
+    ``render_plot`` draws a monthly components plot from its data (default
+    :func:`shared.monthly_plot.render_png`, imported on first use: matplotlib loads only
+    when a plot is first asked for); ``plot_cache`` keeps what was rendered (None: render
+    on every request).
+    """
 
     store: GatewayStore
     token_secret: str
     objects: ObjectReader | None = None
     models_bucket: str | None = None
+    plot_cache: ObjectWriter | None = None
+    render_plot: Callable[[MonthlyComponents], bytes] | None = None
     queues: QueueDepths | None = None
     replay: ReplayStarter | None = None
     uploads: UploadStore | None = None
@@ -246,6 +270,22 @@ class ForecastHistoryResponse(_Model):
     horizon: Horizon
     description: str
     points: list[HistoryPoint]
+
+
+class MonthlyAccuracyResponse(_Model):
+    """Completed months with their actual total next to each forecast made for them.
+
+    Pooled over the forecasts that still had days ahead: ``mape`` (mean absolute % error
+    of the month total), ``coverage_80``/``coverage_95`` (share of actual totals inside
+    the interval); None when there is no such forecast.
+    """
+
+    household_id: str
+    months: list[MonthAccuracy]
+    forecasts: int
+    mape: float | None
+    coverage_80: float | None
+    coverage_95: float | None
 
 
 class ConsumerStatus(_Model):
@@ -621,8 +661,62 @@ def create_app(deps: ApiDeps) -> FastAPI:
             data = deps.objects.read(bucket, key)
         except ObjectMissing as error:
             raise ApiError(404, "no_plot", f"the plot object is gone: {key}") from error
+        if is_plot_data(key):
+            return Response(content=_rendered(bucket, key, data), media_type="image/png")
         media = mimetypes.guess_type(key)[0] or "application/octet-stream"
         return Response(content=data, media_type=media)
+
+    def _rendered(bucket: str, key: str, data: bytes) -> bytes:
+        """The PNG of plot data: from the cache, else rendered now and cached."""
+        assert deps.objects is not None
+        cached = rendered_plot_key(key, data)
+        try:
+            return deps.objects.read(bucket, cached)
+        except ObjectMissing:
+            pass
+        try:
+            components = MonthlyComponents.model_validate_json(data)
+        except ValidationError as error:
+            deps.logger.error("unreadable plot data", extra={"key": key, "error": str(error)})
+            raise ApiError(500, "bad_plot_data", f"the plot data is not readable: {key}") from error
+        png = (deps.render_plot or _render_png)(components)
+        if deps.plot_cache is not None:
+            try:
+                deps.plot_cache.write(bucket, cached, png, "image/png")
+            except Exception:  # the picture is served anyway; the next request renders again
+                deps.logger.exception("could not cache a rendered plot", extra={"key": cached})
+        return png
+
+    @app.get("/households/{household_id}/monthly/accuracy", responses=_with(404, 501))
+    def monthly_accuracy(
+        household_id: ReadableHousehold,
+        month: Annotated[
+            str | None, Query(pattern=MONTH_PATTERN, description="YYYY-MM (default: all).")
+        ] = None,
+    ) -> MonthlyAccuracyResponse:
+        """Completed months: the actual total next to each forecast made for the month."""
+        if deps.objects is None or deps.models_bucket is None:
+            raise ApiError(501, "not_configured", "accuracy is not served by this deployment")
+        try:
+            raw = deps.objects.read(deps.models_bucket, accuracy_key(household_id))
+        except ObjectMissing as error:
+            raise ApiError(
+                404, "no_monthly_accuracy", f"no completed month scored for {household_id} yet"
+            ) from error
+        document = MonthlyAccuracy.model_validate_json(raw)
+        months = [m for m in document.months if m.forecasts and (month is None or m.month == month)]
+        if not months:
+            raise ApiError(404, "no_monthly_accuracy", f"no scored month for {household_id}")
+        ahead = [f for m in months for f in m.forecasts if f.days_ahead > 0]
+        errors = [f.abs_pct_error for f in ahead if f.abs_pct_error is not None]
+        return MonthlyAccuracyResponse(
+            household_id=household_id,
+            months=months,
+            forecasts=len(ahead),
+            mape=sum(errors) / len(errors) if errors else None,
+            coverage_80=sum(f.inside_80 for f in ahead) / len(ahead) if ahead else None,
+            coverage_95=sum(f.inside_95 for f in ahead) / len(ahead) if ahead else None,
+        )
 
     @app.get("/health/pipeline", responses=_ERRORS)
     def pipeline(who: Operator) -> PipelineHealthResponse:

@@ -65,12 +65,14 @@ def deps_from_environment(*, replay: ReplayStarter | None = None) -> ApiDeps:
     settings = GatewayApiSettings()  # type: ignore[call-arg]  # from the environment
     aws = AwsSettings()
     s3, sqs = aws.client("s3"), aws.client("sqs")
+    objects = S3Objects(s3=s3)
     queues = {"QuarantineQueue": settings.quarantine_queue_url, **settings.dead_letter_queues}
     return ApiDeps(
         store=DynamoGatewayStore(settings.gateway_table, client=aws.client("dynamodb")),
         token_secret=settings.token_secret.get_secret_value(),
-        objects=S3Objects(s3=s3),
+        objects=objects,
         models_bucket=settings.models_bucket,
+        plot_cache=objects,  # rendered monthly plots, under plots/ in the models bucket
         queues=SqsQueueDepths(queues, sqs=sqs),
         replay=replay,
         uploads=S3Uploads(settings.raw_bucket, s3=s3),

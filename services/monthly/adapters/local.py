@@ -15,10 +15,11 @@ from pathlib import Path
 
 from services.monthly.core.debounce import (
     checkpoint_key,
-    plot_key,
+    month_prefix,
     result_key,
     summaries_cache_key,
 )
+from shared.monthly_results import MonthlyComponents, accuracy_key, components_key
 from shared.schema import MonthlyForecast
 
 __all__ = ["LocalResultStore"]
@@ -58,8 +59,20 @@ class LocalResultStore:
         self._write(key + _FINGERPRINT_SUFFIX, fingerprint.encode())
         return self._write(key, forecast.model_dump_json().encode())
 
-    def put_plot(self, household_id: str, as_of: dt.date, png: bytes) -> str:
-        return self._write(plot_key(household_id, as_of), png)
+    def put_components(self, components: MonthlyComponents) -> str:
+        key = components_key(components.household_id, components.as_of)
+        return self._write(key, components.model_dump_json().encode())
+
+    def month_forecasts(self, household_id: str, month: str) -> list[MonthlyForecast]:
+        folder = self.root / month_prefix(household_id, month)
+        paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        return [MonthlyForecast.model_validate_json(p.read_bytes()) for p in paths]
+
+    def get_accuracy(self, household_id: str) -> bytes | None:
+        return self._read(accuracy_key(household_id))
+
+    def put_accuracy(self, household_id: str, data: bytes) -> str:
+        return self._write(accuracy_key(household_id), data)
 
     def get_checkpoint(self, household_id: str) -> str | None:
         data = self._read(checkpoint_key(household_id))

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 
 from services.monthly.core.debounce import (
     checkpoint_key,
-    plot_key,
+    month_prefix,
     result_key,
     summaries_cache_key,
 )
@@ -32,6 +32,7 @@ from services.monthly.core.series import HourlySeries, hourly_mean_kw
 from shared.archive_layout import parse_summary_key, readings_key, summary_key, summary_prefix
 from shared.archive_parquet import decode_day
 from shared.batch import ReadingBatch
+from shared.monthly_results import MonthlyComponents, accuracy_key, components_key
 from shared.s3 import get_object_or_none, is_missing
 from shared.schema import MonthlyForecast, Quarantined
 
@@ -146,10 +147,37 @@ class S3ResultStore:
         )
         return key
 
-    def put_plot(self, household_id: str, as_of: dt.date, png: bytes) -> str:
-        key = plot_key(household_id, as_of)
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=png, ContentType="image/png")
+    def put_components(self, components: MonthlyComponents) -> str:
+        key = components_key(components.household_id, components.as_of)
+        self._put_json(key, components.model_dump_json().encode())
         return key
+
+    def month_forecasts(self, household_id: str, month: str) -> list[MonthlyForecast]:
+        """List the month's forecast keys, then read them (in parallel, a month is <= 31)."""
+        keys = [
+            item["Key"]
+            for page in self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=month_prefix(household_id, month)
+            )
+            for item in page.get("Contents", [])
+            if item["Key"].endswith(".json")
+        ]
+        if not keys:
+            return []
+        with ThreadPoolExecutor(max_workers=min(16, len(keys))) as pool:
+            bodies = list(pool.map(self._get_bytes, keys))
+        return [MonthlyForecast.model_validate_json(b) for b in bodies if b is not None]
+
+    def get_accuracy(self, household_id: str) -> bytes | None:
+        return self._get_bytes(accuracy_key(household_id))
+
+    def put_accuracy(self, household_id: str, data: bytes) -> str:
+        key = accuracy_key(household_id)
+        self._put_json(key, data)
+        return key
+
+    def _put_json(self, key: str, data: bytes) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
 
     def get_checkpoint(self, household_id: str) -> str | None:
         data = self._get_bytes(checkpoint_key(household_id))

@@ -11,7 +11,7 @@ that turns this stream of events into **one forecast per household-day**:
    day (the meter moved on, so whatever the day misses is a gap). A day still filling up
    is not forecast from; it becomes final when it completes or the next day starts.
 2. **Deterministic keys.** The forecast of (h, as-of day) has one key
-   (:func:`result_key`); the plot and the checkpoint too. Rewrites replace, never add.
+   (:func:`result_key`); the plot data and the checkpoint too. Rewrites replace, never add.
 3. **Input fingerprint.** The forecast object carries the SHA-256 of what it was computed
    from: the model settings, the as-of day and the (day, ETag) of every summary in the
    fitted window (:func:`input_fingerprint`). An event whose plan has the fingerprint
@@ -58,8 +58,8 @@ __all__ = [
     "decode_cache",
     "encode_cache",
     "input_fingerprint",
+    "month_prefix",
     "plan_forecast",
-    "plot_key",
     "result_key",
     "summaries_cache_key",
     "target_day",
@@ -73,18 +73,14 @@ DEFAULT_FINAL_COVERAGE: Final = 0.99
 _CACHE_VERSION: Final = 1
 
 
-def _month_dir(household_id: str, as_of: dt.date) -> str:
-    return f"{RESULTS_PREFIX}household={hive_value(household_id)}/month={as_of:%Y-%m}/"
+def month_prefix(household_id: str, month: str) -> str:
+    """Where the forecasts of one household-month (``YYYY-MM``) are listed from."""
+    return f"{RESULTS_PREFIX}household={hive_value(household_id)}/month={month}/"
 
 
 def result_key(household_id: str, as_of: dt.date) -> str:
     """The forecast JSON of (household, as-of day)."""
-    return f"{_month_dir(household_id, as_of)}as_of={as_of.isoformat()}.json"
-
-
-def plot_key(household_id: str, as_of: dt.date) -> str:
-    """The components plot PNG of (household, as-of day)."""
-    return f"{_month_dir(household_id, as_of)}as_of={as_of.isoformat()}/components.png"
+    return f"{month_prefix(household_id, f'{as_of:%Y-%m}')}as_of={as_of.isoformat()}.json"
 
 
 def checkpoint_key(household_id: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from services.monthly.core.series import HourlySeries
+from shared.monthly_results import MonthlyComponents
 from shared.schema import MonthlyForecast, Quarantined
 
 __all__ = ["RejectSink", "ResultStore", "SummarySource"]
@@ -40,7 +41,8 @@ class SummarySource(Protocol):
 
 
 class ResultStore(Protocol):
-    """Forecasts, plots, checkpoints and the summaries cache, under deterministic keys."""
+    """Forecasts, plot data, accuracy, checkpoints and the summaries cache, under
+    deterministic keys."""
 
     def stored_fingerprint(self, household_id: str, as_of: dt.date) -> str | None:
         """The input fingerprint of the stored forecast, None when there is none."""
@@ -50,8 +52,20 @@ class ResultStore(Protocol):
         """Write the forecast JSON with its fingerprint; returns the key."""
         ...
 
-    def put_plot(self, household_id: str, as_of: dt.date, png: bytes) -> str:
-        """Write the components plot; returns the key."""
+    def put_components(self, components: MonthlyComponents) -> str:
+        """Write the components plot's data (the gateway renders it); returns the key."""
+        ...
+
+    def month_forecasts(self, household_id: str, month: str) -> list[MonthlyForecast]:
+        """Every stored forecast of the household-month (``YYYY-MM``), any order."""
+        ...
+
+    def get_accuracy(self, household_id: str) -> bytes | None:
+        """The household's accuracy document (completed months) or None."""
+        ...
+
+    def put_accuracy(self, household_id: str, data: bytes) -> str:
+        """Replace the household's accuracy document; returns the key."""
         ...
 
     def get_checkpoint(self, household_id: str) -> str | None:

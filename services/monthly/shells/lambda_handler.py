@@ -15,9 +15,12 @@ Per household (:func:`forecast_household`):
    compared with the stored one, and an equal one ends here (duplicate, no write);
 3. forecast (:func:`services.monthly.core.forecast.forecast_month`), warm-started from the
    household's checkpoint, with the daily profile from the last weeks of Parquet data;
-4. write the plot, the checkpoint, the cache, and **last** the forecast JSON with its
-   fingerprint: the JSON is what the gateway reacts to and what marks the work as done,
-   so a failure before it is simply redone on redelivery.
+4. write the components plot's *data* (a few kB; the gateway renders the PNG when it is
+   first asked for: rendering here cost ten times the forecast), the checkpoint, the
+   cache, the actuals of any month that is now complete (:func:`record_actuals`), and
+   **last** the forecast JSON with its fingerprint: the JSON is what the gateway reacts
+   to and what marks the work as done, so a failure before it is simply redone on
+   redelivery.
 
 Errors are data: a message that is not an S3 event, a key that is not a summary key, and
 a summary object that is not a valid :class:`~shared.schema.DailySummary` are written to
@@ -33,7 +36,7 @@ import datetime as dt
 import functools
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import unquote_plus
@@ -43,6 +46,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent, SQSRecord
 from pydantic import ValidationError
 
+from services.monthly.core.accuracy import (
+    DEFAULT_LOOKBACK,
+    complete_months,
+    decode_accuracy,
+    merge_month,
+    month_accuracy,
+    month_actual,
+)
 from services.monthly.core.debounce import (
     DEFAULT_FINAL_COVERAGE,
     CachedSummary,
@@ -56,13 +67,13 @@ from services.monthly.core.forecast import (
     forecast_month,
     warm_start_from_checkpoint,
 )
-from services.monthly.core.plot import render_png
+from services.monthly.core.plot import components_document
 from services.monthly.core.ports import RejectSink, ResultStore, SummarySource
 from services.monthly.core.prophet_map import quiet_prophet_logging
 from services.monthly.core.series import DailySeries
 from shared.archive_layout import parse_summary_key, summary_key
 from shared.lambda_batch import settle
-from shared.schema import DailySummary, Quarantined, StreamCoordinates
+from shared.schema import DailySummary, MonthlyForecast, Quarantined, StreamCoordinates
 
 __all__ = [
     "HouseholdOutcome",
@@ -72,6 +83,7 @@ __all__ = [
     "forecast_household",
     "handler",
     "households_of",
+    "record_actuals",
 ]
 
 _TEST_EVENT: Final = "s3:TestEvent"
@@ -92,6 +104,7 @@ class MonthlyDeps:
     settings: ModelSettings = DEFAULT_SETTINGS
     final_coverage: float = DEFAULT_FINAL_COVERAGE
     plots: bool = True
+    accuracy_lookback: int = DEFAULT_LOOKBACK
     archive_bucket: str = "archive"
     clock: Callable[[], dt.datetime] = _utc_now
     logger: Logger = field(default_factory=Logger)
@@ -111,6 +124,7 @@ class HouseholdOutcome:
     warm_started: bool = False
     summaries_read: int = 0
     rejected: int = 0
+    months_scored: tuple[str, ...] = ()
     seconds: float = 0.0
 
 
@@ -199,11 +213,15 @@ def forecast_household(deps: MonthlyDeps, household_id: str) -> HouseholdOutcome
     )
     forecast = result.forecast
     if deps.plots:
-        key = deps.results.put_plot(household_id, plan.as_of, render_png(result.components))
+        document = components_document(
+            result.components, household_id, plan.as_of, fallback_reason=forecast.fallback_reason
+        )
+        key = deps.results.put_components(document)
         forecast = forecast.model_copy(update={"plot_keys": {"components": key}})
     if result.checkpoint is not None:
         deps.results.put_checkpoint(household_id, result.checkpoint)
     deps.results.put_cache(household_id, encode_cache(entries))
+    scored = record_actuals(deps, household_id, entries, forecast)
     key = deps.results.put_forecast(forecast, plan.fingerprint)
     return HouseholdOutcome(
         household_id,
@@ -215,8 +233,41 @@ def forecast_household(deps: MonthlyDeps, household_id: str) -> HouseholdOutcome
         warm_started=bool(result.fit and result.fit.warm_started),
         summaries_read=read,
         rejected=len(refused),
+        months_scored=scored,
         seconds=time.monotonic() - started,
     )
+
+
+def record_actuals(
+    deps: MonthlyDeps,
+    household_id: str,
+    entries: Mapping[dt.date, CachedSummary],
+    forecast: MonthlyForecast,
+) -> tuple[str, ...]:
+    """Score the months that are complete as of ``forecast`` (rule in ``core.accuracy``).
+
+    Called before the forecast JSON is written (that write marks the event as done), so a
+    failure here is redone on redelivery; ``forecast`` counts as stored. Returns the months
+    whose record was written.
+    """
+    stored = decode_accuracy(deps.results.get_accuracy(household_id), household_id)
+    known = {m.month: m for m in stored.months}
+    document, written = stored, []
+    for month in complete_months(forecast.as_of, lookback=deps.accuracy_lookback):
+        actual = month_actual(month, entries)
+        current = forecast.month == month
+        if not current and month in known and known[month].inputs == actual.inputs:
+            continue  # scored, and nothing it depends on changed
+        forecasts = list(deps.results.month_forecasts(household_id, month))
+        if current:
+            forecasts = [f for f in forecasts if f.as_of != forecast.as_of] + [forecast]
+        record = month_accuracy(actual, forecasts, as_of=forecast.as_of)
+        if known.get(month) != record:
+            document = merge_month(document, record)
+            written.append(month)
+    if written:
+        deps.results.put_accuracy(household_id, document.model_dump_json().encode())
+    return tuple(written)
 
 
 # ------------------------------------------------------------------------------ events
@@ -347,6 +398,8 @@ def _emit(outcome: HouseholdOutcome, logger: Logger, count: Callable[..., None])
         count("SummariesRejected", outcome.rejected)
     if outcome.status == "forecast":
         count("ForecastsWritten")
+        if outcome.months_scored:
+            count("MonthsScored", len(outcome.months_scored))
         if outcome.fallback_reason:
             count("FallbackForecasts")
         if outcome.warm_started:
@@ -365,6 +418,7 @@ def _emit(outcome: HouseholdOutcome, logger: Logger, count: Callable[..., None])
             "fallback_reason": outcome.fallback_reason,
             "fit_iterations": outcome.fit_iterations,
             "warm_started": outcome.warm_started,
+            "months_scored": list(outcome.months_scored),
             "seconds": round(outcome.seconds, 3),
         },
     )

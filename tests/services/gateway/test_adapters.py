@@ -76,6 +76,11 @@ def test_s3_uploads_and_objects(stack, clients):
     assert objects.read(stack.outputs["RawBucketName"], "uploads/a.txt") == b"rows"
     with pytest.raises(ObjectMissing):
         objects.read(stack.outputs["RawBucketName"], "uploads/none.txt")
+    models = stack.outputs["ModelsBucketName"]
+    objects.write(models, "plots/monthly/a.png", b"\x89PNG", "image/png")
+    head = clients("s3").head_object(Bucket=models, Key="plots/monthly/a.png")
+    assert head["ContentType"] == "image/png"
+    assert objects.read(models, "plots/monthly/a.png") == b"\x89PNG"
 
 
 def test_replay_starter_tracks_progress_and_refuses_a_second_run():

@@ -22,6 +22,7 @@ ROUTES = [
     ("GET", "/households/{household_id}/forecasts/history", "household"),
     ("GET", "/households/{household_id}/monthly", "household"),
     ("GET", "/households/{household_id}/monthly/2007-04/plots/components", "household"),
+    ("GET", "/households/{household_id}/monthly/accuracy", "household"),
     ("GET", "/health/pipeline", "operator"),
     ("GET", "/fleet/accuracy", "operator"),
     ("POST", "/pipeline/replay", "operator"),

@@ -115,3 +115,34 @@ def test_dashboard_views_accuracy_rows_only_scored_horizons(client):
         }
     ]
     assert views.accuracy_rows(None) == []
+
+
+def test_dashboard_views_say_fallback_plainly_only_for_the_fallback(client):
+    monthly = client.monthly(A, "2007-04")
+    fallback = {
+        **monthly,
+        "forecast": {**monthly["forecast"], "fallback_reason": "short_history: 12 usable days"},
+    }
+
+    assert views.fallback_notice(monthly) is None
+    notice = views.fallback_notice(fallback)
+    assert notice is not None
+    assert notice.startswith("Fallback forecast, not Prophet")
+    assert "12 usable days" in notice
+
+
+def test_dashboard_views_accuracy_frame_one_row_per_completed_month(client):
+    frame = views.accuracy_frame(client.monthly_accuracy(A))
+
+    assert frame.to_dict("records") == [
+        {
+            "month": "2007-03",
+            "actual kWh": 1000.0,
+            "days observed": "31/31",
+            "forecasts": 2,
+            "MAPE %": 5.0,
+            "inside 80 %": "1/2",
+            "fallbacks": 0,
+        }
+    ]
+    assert views.accuracy_frame(None).empty

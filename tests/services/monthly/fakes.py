@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from services.monthly.core.debounce import checkpoint_key, plot_key, result_key
+from services.monthly.core.debounce import checkpoint_key, month_prefix, result_key
 from services.monthly.core.series import DailySeries, HourlySeries
+from shared.monthly_results import MonthlyComponents, accuracy_key, components_key
 from shared.schema import DailySummary, MonthlyForecast, Quarantined
 
 START = dt.date(2024, 1, 1)
@@ -109,8 +110,24 @@ class MemoryResults:
         key = result_key(forecast.household_id, forecast.as_of)
         return self._put(key, forecast.model_dump_json().encode(), {"fingerprint": fingerprint})
 
-    def put_plot(self, household_id: str, as_of: dt.date, png: bytes) -> str:
-        return self._put(plot_key(household_id, as_of), png)
+    def put_components(self, components: MonthlyComponents) -> str:
+        key = components_key(components.household_id, components.as_of)
+        return self._put(key, components.model_dump_json().encode())
+
+    def month_forecasts(self, household_id: str, month: str) -> list[MonthlyForecast]:
+        prefix = month_prefix(household_id, month)
+        return [
+            MonthlyForecast.model_validate_json(body)
+            for key, (body, _) in self.objects.items()
+            if key.startswith(prefix) and key.endswith(".json")
+        ]
+
+    def get_accuracy(self, household_id: str) -> bytes | None:
+        item = self.objects.get(accuracy_key(household_id))
+        return None if item is None else item[0]
+
+    def put_accuracy(self, household_id: str, data: bytes) -> str:
+        return self._put(accuracy_key(household_id), data)
 
     def get_checkpoint(self, household_id: str) -> str | None:
         item = self.objects.get(checkpoint_key(household_id))

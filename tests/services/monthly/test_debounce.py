@@ -12,8 +12,8 @@ from services.monthly.core.debounce import (
     decode_cache,
     encode_cache,
     input_fingerprint,
+    month_prefix,
     plan_forecast,
-    plot_key,
     result_key,
     target_day,
 )
@@ -25,8 +25,8 @@ def test_keys_are_deterministic_per_household_and_as_of_day():
     assert result_key("MAC000002", D(2013, 6, 14)) == (
         "results/monthly/household=MAC000002/month=2013-06/as_of=2013-06-14.json"
     )
-    assert plot_key("MAC000002", D(2013, 6, 14)) == (
-        "results/monthly/household=MAC000002/month=2013-06/as_of=2013-06-14/components.png"
+    assert month_prefix("MAC000002", "2013-06") == (
+        "results/monthly/household=MAC000002/month=2013-06/"
     )
     assert checkpoint_key("uci-sceaux") == "checkpoints/monthly/household=uci-sceaux/model.json"
     assert result_key("a:b", D(2024, 1, 2)).startswith("results/monthly/household=a%3Ab/")

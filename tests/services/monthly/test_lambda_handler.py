@@ -10,14 +10,15 @@ from typing import Any
 import pytest
 from aws_lambda_powertools import Logger, Metrics
 
-from services.monthly.core.debounce import checkpoint_key, plot_key, result_key
-from services.monthly.core.plot import PNG_MAGIC
+from services.monthly.core.debounce import checkpoint_key, result_key
 from services.monthly.shells.lambda_handler import (
     MonthlyDeps,
     build_handler,
     forecast_household,
     households_of,
 )
+from shared.monthly_plot import PNG_MAGIC
+from shared.monthly_results import MonthlyAccuracy, MonthlyComponents, accuracy_key, components_key
 from tests.services.monthly.fakes import (
     MemoryArchive,
     MemoryRejects,
@@ -92,8 +93,10 @@ def test_handler_forecasts_the_newest_final_day_and_writes_json_plot_checkpoint(
     forecast = written[result_key("h1", LAST)]
     assert forecast["as_of"] == "2024-04-09"
     assert forecast["month"] == "2024-04"
-    assert forecast["plot_keys"] == {"components": plot_key("h1", LAST)}
-    assert results.objects[plot_key("h1", LAST)][0].startswith(PNG_MAGIC)
+    assert forecast["plot_keys"] == {"components": components_key("h1", LAST)}
+    plot = MonthlyComponents.model_validate_json(results.objects[components_key("h1", LAST)][0])
+    assert plot.as_of == LAST
+    assert plot.weekly is not None
     assert json.loads(results.objects[checkpoint_key("h1")][0])["params"]["k"]
     # the forecast JSON is written last: its presence means everything else is there
     assert results.writes[-1] == result_key("h1", LAST)
@@ -184,7 +187,7 @@ def test_handler_redelivery_after_a_failed_write_gives_the_same_keys_and_content
     invoke(deps_for(archive_with(100), fresh), s3_event([key("h1", LAST)]))
 
     assert failed == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
-    assert plot_key("h1", LAST) in broken.objects
+    assert components_key("h1", LAST) in broken.objects
     assert checkpoint_key("h1") in broken.objects
     assert retried == {"batchItemFailures": []}
     assert set(healthy.objects) == set(fresh.objects)
@@ -311,3 +314,96 @@ def test_deps_from_environment_reads_the_template_variables(monkeypatch):
     assert isinstance(deps.results, S3ResultStore)
     assert deps.results.bucket == "models-bucket"
     assert deps.plots is False
+
+
+# ------------------------------------------------------------- plots and month actuals
+
+
+def test_handler_writes_no_png_on_any_event_only_plot_data():
+    archive = archive_with(100)
+    deps = deps_for(archive)
+    results: MemoryResults = deps.results  # type: ignore[assignment]
+    for i in range(1, 4):  # three summary events of three new days: three forecasts
+        archive.put(summary("h1", LAST + dt.timedelta(days=i), 10.0))
+        invoke(deps, s3_event([key("h1", LAST + dt.timedelta(days=i))]))
+
+    assert len(results.forecasts()) == 3
+    assert not [k for k, (body, _) in results.objects.items() if body.startswith(PNG_MAGIC)]
+    assert len([k for k in results.objects if k.endswith("components.json")]) == 3
+
+
+def _accuracy(results: MemoryResults, household: str = "h1") -> MonthlyAccuracy:
+    return MonthlyAccuracy.model_validate_json(results.objects[accuracy_key(household)][0])
+
+
+def test_handler_records_a_months_actual_next_to_each_forecast_when_it_completes():
+    april_end = dt.date(2024, 4, 30)
+    archive = archive_with((april_end - START).days - 2)  # through 2024-04-27
+    deps = deps_for(archive)
+    results: MemoryResults = deps.results  # type: ignore[assignment]
+    invoke(deps, s3_event([key("h1", dt.date(2024, 4, 27))]))
+    for day in (dt.date(2024, 4, 28), dt.date(2024, 4, 29)):
+        archive.put(summary("h1", day, 12.0))
+        invoke(deps, s3_event([key("h1", day)]))
+    april = [m for m in _accuracy(results).months if m.month == "2024-04"]
+    assert april == []  # April is not complete yet
+
+    archive.put(summary("h1", april_end, 12.0))  # its last day arrives, complete
+    invoke(deps, s3_event([key("h1", april_end)]))
+
+    record = next(m for m in _accuracy(results).months if m.month == "2024-04")
+    actual = sum(
+        json.loads(archive.objects[("h1", d)])["kwh"] for (_, d) in archive.objects if d.month == 4
+    )
+    assert record.actual_kwh == pytest.approx(actual)
+    assert record.complete_because == "last_day_final"
+    assert [f.as_of for f in record.forecasts] == [
+        dt.date(2024, 4, 27),
+        dt.date(2024, 4, 28),
+        dt.date(2024, 4, 29),
+        april_end,
+    ]
+    first = record.forecasts[0]
+    forecast = results.forecasts()[result_key("h1", dt.date(2024, 4, 27))]
+    assert first.error_kwh == pytest.approx(forecast["month_total_kwh"] - actual)
+    assert first.abs_pct_error == pytest.approx(abs(first.error_kwh) / actual * 100)
+    assert first.days_ahead == 3
+    assert record.forecasts[-1].days_ahead == 0
+    assert record.mape == pytest.approx(
+        sum(f.abs_pct_error for f in record.forecasts[:3]) / 3  # type: ignore[misc]
+    )
+
+
+def test_handler_month_actual_is_recorded_once_under_redelivery():
+    march_end = dt.date(2024, 3, 31)
+    results = MemoryResults()
+    march = deps_for(archive_with((march_end - START).days + 1), results)
+    completing = s3_event([key("h1", march_end)])  # March's last day: March is complete
+
+    invoke(march, completing, completing)  # twice in one batch
+    invoke(march, completing)  # and redelivered later
+    stored = results.objects[accuracy_key("h1")][0]
+    april = deps_for(archive_with(100), results)  # April's days arrive (through 04-09)
+    invoke(april, s3_event([key("h1", LAST)]))
+    invoke(april, s3_event([key("h1", LAST)]))
+
+    assert results.writes.count(accuracy_key("h1")) == 1
+    assert results.objects[accuracy_key("h1")][0] == stored
+    record = next(m for m in _accuracy(results).months if m.month == "2024-03")
+    assert [f.as_of for f in record.forecasts] == [march_end]
+
+
+def test_handler_late_correction_of_a_completed_month_rescores_it():
+    archive = archive_with(100)
+    deps = deps_for(archive)
+    results: MemoryResults = deps.results  # type: ignore[assignment]
+    invoke(deps, s3_event([key("h1", LAST)]))
+    march_before = next(m for m in _accuracy(results).months if m.month == "2024-03")
+
+    archive.put(summary("h1", dt.date(2024, 3, 15), 99.0))  # a corrected March day
+    archive.put(summary("h1", LAST + dt.timedelta(days=1), 10.0))
+    invoke(deps, s3_event([key("h1", LAST + dt.timedelta(days=1))]))
+
+    march_after = next(m for m in _accuracy(results).months if m.month == "2024-03")
+    assert march_after.actual_kwh > march_before.actual_kwh
+    assert march_after.inputs != march_before.inputs

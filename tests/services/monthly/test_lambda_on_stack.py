@@ -15,12 +15,12 @@ from aws_lambda_powertools import Logger, Metrics
 
 from services.ingest.core.archive import summarize_day
 from services.monthly.adapters.s3 import S3ArchiveReader, S3RejectSink, S3ResultStore
-from services.monthly.core.debounce import checkpoint_key, plot_key, result_key
-from services.monthly.core.plot import PNG_MAGIC
+from services.monthly.core.debounce import checkpoint_key, result_key
 from services.monthly.shells.lambda_handler import MonthlyDeps, build_handler
 from shared.archive_layout import readings_key, summary_key
 from shared.archive_parquet import encode_day
 from shared.batch import ReadingBatch, datetime_to_us
+from shared.monthly_results import MonthlyComponents, components_key
 from tests.services.monthly.fakes import daily_kwh
 from wattstream.local.runner import EventSourceRunner
 from wattstream.local.stack import StackDescription
@@ -114,9 +114,9 @@ def test_monthly_function_forecasts_on_summary_events_once_per_household_day(
     assert forecast["as_of"] == LAST.isoformat()
     assert forecast["fallback_reason"] is None
     assert forecast["actual_to_date_kwh"] == pytest.approx(sum(kwh[-10:]), abs=1e-3)
-    png = s3.get_object(Bucket=bucket, Key=plot_key("h1", LAST))["Body"].read()
-    assert png.startswith(PNG_MAGIC)
-    assert forecast["plot_keys"] == {"components": plot_key("h1", LAST)}
+    data = s3.get_object(Bucket=bucket, Key=components_key("h1", LAST))["Body"].read()
+    assert MonthlyComponents.model_validate_json(data).as_of == LAST  # data, not a PNG
+    assert forecast["plot_keys"] == {"components": components_key("h1", LAST)}
     assert checkpoint_key("h1") in written
 
     # The same summaries again (a replayed archive rewrites nothing new), in reverse

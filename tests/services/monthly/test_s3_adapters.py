@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from services.ingest.core.archive import summarize_day
+from services.monthly.adapters.local import LocalResultStore
 from services.monthly.adapters.s3 import (
     FINGERPRINT_METADATA,
     S3ArchiveReader,
@@ -22,9 +23,11 @@ from services.monthly.adapters.s3 import (
 )
 from services.monthly.core.debounce import result_key
 from services.monthly.core.forecast import forecast_month
+from services.monthly.core.plot import components_document
 from shared.archive_layout import readings_key, summary_key
 from shared.archive_parquet import encode_day
 from shared.batch import ReadingBatch, datetime_to_us
+from shared.monthly_results import MonthlyComponents, components_key
 from shared.schema import Quarantined
 from tests.services.monthly.fakes import daily_kwh, series_of
 
@@ -86,6 +89,35 @@ def test_result_store_keeps_the_fingerprint_in_metadata(stack, clients):
     assert store.get_checkpoint("h1") == result.checkpoint
     assert store.get_cache("h1") == b"{}"
     assert store.get_checkpoint("nobody") is None
+
+
+@pytest.mark.parametrize("kind", ["s3", "local"])
+def test_result_store_lists_a_months_forecasts_and_keeps_plot_data_and_accuracy(
+    kind, stack, clients, tmp_path
+):
+    s3, bucket = clients("s3"), stack.outputs["ModelsBucketName"]
+    store = S3ResultStore(bucket, s3=s3) if kind == "s3" else LocalResultStore(tmp_path)
+    series = series_of(daily_kwh(120))
+    april = [
+        forecast_month(series.until(d), d) for d in (dt.date(2024, 4, 28), dt.date(2024, 4, 29))
+    ]
+    for result in april:
+        store.put_forecast(result.forecast, "f")
+    store.put_forecast(forecast_month(series, dt.date(2024, 3, 31)).forecast, "f")
+    document = components_document(april[0].components, "h1", dt.date(2024, 4, 28))
+
+    key = store.put_components(document)
+    listed = store.month_forecasts("h1", "2024-04")
+    store.put_accuracy("h1", b'{"a":1}')
+
+    assert key == components_key("h1", dt.date(2024, 4, 28))
+    assert sorted(f.as_of for f in listed) == [dt.date(2024, 4, 28), dt.date(2024, 4, 29)]
+    assert store.month_forecasts("h1", "2024-05") == []
+    assert store.get_accuracy("h1") == b'{"a":1}'
+    assert store.get_accuracy("nobody") is None
+    if kind == "s3":
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert MonthlyComponents.model_validate_json(body) == document
 
 
 def test_reject_sink_overwrites_the_same_refusal(stack, clients):
