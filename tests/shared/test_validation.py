@@ -220,7 +220,7 @@ def test_check_sanity_needs_an_aware_clock() -> None:
     ],
 )
 def test_sanity_limits_refuse_inconsistent_ranges(changes: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match="need|must"):
+    with pytest.raises(ValueError, match=r"need|must"):
         SanityLimits(**changes)  # type: ignore[arg-type]
 
 
