@@ -238,6 +238,24 @@ class DuplicateKeys(dict[str, Any]):
     """
 
     duplicates: tuple[str, ...] = ()
+    pairs: tuple[tuple[str, Any], ...] = ()
+
+    def to_json(self) -> str:
+        """The object as sent, every repeated key included (for the quarantine)."""
+        return (
+            "{"
+            + ",".join(
+                json.dumps(key)
+                + ":"
+                + (
+                    v.to_json()
+                    if isinstance(v, DuplicateKeys)
+                    else json.dumps(v, separators=(",", ":"), allow_nan=True)
+                )
+                for key, v in self.pairs
+            )
+            + "}"
+        )
 
 
 def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -255,6 +273,7 @@ def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         return seen
     marked = DuplicateKeys(seen)
     marked.duplicates = tuple(dict.fromkeys(repeated))
+    marked.pairs = tuple(pairs)
     return marked
 
 

@@ -95,7 +95,7 @@ class ReadingOutcome(_Model):
     """The verdict on one reading: ``index`` is its list index, or its CSV line number."""
 
     index: int | None
-    status: Literal["accepted", "rejected", "duplicate"]
+    status: Literal["accepted", "rejected", "duplicate", "superseded"]
     household_id: str | None = None
     timestamp: dt.datetime | None = None
     code: str | None = None
@@ -103,7 +103,9 @@ class ReadingOutcome(_Model):
 
 
 class Totals(_Model):
-    """Counts over the payload; ``missing`` counts UCI gap rows (``?``), never invented."""
+    """Counts over the payload; ``missing`` counts UCI gap rows (``?``), never invented;
+    ``superseded`` counts readings replaced by a later one of the same household and
+    timestamp with different values (the last value wins)."""
 
     received: int
     accepted: int
@@ -111,6 +113,7 @@ class Totals(_Model):
     duplicates: int
     missing: int
     rejected_by_code: dict[str, int]
+    superseded: int = 0
 
 
 class ErrorBody(_Model):
@@ -336,6 +339,7 @@ def _totals(result: IntakeResult) -> Totals:
         duplicates=t.duplicates,
         missing=t.missing,
         rejected_by_code=dict(t.rejected_by_code),
+        superseded=t.superseded,
     )
 
 

@@ -159,6 +159,7 @@ def test_http_some_rejected_answers_207_with_each_reading_and_why(client, publis
         "duplicates": 1,
         "missing": 0,
         "rejected_by_code": {"implausible_voltage": 1},
+        "superseded": 0,
     }
     (item,) = quarantine.items
     assert json.loads(item.original) == payload["readings"][1]

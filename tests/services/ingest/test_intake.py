@@ -65,7 +65,11 @@ def assert_nothing_lost(result: IntakeResult, payload: bytes, items_in: int) -> 
     totals = result.totals
     assert totals.received == items_in
     assert (
-        result.accepted_count + len(result.quarantined) + totals.duplicates + totals.missing
+        result.accepted_count
+        + len(result.quarantined)
+        + totals.duplicates
+        + totals.superseded
+        + totals.missing
         == items_in
     )
     assert totals.accepted == result.accepted_count
@@ -84,7 +88,8 @@ class Expect:
     accepted: int = 0
     duplicates: int = 0
     missing: int = 0
-    items: int = 0  # data items in the file (JSON list items or non-blank CSV data lines)
+    items: int = 0
+    superseded: int = 0  # data items in the file (JSON list items or non-blank CSV data lines)
 
 
 EXPECTED: dict[str, Expect] = {
@@ -108,7 +113,10 @@ EXPECTED: dict[str, Expect] = {
     ),
     "missing_fields.json": Expect({"missing_field": 2, "naive_timestamp": 1}, items=3),
     "injection_household_ids.json": Expect({"bad_household_id": 10}, accepted=1, items=11),
-    "duplicates.json": Expect({"implausible_voltage": 1}, accepted=3, duplicates=2, items=6),
+    # item 2 repeats item 0's time with other values: the last wins, item 0 is superseded
+    "duplicates.json": Expect(
+        {"implausible_voltage": 1}, accepted=3, duplicates=1, superseded=1, items=6
+    ),
     "uci_malformed_lines.csv": Expect({"malformed_line": 3}, accepted=2, items=5),
     "uci_voltage_zero.csv": Expect({"implausible_voltage": 2}, accepted=1, items=3),
     "uci_negative_power.csv": Expect({"negative_power": 1}, accepted=1, items=2),
@@ -142,6 +150,7 @@ def test_intake_corpus_gives_expected_codes_and_loses_nothing(name):
     assert dict(result.totals.rejected_by_code) == expect.codes
     assert result.accepted_count == expect.accepted
     assert result.totals.duplicates == expect.duplicates
+    assert result.totals.superseded == expect.superseded
     assert result.totals.missing == expect.missing
     assert_nothing_lost(result, payload, expect.items)
     assert all(q.source == "test" and q.quarantined_at == NOW for q in result.quarantined)
@@ -194,7 +203,7 @@ def test_intake_json_out_of_order_and_late_readings_are_accepted_sorted_per_hous
 
 
 def test_intake_json_duplicate_keeps_first_occurrence_and_is_not_an_error():
-    items = [reading(0, global_active_power_kw=1.0), reading(0, global_active_power_kw=2.0)]
+    items = [reading(0, global_active_power_kw=1.0), reading(0, global_active_power_kw=1.0)]
 
     result = intake_json(body(items), source="http", now=NOW)
 
@@ -203,6 +212,32 @@ def test_intake_json_duplicate_keeps_first_occurrence_and_is_not_an_error():
     assert result.accepted[0].columns["global_active_power_kw"].tolist() == [1.0]
     assert result.quarantined == []
     assert result.totals.rejected == 0
+    assert result.totals.superseded == 0
+
+
+def test_intake_json_conflict_last_value_wins_and_is_reported():
+    items = [
+        reading(0, global_active_power_kw=1.0),
+        reading(0, global_active_power_kw=2.0),
+        reading(0, global_active_power_kw=1.0),  # back to the first value: that one wins
+        reading(1, global_active_power_kw=5.0),
+        reading(1, global_active_power_kw=6.0),
+    ]
+
+    result = intake_json(body(items), source="http", now=NOW)
+
+    assert [(o.status, o.code) for o in result.outcomes] == [
+        ("accepted", None),
+        ("superseded", "conflict"),
+        ("duplicate", "duplicate"),
+        ("superseded", "conflict"),
+        ("accepted", None),
+    ]
+    assert "item 0" in result.outcomes[1].reason
+    assert "item 4" in result.outcomes[3].reason
+    assert result.accepted[0].columns["global_active_power_kw"].tolist() == [1.0, 6.0]
+    assert (result.totals.superseded, result.totals.duplicates) == (2, 1)
+    assert result.totals.metric_counts()["ReadingsSuperseded"] == 2
 
 
 def test_intake_json_rejected_item_does_not_claim_the_duplicate_slot():
