@@ -15,13 +15,23 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from shared.retry import RetryPolicy
 from shared.schema import Quarantined
 
-__all__ = ["SQS_MAX_MESSAGE_BYTES", "QuarantineError", "SqsQuarantine", "message_body"]
+__all__ = [
+    "SQS_MAX_MESSAGE_BYTES",
+    "QuarantineError",
+    "SqsQuarantine",
+    "message_body",
+    "message_items",
+    "pointer_message",
+    "read_quarantine_object",
+    "reason_code",
+]
 
 SQS_MAX_MESSAGE_BYTES: Final = 256 * 1024
 """SQS limit for one message and for the sum of one SendMessageBatch request."""
@@ -50,6 +60,52 @@ def message_body(
             "document_bytes": len(document.encode()),
         }
     )
+
+
+def reason_code(item: Quarantined) -> str:
+    """The stable code a reason starts with (``"negative_power: ..."`` -> ``negative_power``)."""
+    return item.reason.split(":", 1)[0].strip()[:64] or "unknown"
+
+
+def pointer_message(
+    items: Sequence[Quarantined], location: Mapping[str, str], *, document_bytes: int
+) -> str:
+    """ONE message announcing a stored batch of items: where it is and what it holds.
+
+    ``items`` (the count), ``codes`` (count per reason code) and the first item's reason,
+    source and coordinates let an operator triage without reading the object.
+    """
+    first = items[0]
+    return json.dumps(
+        {
+            "pointer": True,
+            **location,
+            "items": len(items),
+            "codes": dict(Counter(reason_code(item) for item in items).most_common(20)),
+            "reason": first.reason[:1000],
+            "source": first.source[:1000],
+            "coordinates": first.coordinates.model_dump(mode="json") if first.coordinates else None,
+            "quarantined_at": first.quarantined_at.isoformat(),
+            "original_bytes": sum(len(item.original) for item in items),
+            "document_bytes": document_bytes,
+        }
+    )
+
+
+def message_items(body: str) -> int:
+    """How many quarantined items one queue message stands for (a pointer: its count)."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return 1
+    if isinstance(document, dict) and document.get("pointer"):
+        return int(document.get("items", 1))
+    return 1
+
+
+def read_quarantine_object(body: bytes) -> list[Quarantined]:
+    """The items of a stored quarantine object (JSON Lines; a legacy object holds one)."""
+    return [Quarantined.model_validate_json(line) for line in body.splitlines() if line.strip()]
 
 
 class SqsQuarantine:
