@@ -94,6 +94,8 @@ def _timestamp_input(value: Any) -> Any:
       refused with a reason (it is far outside any plausible date as seconds) instead of
       being quietly reinterpreted. Seconds out of the range of a date are refused too.
     """
+    if isinstance(value, dt.datetime):
+        return value
     if isinstance(value, bool) or (isinstance(value, str) and not _ISO_DATE_START.match(value)):
         raise PydanticCustomError(
             "datetime_not_iso",
