@@ -58,6 +58,7 @@ from services.gateway.ports import (
     ReplayStarter,
     UploadStore,
 )
+from shared.http_safety import SECURITY_HEADERS, SafeJSONResponse, SecurityHeadersMiddleware
 from shared.schema import HOUSEHOLD_ID_PATTERN, Forecast, MonthlyForecast
 
 __all__ = ["ApiDeps", "ApiError", "create_app"]
@@ -214,7 +215,7 @@ def _error_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body = ErrorResponse(error=ErrorDetail(code=code, reason=reason, field=field), detail=detail)
-    return JSONResponse(
+    return SafeJSONResponse(
         jsonable_encoder(body.model_dump(exclude_none=True)), status_code=status, headers=headers
     )
 
@@ -287,8 +288,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
         description="Household-scoped consumption, forecasts, anomalies and monthly "
         "results; pipeline health and controls for operators. Send "
         "'Authorization: Bearer <token>' (`wattstream token`).",
+        default_response_class=SafeJSONResponse,
     )
     app.state.deps = deps
+    app.add_middleware(SecurityHeadersMiddleware)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -317,7 +320,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         deps.logger.exception("unexpected error", extra={"path": request.url.path})
-        return _error_response(500, "internal_error", "an unexpected error occurred")
+        # Runs outside the middleware stack (ServerErrorMiddleware): headers set here.
+        return _error_response(
+            500, "internal_error", "an unexpected error occurred", headers=dict(SECURITY_HEADERS)
+        )
 
     @app.get("/health")
     def health() -> HealthResponse:

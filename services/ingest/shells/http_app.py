@@ -10,6 +10,9 @@ Status codes: 200 every reading accepted (duplicates are not errors), 207 some r
 JSON nor CSV, 503 our side failed (publishing or the quarantine): nothing is claimed as
 accepted and the client should retry the same payload (replays are idempotent
 downstream: the archive keeps one reading per household and timestamp).
+
+Every answer carries ``X-Content-Type-Options: nosniff`` and its JSON holds no raw
+``<``, ``>`` or ``&`` (:mod:`shared.http_safety`): reasons echo client input, bounded.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from services.ingest.core.intake import (
     reject_payload,
 )
 from services.ingest.ports import QuarantineSink
+from shared.http_safety import SECURITY_HEADERS, SafeJSONResponse, SecurityHeadersMiddleware
 from shared.publishing import DEFAULT_READINGS_PER_RECORD, stream_records
 from shared.schema import MeterReading
 from shared.streams.ports import PublishError, StreamPublisher
@@ -186,7 +190,22 @@ def create_app(deps: IngestHttpDeps) -> FastAPI:
         title="wattstream ingest",
         version="1",
         description="Meters and home gateways POST smart-meter readings.",
+        default_response_class=SafeJSONResponse,
     )
+    app.add_middleware(SecurityHeadersMiddleware)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # Runs outside the middleware stack (Starlette's ServerErrorMiddleware), hence the
+        # explicit headers.
+        deps.logger.exception("unexpected error", extra={"path": request.url.path})
+        body = UnavailableResponse(
+            status="unavailable",
+            error=ErrorBody(code="internal_error", reason="an unexpected error occurred"),
+        )
+        return SafeJSONResponse(
+            body.model_dump(mode="json"), status_code=500, headers=dict(SECURITY_HEADERS)
+        )
 
     @app.get("/health")
     def health() -> HealthResponse:
@@ -316,7 +335,7 @@ def _handle(
         "intake",
         extra={"http_status": code, "records": len(records), **_totals(result).model_dump()},
     )
-    return JSONResponse(_answer(result, status).model_dump(mode="json"), status_code=code)
+    return SafeJSONResponse(_answer(result, status).model_dump(mode="json"), status_code=code)
 
 
 def _status(result: IntakeResult) -> tuple[Literal["accepted", "partial", "rejected"], int]:
@@ -367,4 +386,4 @@ def _answer(
 
 def _unavailable(code: str, reason: str) -> JSONResponse:
     body = UnavailableResponse(error=ErrorBody(code=code, reason=reason[:2000]))
-    return JSONResponse(body.model_dump(mode="json"), status_code=503)
+    return SafeJSONResponse(body.model_dump(mode="json"), status_code=503)

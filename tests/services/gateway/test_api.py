@@ -274,3 +274,26 @@ def test_api_pipeline_controls_absent_are_501_and_busy_is_409(world):
     reply = busy.post("/pipeline/replay", json={}, headers=operator)
     assert reply.status_code == 409
     assert reply.json()["error"]["code"] == "replay_running"
+
+
+def test_api_every_answer_says_nosniff_and_errors_echo_no_markup(world):
+    script = "<script>alert(1)</script>"
+    answers = [
+        world.client.get("/health"),
+        world.client.get("/households", headers=world.headers(operator=True)),
+        world.client.get("/households"),  # 401
+        world.client.get(f"/households/{script}/consumption", headers=world.headers(A)),
+        world.client.get(
+            f"/households/{A}/consumption",
+            params={"resolution": script},
+            headers=world.headers(A),
+        ),
+        world.client.get(f"/nope{script}"),
+    ]
+
+    assert [a.status_code for a in answers][:3] == [200, 200, 401]
+    assert all(a.status_code >= 400 for a in answers[2:])
+    assert all(a.headers["x-content-type-options"] == "nosniff" for a in answers)
+    for answer in answers[2:]:
+        assert not set(b"<>") & set(answer.content)
+        assert answer.headers["cache-control"] == "no-store"

@@ -302,6 +302,107 @@ def test_http_quarantine_failure_answers_503_and_publishes_nothing(deps, publish
     assert publisher.records == []
 
 
+SCRIPT = "<script>alert(1)</script>"
+
+
+def test_http_every_answer_says_nosniff(deps):
+    client = TestClient(create_app(deps), raise_server_exceptions=False)
+    answers = [
+        client.get("/health"),
+        client.post("/readings", json=[reading()]),
+        client.post("/readings", json=[reading(household_id=SCRIPT)]),
+        client.post("/readings", content=b"{", headers={"Content-Type": "application/json"}),
+        client.post("/readings", content=b"x", headers={"Content-Type": "text/html"}),
+        client.get("/nope"),
+        client.get("/openapi.json"),
+    ]
+    failing = TestClient(
+        create_app(replace(deps, quarantine=MemoryQuarantine(fail=True))),
+        raise_server_exceptions=False,
+    )
+    answers.append(failing.post("/readings", json=[reading(voltage_v=0)]))
+
+    assert [a.status_code for a in answers] == [200, 200, 400, 400, 415, 404, 200, 503]
+    assert all(a.headers["x-content-type-options"] == "nosniff" for a in answers)
+    assert all(
+        a.headers.get("cache-control") == "no-store" for a in answers if a.status_code >= 400
+    )
+
+
+def test_http_unexpected_error_is_json_500_with_nosniff(deps):
+    class Broken:
+        def publish(self, records: Any) -> Any:
+            raise RuntimeError("boom")
+
+    client = TestClient(
+        create_app(replace(deps, publisher=Broken())), raise_server_exceptions=False
+    )
+
+    reply = client.post("/readings", json=[reading()])
+
+    assert reply.status_code == 500
+    assert reply.headers["x-content-type-options"] == "nosniff"
+    assert reply.json()["error"]["code"] == "internal_error"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (json.dumps([reading(household_id=SCRIPT)]), "application/json"),
+        (json.dumps([reading(**{SCRIPT: 1})]), "application/json"),
+        (json.dumps([reading(timestamp=SCRIPT)]), "application/json"),
+        ("x", f"text/{SCRIPT}"),
+    ],
+)
+def test_http_echoed_input_holds_no_markup_and_is_bounded(client, body, content_type):
+    reply = client.post("/readings", content=body.encode(), headers={"Content-Type": content_type})
+
+    assert reply.status_code in (400, 415)
+    assert not set(b"<>") & set(reply.content)
+    assert SCRIPT in reply.text.encode().decode("unicode_escape")  # the JSON still says it
+    assert len(reply.content) < 2000
+
+
+def test_http_conflicting_copies_answer_superseded_and_publish_the_last(client, publisher):
+    reply = post_json(
+        client, [reading(0, global_active_power_kw=1.0), reading(0, global_active_power_kw=2.0)]
+    )
+
+    assert reply.status_code == 200
+    answer = reply.json()
+    assert [(o["status"], o["code"]) for o in answer["outcomes"]] == [
+        ("superseded", "conflict"),
+        ("accepted", None),
+    ]
+    assert answer["totals"]["superseded"] == 1
+    assert published(publisher.records)["h1"].columns["global_active_power_kw"].tolist() == [2.0]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b'{"readings": [], "readings": [{"household_id": "h1"}]}', 400, "malformed_json"),
+        (
+            b'[{"household_id": "victim/../attacker", "household_id": "h1",'
+            b' "timestamp": "2007-04-01T00:00:00Z", "global_active_power_kw": 1}]',
+            400,
+            "malformed_json",
+        ),
+    ],
+)
+def test_http_repeated_json_keys_are_refused(client, publisher, quarantine, body, status, code):
+    reply = client.post("/readings", content=body, headers={"Content-Type": "application/json"})
+
+    assert reply.status_code == status
+    answer = reply.json()
+    codes = answer["error"]["code"] if answer["error"] else answer["outcomes"][0]["code"]
+    assert codes == code
+    assert publisher.records == []
+    (item,) = quarantine.items
+    # every copy of the repeated key is kept (the envelope: the whole body)
+    assert item.original.count(b"household_id") == body.count(b"household_id")
+
+
 def test_http_health_answers_ok(client):
     assert client.get("/health").json() == {"status": "ok"}
 
