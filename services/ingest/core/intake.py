@@ -69,7 +69,6 @@ import numpy.typing as npt
 from shared.batch import ReadingBatch, datetime_to_us, us_to_datetime
 from shared.schema import (
     HOUSEHOLD_ID_PATTERN,
-    MEASUREMENT_FIELDS,
     MeterReading,
     Quarantined,
     StreamCoordinates,
@@ -512,21 +511,6 @@ def _totals(
 
 
 _KEPT, _DUPLICATE, _SUPERSEDED = 0, 1, 2
-_HASH_PRIME: Final = np.uint64(0x100000001B3)
-
-
-def row_hashes(batch: ReadingBatch) -> npt.NDArray[np.uint64]:
-    """A 64-bit hash of each row's values (bit patterns; every NaN, i.e. absent, alike).
-
-    Equal values give equal hashes; two different rows collide with odds of 2**-64.
-    """
-    hashes = np.zeros(len(batch), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for i, name in enumerate(MEASUREMENT_FIELDS):
-            column = batch.columns[name]
-            bits = np.where(np.isnan(column), np.nan, column).view(np.uint64)
-            hashes = (hashes ^ bits) * _HASH_PRIME + np.uint64(i + 1)
-    return hashes
 
 
 @dataclass(frozen=True)
@@ -555,7 +539,7 @@ def _resolve_repeats(batch: ReadingBatch, ok: npt.NDArray[np.bool_], seen: Seen)
     if not len(rows):
         return _Repeats(keep, status, ref, seen)
     stamps = batch.timestamps_us[rows]
-    hashes = row_hashes(batch)[rows]
+    hashes = batch.row_hashes()[rows]
     order = np.lexsort((rows, stamps))  # by time, then payload order
     t, h, r = stamps[order], hashes[order], rows[order]
     last = np.append(t[1:] != t[:-1], True)
