@@ -64,16 +64,16 @@ def bad_batch_body(items: int = 10_000, *, target_bytes: int = 1024 * 1024, seed
     for n in range(items):
         _, change = BAD_KINDS[n % len(BAD_KINDS)]
         stamp = f"2024-01-{1 + n // 1440 % 28:02d}T{n // 60 % 24:02d}:{n % 60:02d}:00Z"
-        household = f"bad-{seed % 10_000:04d}"  # another seed, other items (other keys)
+        household = f"b{seed % 10_000}"  # another seed, other items (other keys)
         body.append({**_BASE, "household_id": household, "timestamp": stamp, **change})
     text = json.dumps(body, separators=(",", ":"))
     padded = [i for i, item in enumerate(body) if "watts" in item]
     missing = target_bytes - len(text)
     if missing > 0 and padded:
         # each pad adds len(',"pad":""') = 9 bytes plus its text
-        per_item = max(0, missing // len(padded) - 9)
-        for i in padded:
-            body[i]["pad"] = "x" * per_item
+        per_item, extra = divmod(missing - 9 * len(padded), len(padded))
+        for rank, i in enumerate(padded):
+            body[i]["pad"] = "x" * max(0, per_item + (rank < extra))
         text = json.dumps(body, separators=(",", ":"))
     return text.encode()
 

@@ -24,6 +24,7 @@ from shared.streams.ports import PublishError, PublishReport, StreamRecord
 from shared.uci import UCI_HEADER
 from tests.services.ingest.fakes import MemoryPublisher, MemoryQuarantine
 from wattstream.local.runner import LambdaContext
+from wattstream.reliability.bad_batch import bad_batch_body
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
@@ -401,6 +402,30 @@ def test_http_repeated_json_keys_are_refused(client, publisher, quarantine, body
     (item,) = quarantine.items
     # every copy of the repeated key is kept (the envelope: the whole body)
     assert item.original.count(b"household_id") == body.count(b"household_id")
+
+
+def test_http_10000_bad_items_are_refused_with_one_quarantine_call(client, quarantine):
+    body = bad_batch_body(10_000, target_bytes=1024 * 1024)
+
+    reply = client.post("/readings", content=body, headers={"Content-Type": "application/json"})
+
+    assert reply.status_code == 400
+    answer = reply.json()
+    assert answer["totals"]["rejected"] == 10_000
+    assert len(answer["outcomes"]) == 10_000
+    assert quarantine.calls == 1  # the adapter stores one call as one object + one message
+    assert len(quarantine.items) == 10_000
+
+
+def test_http_10_mib_body_is_refused_by_size_before_parsing(client, quarantine):
+    body = b"[" + b"{" * (10 * 1024 * 1024)  # would be malformed JSON, if it were parsed
+
+    reply = client.post("/readings", content=body, headers={"Content-Type": "application/json"})
+
+    assert reply.status_code == 413
+    assert reply.json()["error"]["code"] == "payload_too_large"
+    (item,) = quarantine.items
+    assert item.reason.startswith("payload_too_large")
 
 
 def test_http_health_answers_ok(client):

@@ -29,6 +29,7 @@ from services.ingest.core.intake import (
 )
 from shared.uci import UCI_HEADER, iter_uci
 from tests.conftest import APRIL_2007
+from wattstream.reliability.bad_batch import BAD_KINDS, bad_batch_body
 
 CORPUS = Path(__file__).parent / "corpus"
 NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
@@ -117,6 +118,17 @@ EXPECTED: dict[str, Expect] = {
     "duplicates.json": Expect(
         {"implausible_voltage": 1}, accepted=3, duplicates=1, superseded=1, items=6
     ),
+    # issue 13: the HTTP/JSON cases of the hostile-input run, each with its outcome
+    "implausible_timestamps.json": Expect({"implausible_timestamp": 5}, accepted=1, items=6),
+    "huge_magnitudes.json": Expect(
+        {"implausible_power": 2, "implausible_current": 1, "bad_interval": 2},
+        accepted=1,
+        items=6,
+    ),
+    "timestamp_numbers.json": Expect({"bad_timestamp": 3}, accepted=2, items=5),
+    "conflict.json": Expect({}, accepted=2, duplicates=1, superseded=1, items=4),
+    "duplicate_keys.json": Expect({"malformed_json": 3}, accepted=1, items=4),
+    "duplicate_envelope.json": Expect({"malformed_json": 1}, payload="malformed_json"),
     "uci_malformed_lines.csv": Expect({"malformed_line": 3}, accepted=2, items=5),
     "uci_voltage_zero.csv": Expect({"implausible_voltage": 2}, accepted=1, items=3),
     "uci_negative_power.csv": Expect({"negative_power": 1}, accepted=1, items=2),
@@ -174,6 +186,43 @@ def test_intake_corpus_quarantined_items_are_the_original_items(name):
             assert json.loads(item.original) == original[position] or (
                 json.dumps(json.loads(item.original)) == json.dumps(original[position])
             )
+
+
+def test_intake_corpus_conflict_keeps_the_last_value_and_names_the_winner():
+    result = intake_file(CORPUS / "conflict.json")
+
+    assert [(o.index, o.status, o.code) for o in result.outcomes] == [
+        (0, "superseded", "conflict"),
+        (1, "accepted", None),
+        (2, "duplicate", "duplicate"),
+        (3, "accepted", None),
+    ]
+    assert "item 1" in result.outcomes[0].reason
+    by_household = {b.household_id: b for b in result.accepted}
+    assert by_household["h1"].columns["global_active_power_kw"].tolist() == [2.0]
+
+
+def test_intake_corpus_duplicate_keys_name_the_key_and_keep_every_copy():
+    result = intake_file(CORPUS / "duplicate_keys.json")
+
+    reasons = [o.reason for o in result.outcomes if o.status == "rejected"]
+    assert "'household_id'" in reasons[0]
+    assert "'timestamp'" in reasons[1]
+    assert b"victim/../attacker" in result.quarantined[0].original  # both copies kept
+    assert result.quarantined[0].original.count(b"household_id") == 2
+
+
+def test_intake_json_10000_bad_items_in_1_mib_are_each_refused_with_a_reason():
+    body = bad_batch_body(10_000, target_bytes=1024 * 1024)
+
+    result = intake_json(body, source="http", now=NOW)
+
+    assert len(body) == 1024 * 1024
+    assert result.payload_rejection is None
+    assert (result.totals.received, result.totals.rejected) == (10_000, 10_000)
+    assert result.totals.rejected_by_code == {code: 1_000 for code, _ in BAD_KINDS}
+    assert len(result.quarantined) == 10_000
+    assert all(o.reason for o in result.outcomes)
 
 
 # --------------------------------------------------------------------------------- JSON
