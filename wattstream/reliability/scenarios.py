@@ -549,6 +549,8 @@ def hostile_stream(
             "quarantined_fraction": sum((want & got).values()) / len(hostile) if hostile else 1.0,
             "without_reason": sum(1 for q in items if not q.reason or q.coordinates is None),
             "quarantine_messages": len(messages),
+            # a message is a pointer to a batch of items: the items it announces
+            "quarantine_message_items": sum(map(message_items, messages)),
             "sent_to_failure_queue": sum(m.sent_to_destination for m in runner.stats().values()),
             "valid_records": len(valid),
         },
