@@ -1,13 +1,16 @@
-"""The quarantine queue: one SQS message per refused item, for every service.
+"""The quarantine queue, shared by every service; and the batched quarantine format.
 
 The queue tells operators and replay tools that something was refused, in order of
-arrival. A message carries the item's JSON (``Quarantined``: original bytes, reason,
-source, coordinates), or, past :data:`SQS_MAX_MESSAGE_BYTES`, a small pointer: where the
-full item is (an S3 location when the sender stored it there) and its coordinates, from
-which the original is re-read. Messages go out in batches of at most ten and 256 KiB;
-entries that fail are retried with capped, jittered backoff (sender faults are not
-retried: they cannot succeed); anything still unsent raises :class:`QuarantineError`, so
-the caller fails its input and is retried. Nothing is dropped silently.
+arrival. :class:`SqsQuarantine` alone (the stream consumers that keep nothing in S3)
+sends one message per item: the item's JSON (``Quarantined``: original bytes, reason,
+source, coordinates), or, past :data:`SQS_MAX_MESSAGE_BYTES`, a small pointer to its
+coordinates, from which the original is re-read. Where items are stored in S3 (ingest's
+``S3SqsQuarantine``), one object holds a whole call's items (JSON Lines, read back with
+:func:`read_quarantine_object`) and ONE :func:`pointer_message` announces it: the cost of
+a bad item is bounded. Messages go out in batches of at most ten and 256 KiB; entries
+that fail are retried with capped, jittered backoff (sender faults are not retried: they
+cannot succeed); anything still unsent raises :class:`QuarantineError`, so the caller
+fails its input and is retried. Nothing is dropped silently.
 """
 
 from __future__ import annotations

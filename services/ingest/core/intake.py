@@ -129,8 +129,8 @@ class IntakeLimits:
       larger body can only reach the app when it runs outside Lambda; 10,000 JSON
       readings take about 1.5 MB.
     * ``max_quarantined_bytes = 10 MiB``: how much of a rejected body is kept. S3 takes
-      5 GiB in one PUT and the quarantine adapter sends SQS (256 KiB) only a pointer for
-      large items, so storage does not bind; the bound is the function's memory (the
+      5 GiB in one PUT and the quarantine adapter sends SQS (256 KiB) only a pointer to
+      the stored items, so storage does not bind; the bound is the function's memory (the
       item is built in memory, base64 adds a third). 10 MiB is API Gateway's own maximum
       payload, so behind API Gateway nothing is ever truncated; a truncated item says so
       in its reason, with the full size.
