@@ -490,6 +490,40 @@ def test_intake_uci_chunk_finds_duplicates_across_chunks():
     assert len(seen) == 3
 
 
+def test_intake_uci_chunk_conflicts_last_value_wins_within_and_across_chunks():
+    other = ROW.replace("3.480", "2.000")
+    payload = uci(
+        ROW.format(0),
+        other.format(0),  # same chunk, other value: line 2 is superseded by line 3
+        ROW.format(1),
+        ROW.format(1),  # next chunk: identical to an accepted row, a duplicate
+        ROW.format(0),  # next chunk, other value than 00:00's winner: published again (the
+        # last wins, and the archive records what it replaces)
+    )
+    tap = LineTap(io.BytesIO(payload))
+    seen = EMPTY_SEEN
+    results = []
+
+    for chunk in iter_uci(tap, household_id="h1", chunk_rows=3):
+        result, seen = intake_uci_chunk(chunk, seen=seen, source="s", now=NOW, raw=tap.take())
+        results.append(result)
+
+    statuses = [(o.index, o.status) for r in results for o in r.outcomes]
+    assert statuses == [
+        (2, "superseded"),
+        (3, "accepted"),
+        (4, "accepted"),
+        (5, "duplicate"),
+        (6, "accepted"),
+    ]
+    assert "line 3" in results[0].outcomes[0].reason
+    totals = sum((r.totals for r in results), IntakeTotals())
+    assert (totals.accepted, totals.duplicates, totals.superseded) == (3, 1, 1)
+    published = [b.columns["global_active_power_kw"].tolist() for r in results for b in r.accepted]
+    assert published == [[2.0, 3.48], [3.48]]
+    assert len(seen) == 2
+
+
 def test_intake_uci_chunk_without_raw_lines_reserialises_the_row():
     payload = uci(ROW.format(0).replace("3.480", "-1"))
     (chunk,) = iter_uci(io.BytesIO(payload), household_id="h1")
