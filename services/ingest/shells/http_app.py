@@ -229,7 +229,12 @@ def create_app(deps: IngestHttpDeps) -> FastAPI:
         JSON: a list of readings or ``{"readings": [...]}``; each is judged on its own.
         CSV: the UCI format, one household (``household`` query parameter).
         """
-        body, size = await _read_body(request, deps.limits.max_quarantined_bytes)
+        limits = deps.limits
+        body, size = await _read_body(
+            request,
+            limits.max_quarantined_bytes,
+            stop_after=max(limits.max_quarantined_bytes, limits.max_body_bytes),
+        )
         content_type = request.headers.get("content-type", "")
         return await run_in_threadpool(_handle, deps, body, size, content_type, household)
 
@@ -254,8 +259,13 @@ def create_app(deps: IngestHttpDeps) -> FastAPI:
     return app
 
 
-async def _read_body(request: Request, keep: int) -> tuple[bytes, int]:
-    """At most ``keep`` bytes of the body, and its full size (a huge body is not held)."""
+async def _read_body(request: Request, keep: int, *, stop_after: int) -> tuple[bytes, int]:
+    """At most ``keep`` bytes of the body, and its size (a huge body is not held).
+
+    Reading stops past ``stop_after`` bytes: such a body is refused by size whatever the
+    rest holds, so a client streaming gigabytes cannot tie up the worker. The size is
+    then the larger of what was read and the declared ``Content-Length``.
+    """
     parts: list[bytes] = []
     kept = size = 0
     async for part in request.stream():
@@ -263,7 +273,13 @@ async def _read_body(request: Request, keep: int) -> tuple[bytes, int]:
         if kept < keep:
             parts.append(part[: keep - kept])
             kept += len(parts[-1])
-    return b"".join(parts), size
+        if size > stop_after:
+            break
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        declared = 0
+    return b"".join(parts), max(size, declared)
 
 
 def _media_type(content_type: str) -> tuple[str, str | None]:

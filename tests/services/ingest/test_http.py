@@ -3,6 +3,7 @@ events, and the composition root against the local stack."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -13,11 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 from aws_lambda_powertools import Logger, Metrics
+from fastapi import Request
 from fastapi.testclient import TestClient
 
 from services.ingest.core.intake import IntakeLimits
 from services.ingest.shells import http_lambda
-from services.ingest.shells.http_app import IngestHttpDeps, create_app
+from services.ingest.shells.http_app import IngestHttpDeps, _read_body, create_app
 from shared.batch import ReadingBatch
 from shared.codec import decode_record
 from shared.streams.ports import PublishError, PublishReport, StreamRecord
@@ -276,6 +278,24 @@ def test_http_body_beyond_quarantine_limit_is_truncated_not_held(deps, quarantin
     assert response.status_code == 413
     assert quarantine.items[0].original == b"x" * 1000
     assert "first 1000 of 5000 bytes" in quarantine.items[0].reason
+
+
+def test_http_endless_body_is_read_only_up_to_the_limits():
+    received = 0
+
+    async def receive() -> dict[str, Any]:  # a client streaming a body that never ends
+        nonlocal received
+        received += 1
+        return {"type": "http.request", "body": b"x" * 500, "more_body": True}
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-length", b"99")]}
+    request = Request(scope, receive)
+
+    body, size = asyncio.run(_read_body(request, 1000, stop_after=2000))
+
+    assert body == b"x" * 1000
+    assert size == 2500  # what was read, above the declared 99
+    assert received == 5  # stopped just past the limit
 
 
 def test_http_publish_failure_answers_503_and_claims_nothing(deps):
