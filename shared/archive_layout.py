@@ -26,8 +26,10 @@ from typing import Final
 from shared.schema import HOUSEHOLD_ID_PATTERN
 
 __all__ = [
+    "CONFLICTS_PREFIX",
     "READINGS_PREFIX",
     "SUMMARIES_PREFIX",
+    "conflicts_key",
     "hive_value",
     "parse_summary_key",
     "readings_key",
@@ -37,6 +39,8 @@ __all__ = [
 
 READINGS_PREFIX: Final = "readings/"
 SUMMARIES_PREFIX: Final = "summaries/"
+CONFLICTS_PREFIX: Final = "conflicts/"
+"""Readings the archive replaced by a later, different copy (nothing triggers on it)."""
 
 _HOUSEHOLD_ID: Final = re.compile(HOUSEHOLD_ID_PATTERN)
 _SUMMARY_KEY: Final = re.compile(
@@ -59,6 +63,15 @@ def readings_key(household_id: str, day: dt.date, *, prefix: str = "") -> str:
     return (
         f"{prefix}{READINGS_PREFIX}household={hive_value(household_id)}/"
         f"date={day.isoformat()}/data.parquet"
+    )
+
+
+def conflicts_key(household_id: str, day: dt.date, tag: str, *, prefix: str = "") -> str:
+    """A Parquet object of the readings one archive write replaced (``tag`` makes it
+    unique and deterministic: the write's stream position and a hash of the rows)."""
+    return (
+        f"{prefix}{CONFLICTS_PREFIX}household={hive_value(household_id)}/"
+        f"date={day.isoformat()}/{tag}.parquet"
     )
 
 

@@ -1,13 +1,16 @@
-"""The quarantine queue: one SQS message per refused item, for every service.
+"""The quarantine queue, shared by every service; and the batched quarantine format.
 
 The queue tells operators and replay tools that something was refused, in order of
-arrival. A message carries the item's JSON (``Quarantined``: original bytes, reason,
-source, coordinates), or, past :data:`SQS_MAX_MESSAGE_BYTES`, a small pointer: where the
-full item is (an S3 location when the sender stored it there) and its coordinates, from
-which the original is re-read. Messages go out in batches of at most ten and 256 KiB;
-entries that fail are retried with capped, jittered backoff (sender faults are not
-retried: they cannot succeed); anything still unsent raises :class:`QuarantineError`, so
-the caller fails its input and is retried. Nothing is dropped silently.
+arrival. :class:`SqsQuarantine` alone (the stream consumers that keep nothing in S3)
+sends one message per item: the item's JSON (``Quarantined``: original bytes, reason,
+source, coordinates), or, past :data:`SQS_MAX_MESSAGE_BYTES`, a small pointer to its
+coordinates, from which the original is re-read. Where items are stored in S3 (ingest's
+``S3SqsQuarantine``), one object holds a whole call's items (JSON Lines, read back with
+:func:`read_quarantine_object`) and ONE :func:`pointer_message` announces it: the cost of
+a bad item is bounded. Messages go out in batches of at most ten and 256 KiB; entries
+that fail are retried with capped, jittered backoff (sender faults are not retried: they
+cannot succeed); anything still unsent raises :class:`QuarantineError`, so the caller
+fails its input and is retried. Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -15,13 +18,23 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from shared.retry import RetryPolicy
 from shared.schema import Quarantined
 
-__all__ = ["SQS_MAX_MESSAGE_BYTES", "QuarantineError", "SqsQuarantine", "message_body"]
+__all__ = [
+    "SQS_MAX_MESSAGE_BYTES",
+    "QuarantineError",
+    "SqsQuarantine",
+    "message_body",
+    "message_items",
+    "pointer_message",
+    "read_quarantine_object",
+    "reason_code",
+]
 
 SQS_MAX_MESSAGE_BYTES: Final = 256 * 1024
 """SQS limit for one message and for the sum of one SendMessageBatch request."""
@@ -50,6 +63,52 @@ def message_body(
             "document_bytes": len(document.encode()),
         }
     )
+
+
+def reason_code(item: Quarantined) -> str:
+    """The stable code a reason starts with (``"negative_power: ..."`` -> ``negative_power``)."""
+    return item.reason.split(":", 1)[0].strip()[:64] or "unknown"
+
+
+def pointer_message(
+    items: Sequence[Quarantined], location: Mapping[str, str], *, document_bytes: int
+) -> str:
+    """ONE message announcing a stored batch of items: where it is and what it holds.
+
+    ``items`` (the count), ``codes`` (count per reason code) and the first item's reason,
+    source and coordinates let an operator triage without reading the object.
+    """
+    first = items[0]
+    return json.dumps(
+        {
+            "pointer": True,
+            **location,
+            "items": len(items),
+            "codes": dict(Counter(reason_code(item) for item in items).most_common(20)),
+            "reason": first.reason[:1000],
+            "source": first.source[:1000],
+            "coordinates": first.coordinates.model_dump(mode="json") if first.coordinates else None,
+            "quarantined_at": first.quarantined_at.isoformat(),
+            "original_bytes": sum(len(item.original) for item in items),
+            "document_bytes": document_bytes,
+        }
+    )
+
+
+def message_items(body: str) -> int:
+    """How many quarantined items one queue message stands for (a pointer: its count)."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return 1
+    if isinstance(document, dict) and document.get("pointer"):
+        return int(document.get("items", 1))
+    return 1
+
+
+def read_quarantine_object(body: bytes) -> list[Quarantined]:
+    """The items of a stored quarantine object (JSON Lines; a legacy object holds one)."""
+    return [Quarantined.model_validate_json(line) for line in body.splitlines() if line.strip()]
 
 
 class SqsQuarantine:

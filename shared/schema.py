@@ -80,20 +80,49 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
 _ISO_DATE_START: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def _not_numeric_text(value: Any) -> Any:
-    """Text must be an ISO 8601 date-time: pydantic would read ``"+0.0"`` or ``"1e9"`` as
-    Unix time. A JSON number stays Unix time (UTC by definition), as the corpus expects."""
+_LOOKS_LIKE_MS: Final = 1e11
+"""Unix seconds past this are after year 5138: such a number is almost surely in ms."""
+
+
+def _timestamp_input(value: Any) -> Any:
+    """One rule per input type, no guessing.
+
+    * text must be an ISO 8601 date-time: pydantic would read ``"+0.0"`` or ``"1e9"`` as
+      Unix time;
+    * a number (a JSON number) is **Unix seconds**, always, UTC by definition. Pydantic
+      would silently read a number above 2e10 as *milliseconds*; here 1796643060000 is
+      refused with a reason (it is far outside any plausible date as seconds) instead of
+      being quietly reinterpreted. Seconds out of the range of a date are refused too.
+    """
+    if isinstance(value, dt.datetime):
+        return value
     if isinstance(value, bool) or (isinstance(value, str) and not _ISO_DATE_START.match(value)):
         raise PydanticCustomError(
             "datetime_not_iso",
             "timestamp text must be an ISO 8601 date-time with a timezone, such as "
             "'2007-04-01T00:00:00Z'",
         )
+    if isinstance(value, int | float):
+        try:
+            return dt.datetime.fromtimestamp(value, dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            hint = (
+                " (it looks like milliseconds: divide by 1000)"
+                if _LOOKS_LIKE_MS <= value < 1e17
+                else ""
+            )
+            raise PydanticCustomError(
+                "datetime_out_of_range",
+                "a JSON number timestamp is Unix seconds; {value} s is not a representable "
+                "date{hint}",
+                {"value": repr(value)[:40], "hint": hint},
+            ) from None
     return value
 
 
-UtcDatetime = Annotated[dt.datetime, BeforeValidator(_not_numeric_text), AfterValidator(_as_utc)]
-"""A timezone-aware datetime (ISO 8601 text, Unix seconds, a datetime), normalised to UTC."""
+UtcDatetime = Annotated[dt.datetime, BeforeValidator(_timestamp_input), AfterValidator(_as_utc)]
+"""A timezone-aware datetime, normalised to UTC: ISO 8601 text with an offset, a number of
+Unix seconds (never milliseconds), or an aware datetime."""
 
 # Strict: a number sent as a JSON string or a boolean is a producer bug, not a number.
 Measurement = Annotated[float, Strict()]

@@ -345,12 +345,13 @@ def _print_pipeline_summary(description: Any, event_runner: Any) -> None:
     s3 = client_factory(description.endpoint_url, description.region)("s3")
     bucket = description.outputs["ArchiveBucketName"]
     counts = {}
-    for prefix in ("readings/", "summaries/", "quarantine/"):
+    for prefix in ("readings/", "summaries/", "quarantine/", "conflicts/"):
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         counts[prefix] = sum(page.get("KeyCount", 0) for page in pages)
     console.print(
         f"archive: {counts['readings/']} household-day Parquet files, "
-        f"{counts['summaries/']} daily summaries, {counts['quarantine/']} quarantined items"
+        f"{counts['summaries/']} daily summaries, {counts['quarantine/']} quarantine objects "
+        f"(batches of refused items), {counts['conflicts/']} records of replaced readings"
     )
     for name, stats in event_runner.stats().items():
         console.print(

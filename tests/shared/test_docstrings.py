@@ -7,11 +7,21 @@ from types import ModuleType
 
 import pytest
 
-from shared import archive_layout, archive_parquet, batch, codec, schema, uci, validation
+from shared import (
+    archive_layout,
+    archive_parquet,
+    batch,
+    codec,
+    http_safety,
+    schema,
+    uci,
+    validation,
+)
 
 
 @pytest.mark.parametrize(
-    "module", [schema, batch, validation, codec, uci, archive_layout, archive_parquet]
+    "module",
+    [schema, batch, validation, codec, uci, archive_layout, archive_parquet, http_safety],
 )
 def test_docstring_examples_run(module: ModuleType) -> None:
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)

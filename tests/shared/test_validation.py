@@ -28,6 +28,7 @@ from shared.validation import (
 
 T0 = dt.datetime(2007, 4, 1, tzinfo=dt.UTC)
 NOW = T0 + dt.timedelta(minutes=10)
+T0_US = datetime_to_us(T0)
 FAR_FUTURE_US = datetime_to_us(dt.datetime(2100, 1, 1, tzinfo=dt.UTC))
 
 
@@ -98,6 +99,36 @@ def test_validate_reading_accepts_bytes_text_and_mappings(form: Callable[[], obj
         (raw(timestamp="+0.0"), "bad_timestamp", "timestamp", "+0.0"),
         (raw(household_id="a b"), "bad_household_id", "household_id", "'a b'"),
         (raw(schema_version=2), "unsupported_schema_version", "schema_version", "2"),
+        # issue 13: a plausible range for every field, a timestamp floor, no ms guessing
+        (
+            raw(global_reactive_power_kw=1e308),
+            "implausible_power",
+            "global_reactive_power_kw",
+            "1e+308",
+        ),
+        (raw(global_intensity_a=1e308), "implausible_current", "global_intensity_a", "1e+308"),
+        (
+            raw(global_active_power_kw=None, energy_kwh=1e306, interval_s=1e308),
+            "bad_interval",
+            "interval_s",
+            "1e+308",
+        ),
+        (raw(energy_kwh=1e306), "implausible_power", "energy_kwh", "1e+306"),
+        (raw(interval_s=0.5), "bad_interval", "interval_s", "0.5"),
+        (raw(interval_s=86_401.0), "bad_interval", "interval_s", "86401.0"),
+        (raw(timestamp="1900-01-01T00:00:00Z"), "implausible_timestamp", "timestamp", "1900"),
+        (raw(timestamp="1970-01-01T00:00:00Z"), "implausible_timestamp", "timestamp", "1970"),
+        (raw(timestamp=0), "implausible_timestamp", "timestamp", "1970-01-01"),
+        (raw(timestamp="0001-01-01T00:00:00Z"), "implausible_timestamp", "timestamp", "0001"),
+        (raw(timestamp=1175385600000), "bad_timestamp", "timestamp", "milliseconds"),
+        (raw(timestamp=1e308), "bad_timestamp", "timestamp", "Unix seconds"),
+        (
+            b'{"household_id": "../x", "household_id": "h1", "timestamp": 1175385600,'
+            b' "global_active_power_kw": 1}',
+            "malformed_json",
+            "household_id",
+            "'household_id'",
+        ),
     ],
 )
 def test_validate_reading_rejects_with_code_field_and_value(
@@ -109,6 +140,30 @@ def test_validate_reading_rejects_with_code_field_and_value(
     assert shown in rejection.reason
     if field is not None and code not in ("submetering_exceeds_total", "future_timestamp"):
         assert field in rejection.reason
+
+
+def test_validate_reading_reads_a_json_number_as_unix_seconds() -> None:
+    reading = validate_reading(raw(timestamp=1175385600), now=NOW)  # 2007-04-01T00:00Z
+    assert isinstance(reading, MeterReading)
+    assert reading.timestamp == T0
+    fraction = validate_reading(raw(timestamp=1175385600.5), now=NOW)
+    assert isinstance(fraction, MeterReading)
+    assert fraction.timestamp == T0 + dt.timedelta(milliseconds=500)
+
+
+def test_validate_reading_refuses_repeated_keys_in_nested_objects() -> None:
+    record = raw().replace(b'"voltage_v"', b'"voltage_v": {"a": 1, "a": 2}, "v2"')
+    rejection = validate_reading(record, now=NOW)
+    assert isinstance(rejection, Rejection)
+    assert rejection.code == "malformed_json"
+    assert "voltage_v.a" in rejection.reason
+
+
+def test_sanity_limits_timestamp_floor_is_configurable() -> None:
+    old = raw(timestamp="1985-06-01T00:00:00Z")
+    assert isinstance(validate_reading(old, now=NOW), Rejection)
+    lenient = SanityLimits(min_timestamp=dt.datetime(1980, 1, 1, tzinfo=dt.UTC))
+    assert isinstance(validate_reading(old, now=NOW, limits=lenient), MeterReading)
 
 
 def test_validate_reading_bounds_the_reason_length() -> None:
@@ -152,6 +207,21 @@ def test_check_sanity_needs_an_aware_clock() -> None:
     assert isinstance(reading, MeterReading)
     with pytest.raises(ValueError, match="timezone-aware"):
         check_sanity(reading, now=dt.datetime(2007, 4, 1))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"min_interval_s": 0.0},
+        {"max_interval_s": 30.0},  # below the default interval
+        {"max_intensity_a": 0.0},
+        {"min_timestamp": dt.datetime(1990, 1, 1)},  # naive
+        {"max_timestamp": dt.datetime(1980, 1, 1, tzinfo=dt.UTC)},
+    ],
+)
+def test_sanity_limits_refuse_inconsistent_ranges(changes: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=r"need|must"):
+        SanityLimits(**changes)  # type: ignore[arg-type]
 
 
 def test_sanity_limits_refuse_inconsistent_values() -> None:
@@ -199,13 +269,13 @@ def test_sanity_mask_agrees_with_check_sanity(models: list[MeterReading]) -> Non
 def test_sanity_mask_catches_what_a_decoded_record_may_hold() -> None:
     batch = ReadingBatch(
         "h1",
-        np.zeros(3, dtype=np.int64),
+        np.full(3, T0_US, dtype=np.int64),
         {
             "global_active_power_kw": np.array([1.0, np.nan, np.inf]),
             "energy_kwh": np.array([np.nan, 0.1, np.nan]),
         },
     )
-    ok, rejected = sanity_mask(batch, now_us=0)
+    ok, rejected = sanity_mask(batch, now_us=T0_US)
     assert ok.tolist() == [True, False, False]
     assert [(row, r.code, r.field) for row, r in rejected] == [
         (1, "missing_field", "global_active_power_kw"),
@@ -216,13 +286,13 @@ def test_sanity_mask_catches_what_a_decoded_record_may_hold() -> None:
 def test_sanity_mask_reports_rows_in_order_with_first_broken_rule() -> None:
     batch = ReadingBatch(
         "h1",
-        np.array([0, 0, 10**15, 0], dtype=np.int64),
+        T0_US + np.array([0, 0, 10**15, 0], dtype=np.int64),
         {
             "global_active_power_kw": np.array([-1.0, 1.0, 1.0, 1.0]),
             "voltage_v": np.array([0.0, 0.0, 230.0, 230.0]),
         },
     )
-    ok, rejected = sanity_mask(batch, now_us=0)
+    ok, rejected = sanity_mask(batch, now_us=T0_US)
     assert ok.tolist() == [False, False, False, True]
     assert [(row, r.code) for row, r in rejected] == [
         (0, "negative_power"),  # also implausible voltage: the first rule wins
@@ -273,3 +343,48 @@ def test_sanity_mask_accepts_every_complete_row_of_the_full_uci_file(full_uci: P
     assert int((over > 1).sum()) == 33
     assert int((over > 2).sum()) == 2
     assert over.max() == pytest.approx(2.4)
+
+
+@pytest.mark.slow
+def test_sanity_limits_leave_margin_above_the_measured_uci_maxima(full_uci: Path) -> None:
+    """The measurement behind the SanityLimits table (UCI columns)."""
+    highest = dict.fromkeys(MEASUREMENT_FIELDS, 0.0)
+    earliest = FAR_FUTURE_US
+    for chunk in iter_uci(full_uci):
+        for name in highest:
+            column = chunk.readings.columns[name]
+            if len(column) and not np.isnan(column).all():
+                highest[name] = max(highest[name], float(np.nanmax(column)))
+        if len(chunk.readings):
+            earliest = min(earliest, int(chunk.readings.timestamps_us.min()))
+    assert highest["global_active_power_kw"] == pytest.approx(11.122)
+    assert highest["global_reactive_power_kw"] == pytest.approx(1.39)
+    assert highest["global_intensity_a"] == pytest.approx(48.4)
+    assert highest["voltage_v"] == pytest.approx(254.15)
+    assert highest["global_reactive_power_kw"] < DEFAULT_LIMITS.max_reactive_power_kw / 50
+    assert highest["global_intensity_a"] < DEFAULT_LIMITS.max_intensity_a / 10
+    assert earliest > DEFAULT_LIMITS.min_timestamp_us
+
+
+@pytest.mark.slow
+def test_sanity_mask_accepts_every_london_half_hour() -> None:
+    """All 1,674,718 London half-hourly readings (energy over 1,800 s) are plausible."""
+    import pandas as pd
+
+    from tests.conftest import DATA_DIR
+
+    path = DATA_DIR / "lcl_halfhourly_2013_100households.csv.gz"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    frame = pd.read_csv(path)
+    energy = frame["energy(kWh/hh)"].to_numpy(np.float64)
+    stamps = pd.to_datetime(frame["tstp"]).to_numpy().astype("datetime64[us]")  # UTC
+    batch = ReadingBatch(
+        "lcl",
+        stamps.astype(np.int64),
+        {"energy_kwh": energy, "interval_s": np.full(len(energy), 1800.0)},
+    )
+    ok, rejected = sanity_mask(batch, now_us=FAR_FUTURE_US)
+    assert rejected == [], rejected[:3]
+    assert int(ok.sum()) == len(batch) == 1_674_718
+    assert energy.max() == pytest.approx(6.528, abs=1e-3)  # 13.06 kW mean, limit 100 kW

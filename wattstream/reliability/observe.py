@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from shared.archive_parquet import decode_day
+from shared.quarantine import read_quarantine_object
 from shared.schema import Quarantined
 
 
@@ -64,10 +65,11 @@ def read_archive(s3: Any, bucket: str) -> ArchiveContents:
 
 
 def read_quarantine(s3: Any, bucket: str, prefix: str = "quarantine/") -> list[Quarantined]:
-    """Every quarantined item stored in the bucket."""
+    """Every quarantined item stored in the bucket (objects hold batches of items)."""
     return [
-        Quarantined.model_validate_json(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        item
         for key in _keys(s3, bucket, prefix)
+        for item in read_quarantine_object(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     ]
 
 

@@ -28,6 +28,7 @@ from services.ingest.adapters.quarantine import S3SqsQuarantine
 from services.ingest.shells.batch_lambda import BatchDeps, build_handler
 from shared.batch import ReadingBatch
 from shared.publishing import stream_records
+from shared.quarantine import message_items
 from shared.retry import RetryPolicy
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
@@ -400,7 +401,7 @@ def hostile_http(
     """Hostile items and bodies mixed into valid readings, POSTed to the ingest HTTP app.
 
     Every hostile item must come back ``rejected`` with a code and reason and be
-    quarantined (one SQS message per quarantined item); every hostile body must be
+    quarantined (counted from the queue's pointer messages); every hostile body must be
     refused as a whole and quarantined; every valid reading must reach the archive.
     """
     from fastapi.testclient import TestClient
@@ -443,7 +444,7 @@ def hostile_http(
             headers={"Content-Type": "application/json"},
         )
         statuses[reply.status_code] = statuses.get(reply.status_code, 0) + 1
-        quarantined += len(take_messages(sqs, quarantine_url))
+        quarantined += sum(map(message_items, take_messages(sqs, quarantine_url)))
         if reply.status_code >= 500:
             continue
         answer = reply.json()
@@ -456,7 +457,7 @@ def hostile_http(
     for body, content_type in generate(hostile_body(valid_body), bodies, seed=seed):
         reply = client.post("/readings", content=body, headers={"Content-Type": content_type})
         statuses[reply.status_code] = statuses.get(reply.status_code, 0) + 1
-        quarantined += len(take_messages(sqs, quarantine_url))
+        quarantined += sum(map(message_items, take_messages(sqs, quarantine_url)))
         if 400 <= reply.status_code < 500 and reply.json()["totals"]["accepted"] == 0:
             body_refused += 1
             unexplained += 0 if reply.json()["error"]["reason"] else 1
@@ -548,6 +549,8 @@ def hostile_stream(
             "quarantined_fraction": sum((want & got).values()) / len(hostile) if hostile else 1.0,
             "without_reason": sum(1 for q in items if not q.reason or q.coordinates is None),
             "quarantine_messages": len(messages),
+            # a message is a pointer to a batch of items: the items it announces
+            "quarantine_message_items": sum(map(message_items, messages)),
             "sent_to_failure_queue": sum(m.sent_to_destination for m in runner.stats().values()),
             "valid_records": len(valid),
         },

@@ -70,6 +70,7 @@ from services.gateway.ports import (
     UploadStore,
 )
 from shared.batch import datetime_to_us, us_to_datetime
+from shared.http_safety import SECURITY_HEADERS, SafeJSONResponse, SecurityHeadersMiddleware
 from shared.monthly_results import (
     MonthAccuracy,
     MonthlyAccuracy,
@@ -335,7 +336,7 @@ def _error_response(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body = ErrorResponse(error=ErrorDetail(code=code, reason=reason, field=field), detail=detail)
-    return JSONResponse(
+    return SafeJSONResponse(
         jsonable_encoder(body.model_dump(exclude_none=True)), status_code=status, headers=headers
     )
 
@@ -409,8 +410,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
         "anomalies and monthly results; fleet accuracy, pipeline health and controls for "
         "operators. Send "
         "'Authorization: Bearer <token>' (`wattstream token`).",
+        default_response_class=SafeJSONResponse,
     )
     app.state.deps = deps
+    app.add_middleware(SecurityHeadersMiddleware)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -439,7 +442,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         deps.logger.exception("unexpected error", extra={"path": request.url.path})
-        return _error_response(500, "internal_error", "an unexpected error occurred")
+        # Runs outside the middleware stack (ServerErrorMiddleware): headers set here.
+        return _error_response(
+            500, "internal_error", "an unexpected error occurred", headers=dict(SECURITY_HEADERS)
+        )
 
     @app.get("/health")
     def health() -> HealthResponse:

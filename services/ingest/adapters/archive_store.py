@@ -13,6 +13,7 @@ service reacts to every summary write through S3 events.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from services.ingest.core.archive import (
@@ -22,7 +23,7 @@ from services.ingest.core.archive import (
     StreamPosition,
     split_by_day,
 )
-from shared.archive_layout import readings_key, summary_key
+from shared.archive_layout import conflicts_key, readings_key, summary_key
 from shared.archive_parquet import decode_day, encode_day
 from shared.batch import ReadingBatch
 from shared.s3 import get_object_or_none
@@ -96,6 +97,33 @@ class S3ArchiveStore:
                 "shard-id": merged_up_to.shard_id,
                 "sequence-number": str(merged_up_to.sequence),
                 "rows": str(len(rows)),
+            },
+        )
+        return object_key
+
+    def write_conflicts(
+        self, key: DayKey, replaced: ReadingBatch, *, replaced_by: StreamPosition
+    ) -> str:
+        """Keep the readings a write replaced, under ``conflicts/`` (Parquet, like the day).
+
+        The key holds the replacing write's stream position and a hash of the rows, so a
+        retried write lands on the same object; the metadata says what replaced them.
+        """
+        body = encode_day(replaced)
+        digest = hashlib.sha256(body).hexdigest()[:16]
+        tag = f"{replaced_by.shard_id}-{replaced_by.sequence}-{digest}"
+        object_key = conflicts_key(key.household_id, key.day, tag, prefix=self.prefix)
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=object_key,
+            Body=body,
+            ContentType="application/vnd.apache.parquet",
+            Metadata={
+                "replaced-by-stream": replaced_by.stream,
+                "replaced-by-shard-id": replaced_by.shard_id,
+                "replaced-by-sequence-number": str(replaced_by.sequence),
+                "readings-key": self.day_key(key),
+                "rows": str(len(replaced)),
             },
         )
         return object_key

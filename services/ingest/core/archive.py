@@ -17,9 +17,13 @@ Two guards make a replay harmless:
   pure redelivery rewrites nothing and the fold "records in sequence order" stays exact.
 * **content**: rows are unique by timestamp (:func:`merge_day`). When two copies of a
   timestamp disagree, the **last received wins** (higher sequence number, or later in the
-  record): a correction is published after the reading it corrects. A merge that changes
-  no row reports ``changed=False`` and the object is not rewritten (e.g. the same data
-  published twice, or a household that moved to a child shard after resharding).
+  record): a correction is published after the reading it corrects, the same rule as
+  ingest applies within a payload. What it replaced is **reported, never silently
+  lost**: the losing copies are returned (``DayMerge.replaced``) and the shell writes
+  them under ``conflicts/`` before it rewrites the day. Identical copies are plain
+  duplicates. A merge that changes no row reports ``changed=False`` and the object is
+  not rewritten (e.g. the same data published twice, or a household that moved to a
+  child shard after resharding).
 
 Late and out-of-order readings simply land in their day's object, sorted by time. Days
 are UTC days; a reading's energy counts on the day of its timestamp, which marks the
@@ -38,6 +42,8 @@ Example:
     >>> merged = merge_day(None, [first, again])
     >>> merged.rows.columns["global_active_power_kw"].tolist(), merged.added, merged.duplicates
     ([0.6, 1.8], 2, 1)
+    >>> merged.replaced.columns["global_active_power_kw"].tolist()  # kept under conflicts/
+    [1.2]
     >>> s = summarize_day(merged.rows, dt.date(2007, 4, 1))
     >>> round(s.kwh, 4), s.peak_kw, s.coverage * 1440
     (0.04, 1.8, 2.0)
@@ -223,34 +229,65 @@ class DayMerge:
 
     ``added``: timestamps that were not archived; ``updated``: archived timestamps whose
     values changed (a conflicting later copy won); ``duplicates``: incoming rows that
-    changed nothing.
+    changed nothing. ``replaced``: every copy that lost to a later copy with *different*
+    values (archived rows, and earlier copies within the incoming records), so the
+    shell can keep a record of it (``conflicts/``): a conflict is never silent.
+    Identical copies are plain duplicates and are not in ``replaced``.
     """
 
     rows: ReadingBatch
     added: int
     updated: int
     duplicates: int
+    replaced: ReadingBatch | None = None
 
     @property
     def changed(self) -> bool:
         """Whether the object must be rewritten."""
         return bool(self.added or self.updated)
 
+    @property
+    def conflicts(self) -> int:
+        """How many copies were replaced by a different later value."""
+        return 0 if self.replaced is None else len(self.replaced)
+
 
 def merge_day(existing: ReadingBatch | None, incoming: Sequence[ReadingBatch]) -> DayMerge:
     """Existing rows, then incoming rows in delivery order; one row per timestamp, sorted.
 
-    On conflicting values the last received copy wins (see the module docstring).
+    On conflicting values the last received copy wins (see the module docstring), and the
+    copies it replaced are returned in ``replaced``.
     """
     parts = ([existing] if existing is not None else []) + list(incoming)
     if not parts:
         raise ValueError("nothing to merge")
-    base = (
-        _dedupe_last(existing)
-        if existing is not None
-        else ReadingBatch.empty(parts[0].household_id)
+    household = parts[0].household_id
+    base = _dedupe_last(existing) if existing is not None else ReadingBatch.empty(household)
+    combined = ReadingBatch.concat([base, *incoming])
+    order = np.argsort(combined.timestamps_us, kind="stable")
+    stamps = combined.timestamps_us[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = stamps[1:] != stamps[:-1]
+    winners = order[last]
+    merged = (
+        combined
+        if len(winners) == len(combined) and bool(np.all(winners[1:] > winners[:-1]))
+        else combined.take(winners)
     )
-    merged = _dedupe_last(ReadingBatch.concat([base, *incoming]))
+    # every losing copy, compared with the copy that won its timestamp
+    group = np.cumsum(np.concatenate([[True], last[:-1]])) - 1
+    losers = order[~last]
+    winner_of_loser = winners[group[~last]]
+    differs = np.zeros(len(losers), dtype=bool)
+    for name in MEASUREMENT_FIELDS:
+        column = combined.columns[name]
+        differs |= ~_same(column[losers], column[winner_of_loser])
+    replaced = None
+    if differs.any():  # one record per distinct replaced value (a redelivery is one copy)
+        lost = np.sort(losers[differs])
+        key = np.rec.fromarrays([combined.timestamps_us[lost], combined.take(lost).row_hashes()])
+        _, first = np.unique(key, return_index=True)
+        replaced = combined.take(lost[np.sort(first)])
     # base's timestamps are a subset of merged's, both sorted and unique.
     at = np.searchsorted(merged.timestamps_us, base.timestamps_us)
     same = np.ones(len(base), dtype=bool)
@@ -263,6 +300,7 @@ def merge_day(existing: ReadingBatch | None, incoming: Sequence[ReadingBatch]) -
         added=added,
         updated=updated,
         duplicates=sum(len(b) for b in incoming) - added - updated,
+        replaced=replaced,
     )
 
 
@@ -340,3 +378,7 @@ class ArchiveStore(Protocol):
     ) -> str: ...
 
     def write_summary(self, summary: DailySummary) -> bool: ...
+
+    def write_conflicts(
+        self, key: DayKey, replaced: ReadingBatch, *, replaced_by: StreamPosition
+    ) -> str: ...

@@ -17,16 +17,26 @@ Rules, in order:
   :func:`shared.validation.sanity_mask`; every code of
   :class:`shared.validation.Rejection`, plus ``malformed_line`` and line-level
   ``bad_encoding`` for CSV rows.
-* **duplicates** of ``(household, timestamp)`` inside one payload: the first *sane*
-  occurrence is kept, later ones are reported as ``duplicate`` and dropped (idempotent,
-  not an error). A rejected item does not claim its slot, and a duplicate that is also
-  insane is reported as rejected (quarantined), which says more.
+* **repeats** of ``(household, timestamp)`` inside one payload, among *sane* items
+  (a rejected item does not claim its slot; a repeat that is also insane is reported as
+  rejected, which says more). The rule is **the last value wins**, as in the archive (a
+  correction is sent after the reading it corrects):
+
+  - copies with the *same values* as the winner are ``duplicate`` (the first of them is
+    kept; idempotent, not an error);
+  - copies with *different values* that a later item replaces are answered
+    ``superseded`` (code ``conflict``), with the index of the item that won, and counted
+    in ``totals.superseded``: a conflict is never silent.
+
+  Across the chunks of one upload, a later chunk repeating a timestamp with the same
+  values is a ``duplicate``; with different values it is accepted and published (the
+  last wins), and the archive records what it replaced (``conflicts/``).
 * **late and out-of-order** readings are accepted; each household's batch is sorted.
 * **gap rows** (``?`` in UCI) are counted as ``missing``, never invented nor quarantined:
   the meter said "no data", which is not bad input.
 
 Nothing is lost: for a processed payload
-``accepted rows + len(quarantined) + duplicates + missing == received``; a payload
+``accepted rows + len(quarantined) + duplicates + superseded + missing == received``; a payload
 rejected as a whole is kept as one quarantined item holding its bytes.
 
 Example:
@@ -57,9 +67,23 @@ import numpy as np
 import numpy.typing as npt
 
 from shared.batch import ReadingBatch, datetime_to_us, us_to_datetime
-from shared.schema import HOUSEHOLD_ID_PATTERN, MeterReading, Quarantined, StreamCoordinates
+from shared.schema import (
+    HOUSEHOLD_ID_PATTERN,
+    MeterReading,
+    Quarantined,
+    StreamCoordinates,
+)
 from shared.uci import UciChunk, UciFormatError, iter_uci
-from shared.validation import DEFAULT_LIMITS, Rejection, SanityLimits, parse_reading, sanity_mask
+from shared.validation import (
+    DEFAULT_LIMITS,
+    DuplicateKeys,
+    Rejection,
+    SanityLimits,
+    duplicate_key_rejection,
+    loads_json,
+    parse_reading,
+    sanity_mask,
+)
 
 __all__ = [
     "DEFAULT_INTAKE_LIMITS",
@@ -78,7 +102,7 @@ __all__ = [
     "uci_header_rejection",
 ]
 
-Status = Literal["accepted", "rejected", "duplicate"]
+Status = Literal["accepted", "rejected", "duplicate", "superseded"]
 Int64Array = npt.NDArray[np.int64]
 
 _HOUSEHOLD_RE: Final = re.compile(HOUSEHOLD_ID_PATTERN)
@@ -86,8 +110,11 @@ _GZIP_MAGIC: Final = b"\x1f\x8b"
 _UTF16_BOMS: Final = (b"\xff\xfe", b"\xfe\xff")
 _ENVELOPE_KEY: Final = "readings"
 
-EMPTY_SEEN: Final[Int64Array] = np.empty(0, dtype=np.int64)
-"""The duplicate-detection state of a payload before its first chunk."""
+SEEN_DTYPE: Final = np.dtype([("t", np.int64), ("h", np.uint64)])
+"""Repeat detection across chunks: accepted timestamps (sorted) and a hash of their values."""
+EMPTY_SEEN: Final = np.empty(0, dtype=SEEN_DTYPE)
+"""The repeat-detection state of a payload before its first chunk."""
+Seen = npt.NDArray[np.void]
 
 
 @dataclass(frozen=True)
@@ -102,8 +129,8 @@ class IntakeLimits:
       larger body can only reach the app when it runs outside Lambda; 10,000 JSON
       readings take about 1.5 MB.
     * ``max_quarantined_bytes = 10 MiB``: how much of a rejected body is kept. S3 takes
-      5 GiB in one PUT and the quarantine adapter sends SQS (256 KiB) only a pointer for
-      large items, so storage does not bind; the bound is the function's memory (the
+      5 GiB in one PUT and the quarantine adapter sends SQS (256 KiB) only a pointer to
+      the stored items, so storage does not bind; the bound is the function's memory (the
       item is built in memory, base64 adds a third). 10 MiB is API Gateway's own maximum
       payload, so behind API Gateway nothing is ever truncated; a truncated item says so
       in its reason, with the full size.
@@ -146,6 +173,7 @@ class IntakeTotals:
     duplicates: int = 0
     missing: int = 0
     rejected_by_code: Mapping[str, int] = field(default_factory=dict)
+    superseded: int = 0
 
     def __add__(self, other: IntakeTotals) -> IntakeTotals:
         return IntakeTotals(
@@ -155,6 +183,7 @@ class IntakeTotals:
             duplicates=self.duplicates + other.duplicates,
             missing=self.missing + other.missing,
             rejected_by_code=dict(Counter(self.rejected_by_code) + Counter(other.rejected_by_code)),
+            superseded=self.superseded + other.superseded,
         )
 
     def metric_counts(self) -> dict[str, int]:
@@ -164,6 +193,7 @@ class IntakeTotals:
             "ReadingsAccepted": self.accepted,
             "ReadingsRejected": self.rejected,
             "ReadingsDuplicate": self.duplicates,
+            "ReadingsSuperseded": self.superseded,
             "RowsMissing": self.missing,
         }
         counts.update(
@@ -269,6 +299,8 @@ def uci_header_rejection(first_line: bytes, error: UciFormatError) -> Rejection:
 
 def _json_items(document: Any) -> list[Any] | Rejection:
     """The items of ``[...]`` or ``{"readings": [...]}``."""
+    if isinstance(document, DuplicateKeys) and _ENVELOPE_KEY in document:
+        return duplicate_key_rejection(document, "the envelope")
     if isinstance(document, dict) and _ENVELOPE_KEY in document:
         extra = sorted(key[:40] for key in set(document) - {_ENVELOPE_KEY})
         if extra:
@@ -323,7 +355,7 @@ def intake_json(
     except UnicodeDecodeError as exc:
         return reject(Rejection("bad_encoding", f"the body is not valid UTF-8: {exc}", "body"))
     try:
-        document = json.loads(text)
+        document = loads_json(text)
     except (ValueError, RecursionError) as exc:
         return reject(Rejection("malformed_json", f"the body is not valid JSON: {exc}", "body"))
     items = _json_items(document)
@@ -344,6 +376,8 @@ def intake_json(
 
 def _item_bytes(item: Any) -> bytes:
     """One item re-serialised (ASCII-escaped, so even lone surrogates survive)."""
+    if isinstance(item, DuplicateKeys):  # keep every copy of a repeated key
+        return item.to_json().encode("ascii")
     return json.dumps(item, separators=(",", ":"), allow_nan=True).encode("ascii")
 
 
@@ -352,6 +386,10 @@ def _intake_items(
 ) -> IntakeResult:
     outcomes: list[ItemOutcome | None] = [None] * len(items)
     quarantined: list[Quarantined] = []
+    # normalised to UTC once, then shared by every item (it validates as-is: fast path)
+    quarantined_at = Quarantined(
+        original=b"", reason="-", source=source, quarantined_at=now
+    ).quarantined_at
 
     def reject(index: int, rejection: Rejection, reading: MeterReading | None = None) -> None:
         household = reading.household_id if reading else None
@@ -374,7 +412,7 @@ def _intake_items(
                     sequence_or_offset=str(index),
                     partition_key=household,
                 ),
-                quarantined_at=now,
+                quarantined_at=quarantined_at,
             )
         )
 
@@ -392,31 +430,44 @@ def _intake_items(
             by_household.setdefault(reading.household_id, []).append((index, reading))
 
     accepted: list[ReadingBatch] = []
-    duplicates = 0
+    duplicates = superseded = 0
     now_us = datetime_to_us(now)
     for household, members in by_household.items():
         batch = ReadingBatch.from_readings(r for _, r in members)
         ok, rejected = sanity_mask(batch, now_us=now_us, limits=limits.sanity)
         for row, rejection in rejected:
             reject(members[row][0], rejection, members[row][1])
-        keep, first_row = _first_occurrences(batch.timestamps_us, ok, EMPTY_SEEN)
+        repeats = _resolve_repeats(batch, ok, EMPTY_SEEN)
         for row in np.flatnonzero(ok).tolist():
             index, reading = members[row]
-            if keep[row]:
+            status = repeats.status[row]
+            if status == _KEPT:
                 outcomes[index] = ItemOutcome(index, "accepted", household, reading.timestamp)
-            else:
+                continue
+            winner = members[repeats.ref[row]][0]
+            if status == _DUPLICATE:
                 duplicates += 1
-                first = members[first_row[row]][0] if first_row[row] >= 0 else None
                 outcomes[index] = ItemOutcome(
                     index,
                     "duplicate",
                     household,
                     reading.timestamp,
                     "duplicate",
-                    f"same household and timestamp as item {first}; the first one is kept",
+                    f"same household and timestamp as item {winner}; the first one is kept",
                 )
-        if keep.any():
-            accepted.append(batch.take(keep).sorted_by_time())
+            else:
+                superseded += 1
+                outcomes[index] = ItemOutcome(
+                    index,
+                    "superseded",
+                    household,
+                    reading.timestamp,
+                    "conflict",
+                    f"item {winner} has the same household and timestamp with different "
+                    "values and replaces this one (the last value wins)",
+                )
+        if repeats.keep.any():
+            accepted.append(batch.take(repeats.keep).sorted_by_time())
 
     quarantined.sort(key=lambda q: int(q.coordinates.sequence_or_offset) if q.coordinates else 0)
     final = [o for o in outcomes if o is not None]
@@ -424,7 +475,7 @@ def _intake_items(
         accepted=accepted,
         outcomes=final,
         quarantined=quarantined,
-        totals=_totals(len(items), accepted, final, duplicates, missing=0),
+        totals=_totals(len(items), accepted, final, duplicates, missing=0, superseded=superseded),
     )
 
 
@@ -441,6 +492,7 @@ def _totals(
     *,
     missing: int,
     rejected_by_code: Counter[str] | None = None,
+    superseded: int = 0,
 ) -> IntakeTotals:
     codes = rejected_by_code or Counter(
         o.code for o in outcomes if o.status == "rejected" and o.code
@@ -452,31 +504,70 @@ def _totals(
         duplicates=duplicates,
         missing=missing,
         rejected_by_code=dict(codes),
+        superseded=superseded,
     )
 
 
-def _first_occurrences(
-    stamps: Int64Array, ok: npt.NDArray[np.bool_], seen: Int64Array
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
-    """Which ``ok`` rows to keep: the first of each timestamp, not already in ``seen``.
+_KEPT, _DUPLICATE, _SUPERSEDED = 0, 1, 2
 
-    Also returns, per row, the row holding the kept occurrence (``-1`` when that one was
-    in an earlier chunk, i.e. in ``seen``, which is sorted).
+
+@dataclass(frozen=True)
+class _Repeats:
+    """Per row: kept or not, its status (kept/duplicate/superseded) and the row that won
+    (``-1`` when the winner is in an earlier chunk); and the new ``seen`` state."""
+
+    keep: npt.NDArray[np.bool_]
+    status: npt.NDArray[np.int8]
+    ref: Int64Array
+    seen: Seen
+
+
+def _resolve_repeats(batch: ReadingBatch, ok: npt.NDArray[np.bool_], seen: Seen) -> _Repeats:
+    """The last value of each timestamp wins; the first copy of that value is kept.
+
+    ``seen`` (sorted by time) holds what earlier chunks accepted: a timestamp there with
+    the same values makes this chunk's copies duplicates; with different values this
+    chunk's last value is kept again (it replaces the earlier one downstream).
     """
-    keep = np.zeros(len(stamps), dtype=bool)
-    first_row = np.full(len(stamps), -1, dtype=np.int64)
+    n = len(batch)
+    keep = np.zeros(n, dtype=bool)
+    status = np.zeros(n, dtype=np.int8)
+    ref = np.full(n, -1, dtype=np.int64)
     rows = np.flatnonzero(ok)
     if not len(rows):
-        return keep, first_row
-    _, first, inverse = np.unique(stamps[rows], return_index=True, return_inverse=True)
-    first_row[rows] = rows[first[inverse]]
-    keep[rows] = first_row[rows] == rows
+        return _Repeats(keep, status, ref, seen)
+    stamps = batch.timestamps_us[rows]
+    hashes = batch.row_hashes()[rows]
+    order = np.lexsort((rows, stamps))  # by time, then payload order
+    t, h, r = stamps[order], hashes[order], rows[order]
+    last = np.append(t[1:] != t[:-1], True)
+    group = np.cumsum(np.insert(last[:-1], 0, True)) - 1
+    winner_hash = h[last]
+    is_winner = h == winner_hash[group]
+    positions = np.flatnonzero(is_winner)  # sorted: first winner-valued copy per group
+    first_of_group = np.insert(group[positions][1:] != group[positions][:-1], 0, True)
+    keeper = np.empty(len(winner_hash), dtype=np.int64)
+    keeper[group[positions[first_of_group]]] = positions[first_of_group]
+    kept = np.arange(len(t)) == keeper[group]
+    group_t = t[last]
+    found = np.zeros(len(group_t), dtype=bool)
+    same = np.zeros(len(group_t), dtype=bool)
+    at = np.zeros(len(group_t), dtype=np.int64)
     if len(seen):
-        position = np.minimum(np.searchsorted(seen, stamps[rows]), len(seen) - 1)
-        earlier = seen[position] == stamps[rows]
-        keep[rows[earlier]] = False
-        first_row[rows[earlier]] = -1
-    return keep, first_row
+        at = np.minimum(np.searchsorted(seen["t"], group_t), len(seen) - 1)
+        found = seen["t"][at] == group_t
+        same = found & (seen["h"][at] == winner_hash)
+    kept &= ~same[group]
+    keep[r] = kept
+    status[r] = np.where(is_winner, np.where(kept, _KEPT, _DUPLICATE), _SUPERSEDED)
+    ref[r] = np.where(is_winner & same[group], -1, r[keeper[group]])
+    replaced = found & ~same
+    new_seen = seen.copy()
+    new_seen["h"][at[replaced]] = winner_hash[replaced]
+    fresh = np.empty(int((~found).sum()), dtype=SEEN_DTYPE)
+    fresh["t"], fresh["h"] = group_t[~found], winner_hash[~found]
+    new_seen = np.insert(new_seen, np.searchsorted(new_seen["t"], fresh["t"]), fresh)
+    return _Repeats(keep, status, ref, new_seen)
 
 
 # -------------------------------------------------------------------------------- UCI
@@ -579,17 +670,18 @@ def _complete_row_lines(chunk: UciChunk, raw: RawLines) -> Int64Array | None:
 def intake_uci_chunk(
     chunk: UciChunk,
     *,
-    seen: Int64Array,
+    seen: Seen,
     source: str,
     now: dt.datetime,
     limits: IntakeLimits = DEFAULT_INTAKE_LIMITS,
     raw: RawLines | None = None,
     with_outcomes: bool = True,
-) -> tuple[IntakeResult, Int64Array]:
+) -> tuple[IntakeResult, Seen]:
     """One chunk of a UCI payload; returns the result and the new duplicate state.
 
     ``seen`` holds the (sorted) timestamps accepted from earlier chunks of the same
-    payload (start with :data:`EMPTY_SEEN`), so duplicates are found across chunks.
+    payload, with a hash of their values (start with :data:`EMPTY_SEEN`), so repeats are
+    found across chunks.
     ``raw`` (from :class:`LineTap`) gives exact bytes and line numbers to quarantined
     rows; without it a rejected row is re-serialised as JSON. ``with_outcomes=False``
     skips the per-line outcomes, for uploads of millions of rows.
@@ -597,8 +689,10 @@ def intake_uci_chunk(
     household = chunk.readings.household_id
     batch = chunk.readings
     ok, rejected = sanity_mask(batch, now_us=datetime_to_us(now), limits=limits.sanity)
-    keep, first_row = _first_occurrences(batch.timestamps_us, ok, seen)
-    duplicate_rows = np.flatnonzero(ok & ~keep)
+    repeats = _resolve_repeats(batch, ok, seen)
+    keep = repeats.keep
+    duplicate_rows = np.flatnonzero(ok & (repeats.status == _DUPLICATE))
+    superseded_rows = np.flatnonzero(ok & (repeats.status == _SUPERSEDED))
     needs_lines = bool(rejected or len(duplicate_rows) or (with_outcomes and len(batch)))
     line_of = _complete_row_lines(chunk, raw) if raw is not None and needs_lines else None
 
@@ -657,25 +751,35 @@ def intake_uci_chunk(
             if keep[row]:
                 outcomes.append(ItemOutcome(row_line(row), "accepted", household, stamp_of(row)))
                 continue
-            first = row_line(int(first_row[row])) if first_row[row] >= 0 else None
+            first = row_line(int(repeats.ref[row])) if repeats.ref[row] >= 0 else None
             where = f"line {first}" if first is not None else "an earlier line"
+            if repeats.status[row] == _DUPLICATE:
+                outcomes.append(
+                    ItemOutcome(
+                        row_line(row),
+                        "duplicate",
+                        household,
+                        stamp_of(row),
+                        "duplicate",
+                        f"same household and timestamp as {where}; the first one is kept",
+                    )
+                )
+                continue
             outcomes.append(
                 ItemOutcome(
                     row_line(row),
-                    "duplicate",
+                    "superseded",
                     household,
                     stamp_of(row),
-                    "duplicate",
-                    f"same household and timestamp as {where}; the first one is kept",
+                    "conflict",
+                    f"{where} has the same household and timestamp with different values "
+                    "and replaces this one (the last value wins)",
                 )
             )
         outcomes.sort(key=lambda o: -1 if o.index is None else o.index)
 
     kept = batch.take(keep).sorted_by_time()
     accepted = [kept] if len(kept) else []
-    # kept is sorted and disjoint from seen: a merge by insertion, O(n), keeps seen sorted
-    stamps = kept.timestamps_us
-    new_seen = np.insert(seen, np.searchsorted(seen, stamps), stamps) if len(kept) else seen
     totals = _totals(
         chunk.rows,
         accepted,
@@ -683,8 +787,9 @@ def intake_uci_chunk(
         len(duplicate_rows),
         missing=len(chunk.missing_timestamps_us),
         rejected_by_code=codes,
+        superseded=len(superseded_rows),
     )
-    return IntakeResult(accepted, outcomes, quarantined, totals), new_seen
+    return IntakeResult(accepted, outcomes, quarantined, totals), repeats.seen
 
 
 def intake_uci(

@@ -22,6 +22,12 @@ Failures stay as narrow as the unit of work:
   with the reasons, and its sane readings are archived, so replaying the quarantined record
   later is harmless. The clock rule is not re-applied: whether a reading was too far in
   the future was ingest's call, with its clock, when it was published.
+* a record whose readings pass those rules but still cannot be digested (its
+  household-day cannot be summarised with it) is quarantined the same way, and the rest
+  of that household-day is archived without it: one reading never poisons a day;
+* a reading that replaces a different archived value (the last received wins) is kept
+  on record under ``conflicts/`` (what it replaced, and by which stream position),
+  counted as ``ConflictsRecorded``;
 * if the quarantine itself fails, those records are reported as failed (never dropped).
 
 The reply is built by :func:`shared.lambda_batch.settle` (Powertools' ``BatchProcessor``),
@@ -111,6 +117,7 @@ class ArchiveOutcome:
     household_days: int = 0
     household_days_failed: int = 0
     quarantined: int = 0
+    conflicts: int = 0
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,21 @@ class _DayCounts:
     duplicates: int = 0
     objects: int = 0
     summaries: int = 0
+    conflicts: int = 0
+    #: pieces that could not be digested (summarised), with why: their records are
+    #: quarantined by the caller, the rest of the household-day is archived
+    refused: list[tuple[DayPiece, str]] = field(default_factory=list)
+
+
+def _undigestible(key: DayKey, pieces: Sequence[DayPiece]) -> list[tuple[DayPiece, str]]:
+    """The pieces that cannot be summarised on their own, and why."""
+    refused: list[tuple[DayPiece, str]] = []
+    for piece in pieces:
+        try:
+            summarize_day(piece.rows, key.day)
+        except ValueError as error:  # pydantic's ValidationError is a ValueError
+            refused.append((piece, f"{type(error).__name__}: {str(error)[:500]}"))
+    return refused
 
 
 def _archive_day(
@@ -201,25 +223,47 @@ def _archive_day(
 ) -> None:
     """Read, merge what the object does not hold yet, write if changed, then the summary.
 
-    The Parquet object is written before the summary, so a summary never describes rows
-    that are not archived; the summary is checked even when the object needs no rewrite,
-    which repairs a summary lost between the two writes by an earlier, failed attempt.
+    The summary is computed before anything is written: if the merged day cannot be
+    summarised (a reading no consumer can digest slipped through), the pieces that
+    cannot be summarised on their own are set aside (``counts.refused``) and the rest of
+    the household-day is archived without them. What a merge replaced with a different
+    value is written under ``conflicts/`` first, so nothing is replaced silently. The
+    Parquet object is written before the summary, so a summary never describes rows that
+    are not archived; the summary is checked even when the object needs no rewrite, which
+    repairs a summary lost between the two writes by an earlier, failed attempt.
     """
     stored = store.read_day(key)
     pending = unmerged(pieces, stored.merged_up_to if stored else None)
     rows = stored.rows if stored else None
     counts.duplicates += sum(len(p.rows) for p in pieces) - sum(len(p.rows) for p in pending)
-    if pending:
-        merge = merge_day(rows, [p.rows for p in pending])
-        rows = merge.rows
+    merge = merge_day(rows, [p.rows for p in pending]) if pending else None
+    candidate = merge.rows if merge is not None else rows
+    if candidate is None:  # unreachable: pieces are never empty, so neither is pending then
+        raise AssertionError(f"no rows for {key}")
+    try:
+        summary = summarize_day(candidate, key.day)
+    except ValueError:
+        counts.refused = _undigestible(key, pending)
+        if not counts.refused:
+            raise  # the stored rows themselves: fail the day, it is retried
+        refused = {id(piece) for piece, _ in counts.refused}
+        pending = [p for p in pending if id(p) not in refused]
+        merge = merge_day(rows, [p.rows for p in pending]) if pending else None
+        candidate = merge.rows if merge is not None else rows
+        if candidate is None:  # every piece refused and nothing archived yet
+            return
+        summary = summarize_day(candidate, key.day)
+    if merge is not None and pending:
         counts.duplicates += merge.duplicates
+        if merge.replaced is not None:
+            store.write_conflicts(key, merge.replaced, replaced_by=last_position(pending))
+            counts.conflicts += merge.conflicts
+            counts.objects += 1
         if merge.changed:
-            store.write_day(key, rows, merged_up_to=last_position(pending))
+            store.write_day(key, merge.rows, merged_up_to=last_position(pending))
             counts.archived += merge.added + merge.updated
             counts.objects += 1
-    if rows is None:  # unreachable: pieces are never empty, so neither is pending then
-        raise AssertionError(f"no rows for {key}")
-    if store.write_summary(summarize_day(rows, key.day)):
+    if store.write_summary(summary):
         counts.objects += 1
         counts.summaries += 1
 
@@ -267,6 +311,21 @@ def archive_records(records: Sequence[KinesisStreamRecord], deps: ArchiveDeps) -
         outcome.duplicates_dropped += counts.duplicates
         outcome.objects_written += counts.objects
         outcome.summaries_written += counts.summaries
+        outcome.conflicts += counts.conflicts
+        for piece, why in counts.refused:
+            record = contributors[piece.source]
+            refused.append(
+                (
+                    record,
+                    _refusal(
+                        record,
+                        f"undigestible: {len(piece.rows)} readings of {key.household_id} "
+                        f"{key.day} cannot be summarised ({why}); the rest of the day was "
+                        "archived",
+                        now,
+                    ),
+                )
+            )
         if error is None:
             continue
         outcome.household_days_failed += 1
@@ -297,6 +356,7 @@ def _emit(outcome: ArchiveOutcome, metrics: Metrics, logger: Logger, records: in
         "ObjectsWritten": outcome.objects_written,
         "SummariesWritten": outcome.summaries_written,
         "Quarantined": outcome.quarantined,
+        "ConflictsRecorded": outcome.conflicts,
         "HouseholdDaysFailed": outcome.household_days_failed,
         "RecordsFailed": len(outcome.failed),
     }

@@ -10,6 +10,9 @@ Status codes: 200 every reading accepted (duplicates are not errors), 207 some r
 JSON nor CSV, 503 our side failed (publishing or the quarantine): nothing is claimed as
 accepted and the client should retry the same payload (replays are idempotent
 downstream: the archive keeps one reading per household and timestamp).
+
+Every answer carries ``X-Content-Type-Options: nosniff`` and its JSON holds no raw
+``<``, ``>`` or ``&`` (:mod:`shared.http_safety`): reasons echo client input, bounded.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from services.ingest.core.intake import (
     reject_payload,
 )
 from services.ingest.ports import QuarantineSink
+from shared.http_safety import SECURITY_HEADERS, SafeJSONResponse, SecurityHeadersMiddleware
 from shared.publishing import DEFAULT_READINGS_PER_RECORD, stream_records
 from shared.schema import MeterReading
 from shared.streams.ports import PublishError, StreamPublisher
@@ -95,7 +99,7 @@ class ReadingOutcome(_Model):
     """The verdict on one reading: ``index`` is its list index, or its CSV line number."""
 
     index: int | None
-    status: Literal["accepted", "rejected", "duplicate"]
+    status: Literal["accepted", "rejected", "duplicate", "superseded"]
     household_id: str | None = None
     timestamp: dt.datetime | None = None
     code: str | None = None
@@ -103,7 +107,9 @@ class ReadingOutcome(_Model):
 
 
 class Totals(_Model):
-    """Counts over the payload; ``missing`` counts UCI gap rows (``?``), never invented."""
+    """Counts over the payload; ``missing`` counts UCI gap rows (``?``), never invented;
+    ``superseded`` counts readings replaced by a later one of the same household and
+    timestamp with different values (the last value wins)."""
 
     received: int
     accepted: int
@@ -111,6 +117,7 @@ class Totals(_Model):
     duplicates: int
     missing: int
     rejected_by_code: dict[str, int]
+    superseded: int = 0
 
 
 class ErrorBody(_Model):
@@ -183,7 +190,22 @@ def create_app(deps: IngestHttpDeps) -> FastAPI:
         title="wattstream ingest",
         version="1",
         description="Meters and home gateways POST smart-meter readings.",
+        default_response_class=SafeJSONResponse,
     )
+    app.add_middleware(SecurityHeadersMiddleware)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        # Runs outside the middleware stack (Starlette's ServerErrorMiddleware), hence the
+        # explicit headers.
+        deps.logger.exception("unexpected error", extra={"path": request.url.path})
+        body = UnavailableResponse(
+            status="unavailable",
+            error=ErrorBody(code="internal_error", reason="an unexpected error occurred"),
+        )
+        return SafeJSONResponse(
+            body.model_dump(mode="json"), status_code=500, headers=dict(SECURITY_HEADERS)
+        )
 
     @app.get("/health")
     def health() -> HealthResponse:
@@ -207,7 +229,12 @@ def create_app(deps: IngestHttpDeps) -> FastAPI:
         JSON: a list of readings or ``{"readings": [...]}``; each is judged on its own.
         CSV: the UCI format, one household (``household`` query parameter).
         """
-        body, size = await _read_body(request, deps.limits.max_quarantined_bytes)
+        limits = deps.limits
+        body, size = await _read_body(
+            request,
+            limits.max_quarantined_bytes,
+            stop_after=max(limits.max_quarantined_bytes, limits.max_body_bytes),
+        )
         content_type = request.headers.get("content-type", "")
         return await run_in_threadpool(_handle, deps, body, size, content_type, household)
 
@@ -232,8 +259,13 @@ def create_app(deps: IngestHttpDeps) -> FastAPI:
     return app
 
 
-async def _read_body(request: Request, keep: int) -> tuple[bytes, int]:
-    """At most ``keep`` bytes of the body, and its full size (a huge body is not held)."""
+async def _read_body(request: Request, keep: int, *, stop_after: int) -> tuple[bytes, int]:
+    """At most ``keep`` bytes of the body, and its size (a huge body is not held).
+
+    Reading stops past ``stop_after`` bytes: such a body is refused by size whatever the
+    rest holds, so a client streaming gigabytes cannot tie up the worker. The size is
+    then the larger of what was read and the declared ``Content-Length``.
+    """
     parts: list[bytes] = []
     kept = size = 0
     async for part in request.stream():
@@ -241,7 +273,13 @@ async def _read_body(request: Request, keep: int) -> tuple[bytes, int]:
         if kept < keep:
             parts.append(part[: keep - kept])
             kept += len(parts[-1])
-    return b"".join(parts), size
+        if size > stop_after:
+            break
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        declared = 0
+    return b"".join(parts), max(size, declared)
 
 
 def _media_type(content_type: str) -> tuple[str, str | None]:
@@ -313,7 +351,7 @@ def _handle(
         "intake",
         extra={"http_status": code, "records": len(records), **_totals(result).model_dump()},
     )
-    return JSONResponse(_answer(result, status).model_dump(mode="json"), status_code=code)
+    return SafeJSONResponse(_answer(result, status).model_dump(mode="json"), status_code=code)
 
 
 def _status(result: IntakeResult) -> tuple[Literal["accepted", "partial", "rejected"], int]:
@@ -336,6 +374,7 @@ def _totals(result: IntakeResult) -> Totals:
         duplicates=t.duplicates,
         missing=t.missing,
         rejected_by_code=dict(t.rejected_by_code),
+        superseded=t.superseded,
     )
 
 
@@ -363,4 +402,4 @@ def _answer(
 
 def _unavailable(code: str, reason: str) -> JSONResponse:
     body = UnavailableResponse(error=ErrorBody(code=code, reason=reason[:2000]))
-    return JSONResponse(body.model_dump(mode="json"), status_code=503)
+    return SafeJSONResponse(body.model_dump(mode="json"), status_code=503)

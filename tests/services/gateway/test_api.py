@@ -375,3 +375,26 @@ def test_api_forecast_history_bad_query_is_422(world, params, code):
 
     assert reply.status_code == 422
     assert reply.json()["error"]["code"] == code
+
+
+def test_api_every_answer_says_nosniff_and_errors_echo_no_markup(world):
+    script = "<script>alert(1)</script>"
+    answers = [
+        world.client.get("/health"),
+        world.client.get("/households", headers=world.headers(operator=True)),
+        world.client.get("/households"),  # 401
+        world.client.get(f"/households/{script}/consumption", headers=world.headers(A)),
+        world.client.get(
+            f"/households/{A}/consumption",
+            params={"resolution": script},
+            headers=world.headers(A),
+        ),
+        world.client.get(f"/nope{script}"),
+    ]
+
+    assert [a.status_code for a in answers][:3] == [200, 200, 401]
+    assert all(a.status_code >= 400 for a in answers[2:])
+    assert all(a.headers["x-content-type-options"] == "nosniff" for a in answers)
+    for answer in answers[2:]:
+        assert not set(b"<>") & set(answer.content)
+        assert answer.headers["cache-control"] == "no-store"

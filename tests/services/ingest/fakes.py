@@ -13,11 +13,13 @@ class MemoryQuarantine:
 
     def __init__(self, *, fail: bool = False) -> None:
         self.items: list[Quarantined] = []
+        self.calls = 0
         self.fail = fail
 
     def quarantine(self, items: Sequence[Quarantined]) -> None:
         if self.fail:
             raise OSError("quarantine store unavailable")
+        self.calls += 1
         self.items.extend(items)
 
 

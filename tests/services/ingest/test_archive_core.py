@@ -189,6 +189,32 @@ def test_merge_day_conflicting_copy_received_later_wins():
     assert (merged.added, merged.updated, merged.duplicates, merged.changed) == (0, 1, 1, True)
 
 
+def test_merge_day_reports_every_replaced_value_once_and_no_identical_copy():
+    existing = minutes(0, 1, 2, power=[1, 2, 3])
+
+    merged = merge_day(
+        existing,
+        [
+            minutes(1, 2, power=[5, 3]),  # 2 is an identical copy: a duplicate
+            minutes(1, power=[7]),
+            minutes(1, power=[5]),  # the last received: 5 wins over the stored 2 and the 7
+        ],
+    )
+
+    assert power(merged.rows) == [1, 5, 3]
+    # the replaced values: the archived 2 and the 7; the earlier 5 equals the winner
+    assert merged.replaced is not None
+    assert (stamps(merged.replaced), power(merged.replaced)) == ([1, 1], [2, 7])
+    assert merged.conflicts == 2
+
+
+def test_merge_day_identical_redelivery_records_no_conflict():
+    merged = merge_day(minutes(0, 1), [minutes(0, 1), minutes(1, power=[2])])
+
+    assert merged.replaced is None
+    assert merged.conflicts == 0
+
+
 def test_merge_day_a_value_that_appears_or_disappears_is_a_change():
     existing = minutes(0)
     with_voltage = ReadingBatch(

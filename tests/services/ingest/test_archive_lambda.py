@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,15 @@ from services.ingest.core.archive import (
     split_by_day,
 )
 from services.ingest.shells.archive_lambda import ArchiveDeps, build_handler, deps_from_environment
-from shared.archive_parquet import ARCHIVE_SCHEMA, from_table
+from shared.archive_parquet import ARCHIVE_SCHEMA, decode_day, from_table
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.codec import encode_batch
 from shared.publishing import stream_records
+from shared.quarantine import read_quarantine_object
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from shared.uci import iter_uci
+from shared.validation import SanityLimits
 from tests.conftest import APRIL_2007
 from tests.lambda_events import (
     SHARD,
@@ -115,6 +118,7 @@ class MemoryArchiveStore:
         self.summaries: dict[DayKey, DailySummary] = {}
         self.day_writes: list[DayKey] = []
         self.summary_writes: list[DayKey] = []
+        self.conflicts: list[tuple[DayKey, ReadingBatch, StreamPosition]] = []
         self.fail = fail
 
     def read_day(self, key: DayKey) -> StoredDay | None:
@@ -128,6 +132,14 @@ class MemoryArchiveStore:
         self.days[key] = StoredDay(rows, merged_up_to)
         self.day_writes.append(key)
         return str(key)
+
+    def write_conflicts(
+        self, key: DayKey, replaced: ReadingBatch, *, replaced_by: StreamPosition
+    ) -> str:
+        if self.fail("conflicts", key):
+            raise OSError(f"cannot write the conflicts of {key}")
+        self.conflicts.append((key, replaced, replaced_by))
+        return f"conflicts {key}"
 
     def write_summary(self, summary: DailySummary) -> bool:
         key = DayKey(summary.household_id, summary.date)
@@ -211,8 +223,16 @@ def test_archive_handler_event_archives_by_household_day(capsys):
     metrics = emitted_metrics(capsys.readouterr().out)
     assert metrics["ReadingsArchived"] == 9
     assert metrics["DuplicatesDropped"] == 5  # the record published twice, and 00:00
-    assert metrics["ObjectsWritten"] == 6  # three days, three summaries
+    assert metrics["ObjectsWritten"] == 7  # three days, three summaries, one conflicts record
     assert metrics["Quarantined"] == 2
+    # what "last wins" replaced is kept on record, not lost
+    assert metrics["ConflictsRecorded"] == 1
+    [(where, replaced, by)] = store.conflicts
+    assert where == day("uci-sceaux", "2007-04-02")
+    assert by == position
+    # the original 00:00 (published twice: one record) lost to the correction
+    assert replaced.timestamps_us.tolist() == [_utc("2007-04-02T00:00")]
+    assert replaced.columns["global_active_power_kw"].tolist() == [2.5]
 
 
 def test_archive_handler_event_energy_only_meter_summary():
@@ -249,6 +269,38 @@ def test_archive_handler_event_quarantines_poison_and_bad_rows_with_coordinates(
     assert bad_row.original == base64.b64decode(event["Records"][5]["kinesis"]["data"])
     assert "1 of 2 readings refused" in bad_row.reason
     assert "implausible_voltage" in bad_row.reason
+
+
+def test_archive_handler_undigestible_record_is_quarantined_and_its_day_proceeds(capsys):
+    # GIVEN limits so lax that a reading implying an infinite power passes the decode check
+    # (the energy_kwh 1e306 over interval_s 1e308: DailySummary.peak_kw is inf)
+    lax = SanityLimits(max_interval_s=1e308)
+    poison = ReadingBatch(
+        "uci-sceaux",
+        np.array([_utc("2007-04-02T00:05")]),
+        {"energy_kwh": np.array([1e306]), "interval_s": np.array([1e308])},
+    )
+    payloads = [
+        ("uci-sceaux", encode_batch(ORIGINAL)[0]),
+        ("uci-sceaux", encode_batch(poison)[0]),
+        ("uci-sceaux", encode_batch(CORRECTION)[0]),
+    ]
+    event = kinesis_fixture_event(payloads, role="archive")
+    store, quarantine = MemoryArchiveStore(), MemoryQuarantine()
+    deps = replace(make_deps(store, quarantine), limits=lax)
+
+    reply = build_handler(deps)(event, context())
+
+    # THEN only the poison record is quarantined; every valid reading of its day is archived
+    assert reply == {"batchItemFailures": []}
+    (item,) = quarantine.items
+    assert item.original == base64.b64decode(event["Records"][1]["kinesis"]["data"])
+    assert item.reason.startswith("undigestible: 1 readings of uci-sceaux 2007-04-02")
+    assert item.coordinates is not None
+    assert item.coordinates.sequence_or_offset == sequences(event)[1]
+    april_2 = store.days[day("uci-sceaux", "2007-04-02")].rows
+    assert april_2.timestamps_us.tolist() == [_utc("2007-04-02T00:00"), _utc("2007-04-02T00:01")]
+    assert store.summaries[day("uci-sceaux", "2007-04-02")].peak_kw == 4.0
 
 
 def test_archive_handler_record_under_another_households_key_is_quarantined():
@@ -584,7 +636,11 @@ def test_archive_lambda_composition_root_wires_s3_and_the_quarantine(
     reply = build_handler(deps_from_environment())(load_event(), context())
 
     assert reply == {"batchItemFailures": []}
-    keys = {k for k in archive_contents(stack, clients) if not k.startswith("quarantine/")}
+    contents = archive_contents(stack, clients)
+    keys = {k for k in contents if not k.startswith(("quarantine/", "conflicts/"))}
+    (conflicts,) = [k for k in contents if k.startswith("conflicts/")]
+    assert conflicts.startswith("conflicts/household=uci-sceaux/date=2007-04-02/")
+    assert decode_day(contents[conflicts]).columns["global_active_power_kw"].tolist() == [2.5]
     assert keys == {
         "readings/household=MAC000002/date=2013-01-01/data.parquet",
         "readings/household=uci-sceaux/date=2007-04-01/data.parquet",
@@ -596,4 +652,8 @@ def test_archive_lambda_composition_root_wires_s3_and_the_quarantine(
     messages = sqs.receive_message(
         QueueUrl=environment["QUARANTINE_QUEUE_URL"], MaxNumberOfMessages=10
     )["Messages"]
-    assert len(messages) == 2  # the poison record and the one with 10,000 V
+    # one pointer to one object for the batch: the poison record and the one with 10,000 V
+    (message,) = messages
+    pointer = json.loads(message["Body"])
+    assert pointer["items"] == 2
+    assert len(read_quarantine_object(contents[pointer["key"]])) == 2

@@ -168,3 +168,25 @@ def test_store_other_s3_errors_are_raised_not_taken_for_absence(clients):
 
     with pytest.raises(ClientError, match="NoSuchBucket"):
         store.read_day(KEY)
+
+
+def test_store_write_conflicts_keeps_the_replaced_rows_under_conflicts(archive):
+    store, s3, bucket = archive
+    replaced = day_rows(3)
+
+    key = store.write_conflicts(KEY, replaced, replaced_by=POSITION)
+    again = store.write_conflicts(KEY, replaced, replaced_by=POSITION)  # a retried write
+
+    assert key == again
+    assert key.startswith(
+        "conflicts/household=uci-sceaux/date=2007-04-01/"
+        "shardId-000000000001-49590338271490256608559692538-"
+    )
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix="conflicts/")
+    assert [o["Key"] for o in listing["Contents"]] == [key]
+    stored = s3.get_object(Bucket=bucket, Key=key)
+    assert decode_day(stored["Body"].read()).timestamps_us.tolist() == (
+        replaced.timestamps_us.tolist()
+    )
+    assert stored["Metadata"]["readings-key"] == store.day_key(KEY)
+    assert stored["Metadata"]["replaced-by-sequence-number"] == str(POSITION.sequence)

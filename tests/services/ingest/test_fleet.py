@@ -273,23 +273,23 @@ def test_simulate_fleet_10000_households_short_range_all_valid(sources: FleetSou
 
 
 def test_check_slice_splits_per_household_and_explains_rejections() -> None:
-    stamps = np.array([0, MINUTE_US, 2 * MINUTE_US], dtype=np.int64)
+    stamps = START + np.array([0, MINUTE_US, 2 * MINUTE_US], dtype=np.int64)
     power = np.array([[1.0, -1.0, 2.0], [0.5, 0.6, np.nan]])
     present = ~np.isnan(power)
     slice_ = FleetSlice(("h1", "h2"), stamps, {"global_active_power_kw": power}, present)
-    checked = check_slice(slice_, now_us=MINUTE_US)  # 2 min is 60 s ahead: within 300 s
+    checked = check_slice(slice_, now_us=START + MINUTE_US)  # 2 min is 60 s ahead: within 300 s
     assert [b.household_id for b in checked.batches] == ["h1", "h2"]
-    assert checked.batches[0].timestamps_us.tolist() == [0, 2 * MINUTE_US]
+    assert checked.batches[0].timestamps_us.tolist() == [START, START + 2 * MINUTE_US]
     assert checked.batches[1].columns["global_active_power_kw"].tolist() == [0.5, 0.6]
     assert checked.missing == 1
     [bad] = checked.rejected
     assert (bad.household_id, bad.timestamp_us, bad.rejection.code) == (
         "h1",
-        MINUTE_US,
+        START + MINUTE_US,
         "negative_power",
     )
     assert b'"global_active_power_kw": -1.0' in bad.original()
-    future = check_slice(slice_, now_us=-10 * MINUTE_US, limits=SanityLimits())
+    future = check_slice(slice_, now_us=START - 10 * MINUTE_US, limits=SanityLimits())
     assert {r.rejection.code for r in future.rejected} == {"future_timestamp", "negative_power"}
 
 

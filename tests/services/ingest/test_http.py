@@ -3,6 +3,7 @@ events, and the composition root against the local stack."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -13,17 +14,19 @@ from typing import Any
 import numpy as np
 import pytest
 from aws_lambda_powertools import Logger, Metrics
+from fastapi import Request
 from fastapi.testclient import TestClient
 
 from services.ingest.core.intake import IntakeLimits
 from services.ingest.shells import http_lambda
-from services.ingest.shells.http_app import IngestHttpDeps, create_app
+from services.ingest.shells.http_app import IngestHttpDeps, _read_body, create_app
 from shared.batch import ReadingBatch
 from shared.codec import decode_record
 from shared.streams.ports import PublishError, PublishReport, StreamRecord
 from shared.uci import UCI_HEADER
 from tests.services.ingest.fakes import MemoryPublisher, MemoryQuarantine
 from wattstream.local.runner import LambdaContext
+from wattstream.reliability.bad_batch import bad_batch_body
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
@@ -159,6 +162,7 @@ def test_http_some_rejected_answers_207_with_each_reading_and_why(client, publis
         "duplicates": 1,
         "missing": 0,
         "rejected_by_code": {"implausible_voltage": 1},
+        "superseded": 0,
     }
     (item,) = quarantine.items
     assert json.loads(item.original) == payload["readings"][1]
@@ -276,6 +280,24 @@ def test_http_body_beyond_quarantine_limit_is_truncated_not_held(deps, quarantin
     assert "first 1000 of 5000 bytes" in quarantine.items[0].reason
 
 
+def test_http_endless_body_is_read_only_up_to_the_limits():
+    received = 0
+
+    async def receive() -> dict[str, Any]:  # a client streaming a body that never ends
+        nonlocal received
+        received += 1
+        return {"type": "http.request", "body": b"x" * 500, "more_body": True}
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-length", b"99")]}
+    request = Request(scope, receive)
+
+    body, size = asyncio.run(_read_body(request, 1000, stop_after=2000))
+
+    assert body == b"x" * 1000
+    assert size == 2500  # what was read, above the declared 99
+    assert received == 5  # stopped just past the limit
+
+
 def test_http_publish_failure_answers_503_and_claims_nothing(deps):
     client = TestClient(create_app(replace(deps, publisher=FailingPublisher())))
 
@@ -299,6 +321,131 @@ def test_http_quarantine_failure_answers_503_and_publishes_nothing(deps, publish
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "quarantine_unavailable"
     assert publisher.records == []
+
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def test_http_every_answer_says_nosniff(deps):
+    client = TestClient(create_app(deps), raise_server_exceptions=False)
+    answers = [
+        client.get("/health"),
+        client.post("/readings", json=[reading()]),
+        client.post("/readings", json=[reading(household_id=SCRIPT)]),
+        client.post("/readings", content=b"{", headers={"Content-Type": "application/json"}),
+        client.post("/readings", content=b"x", headers={"Content-Type": "text/html"}),
+        client.get("/nope"),
+        client.get("/openapi.json"),
+    ]
+    failing = TestClient(
+        create_app(replace(deps, quarantine=MemoryQuarantine(fail=True))),
+        raise_server_exceptions=False,
+    )
+    answers.append(failing.post("/readings", json=[reading(voltage_v=0)]))
+
+    assert [a.status_code for a in answers] == [200, 200, 400, 400, 415, 404, 200, 503]
+    assert all(a.headers["x-content-type-options"] == "nosniff" for a in answers)
+    assert all(
+        a.headers.get("cache-control") == "no-store" for a in answers if a.status_code >= 400
+    )
+
+
+def test_http_unexpected_error_is_json_500_with_nosniff(deps):
+    class Broken:
+        def publish(self, records: Any) -> Any:
+            raise RuntimeError("boom")
+
+    client = TestClient(
+        create_app(replace(deps, publisher=Broken())), raise_server_exceptions=False
+    )
+
+    reply = client.post("/readings", json=[reading()])
+
+    assert reply.status_code == 500
+    assert reply.headers["x-content-type-options"] == "nosniff"
+    assert reply.json()["error"]["code"] == "internal_error"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (json.dumps([reading(household_id=SCRIPT)]), "application/json"),
+        (json.dumps([reading(**{SCRIPT: 1})]), "application/json"),
+        (json.dumps([reading(timestamp=SCRIPT)]), "application/json"),
+        ("x", f"text/{SCRIPT}"),
+    ],
+)
+def test_http_echoed_input_holds_no_markup_and_is_bounded(client, body, content_type):
+    reply = client.post("/readings", content=body.encode(), headers={"Content-Type": content_type})
+
+    assert reply.status_code in (400, 415)
+    assert not set(b"<>") & set(reply.content)
+    assert SCRIPT in reply.text.encode().decode("unicode_escape")  # the JSON still says it
+    assert len(reply.content) < 2000
+
+
+def test_http_conflicting_copies_answer_superseded_and_publish_the_last(client, publisher):
+    reply = post_json(
+        client, [reading(0, global_active_power_kw=1.0), reading(0, global_active_power_kw=2.0)]
+    )
+
+    assert reply.status_code == 200
+    answer = reply.json()
+    assert [(o["status"], o["code"]) for o in answer["outcomes"]] == [
+        ("superseded", "conflict"),
+        ("accepted", None),
+    ]
+    assert answer["totals"]["superseded"] == 1
+    assert published(publisher.records)["h1"].columns["global_active_power_kw"].tolist() == [2.0]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b'{"readings": [], "readings": [{"household_id": "h1"}]}', 400, "malformed_json"),
+        (
+            b'[{"household_id": "victim/../attacker", "household_id": "h1",'
+            b' "timestamp": "2007-04-01T00:00:00Z", "global_active_power_kw": 1}]',
+            400,
+            "malformed_json",
+        ),
+    ],
+)
+def test_http_repeated_json_keys_are_refused(client, publisher, quarantine, body, status, code):
+    reply = client.post("/readings", content=body, headers={"Content-Type": "application/json"})
+
+    assert reply.status_code == status
+    answer = reply.json()
+    codes = answer["error"]["code"] if answer["error"] else answer["outcomes"][0]["code"]
+    assert codes == code
+    assert publisher.records == []
+    (item,) = quarantine.items
+    # every copy of the repeated key is kept (the envelope: the whole body)
+    assert item.original.count(b"household_id") == body.count(b"household_id")
+
+
+def test_http_10000_bad_items_are_refused_with_one_quarantine_call(client, quarantine):
+    body = bad_batch_body(10_000, target_bytes=1024 * 1024)
+
+    reply = client.post("/readings", content=body, headers={"Content-Type": "application/json"})
+
+    assert reply.status_code == 400
+    answer = reply.json()
+    assert answer["totals"]["rejected"] == 10_000
+    assert len(answer["outcomes"]) == 10_000
+    assert quarantine.calls == 1  # the adapter stores one call as one object + one message
+    assert len(quarantine.items) == 10_000
+
+
+def test_http_10_mib_body_is_refused_by_size_before_parsing(client, quarantine):
+    body = b"[" + b"{" * (10 * 1024 * 1024)  # would be malformed JSON, if it were parsed
+
+    reply = client.post("/readings", content=body, headers={"Content-Type": "application/json"})
+
+    assert reply.status_code == 413
+    assert reply.json()["error"]["code"] == "payload_too_large"
+    (item,) = quarantine.items
+    assert item.reason.startswith("payload_too_large")
 
 
 def test_http_health_answers_ok(client):

@@ -29,6 +29,7 @@ from services.ingest.core.intake import (
 )
 from shared.uci import UCI_HEADER, iter_uci
 from tests.conftest import APRIL_2007
+from wattstream.reliability.bad_batch import BAD_KINDS, bad_batch_body
 
 CORPUS = Path(__file__).parent / "corpus"
 NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
@@ -65,7 +66,11 @@ def assert_nothing_lost(result: IntakeResult, payload: bytes, items_in: int) -> 
     totals = result.totals
     assert totals.received == items_in
     assert (
-        result.accepted_count + len(result.quarantined) + totals.duplicates + totals.missing
+        result.accepted_count
+        + len(result.quarantined)
+        + totals.duplicates
+        + totals.superseded
+        + totals.missing
         == items_in
     )
     assert totals.accepted == result.accepted_count
@@ -84,7 +89,8 @@ class Expect:
     accepted: int = 0
     duplicates: int = 0
     missing: int = 0
-    items: int = 0  # data items in the file (JSON list items or non-blank CSV data lines)
+    items: int = 0
+    superseded: int = 0  # data items in the file (JSON list items or non-blank CSV data lines)
 
 
 EXPECTED: dict[str, Expect] = {
@@ -108,7 +114,21 @@ EXPECTED: dict[str, Expect] = {
     ),
     "missing_fields.json": Expect({"missing_field": 2, "naive_timestamp": 1}, items=3),
     "injection_household_ids.json": Expect({"bad_household_id": 10}, accepted=1, items=11),
-    "duplicates.json": Expect({"implausible_voltage": 1}, accepted=3, duplicates=2, items=6),
+    # item 2 repeats item 0's time with other values: the last wins, item 0 is superseded
+    "duplicates.json": Expect(
+        {"implausible_voltage": 1}, accepted=3, duplicates=1, superseded=1, items=6
+    ),
+    # issue 13: the HTTP/JSON cases of the hostile-input run, each with its outcome
+    "implausible_timestamps.json": Expect({"implausible_timestamp": 5}, accepted=1, items=6),
+    "huge_magnitudes.json": Expect(
+        {"implausible_power": 2, "implausible_current": 1, "bad_interval": 2},
+        accepted=1,
+        items=6,
+    ),
+    "timestamp_numbers.json": Expect({"bad_timestamp": 3}, accepted=2, items=5),
+    "conflict.json": Expect({}, accepted=2, duplicates=1, superseded=1, items=4),
+    "duplicate_keys.json": Expect({"malformed_json": 3}, accepted=1, items=4),
+    "duplicate_envelope.json": Expect({"malformed_json": 1}, payload="malformed_json"),
     "uci_malformed_lines.csv": Expect({"malformed_line": 3}, accepted=2, items=5),
     "uci_voltage_zero.csv": Expect({"implausible_voltage": 2}, accepted=1, items=3),
     "uci_negative_power.csv": Expect({"negative_power": 1}, accepted=1, items=2),
@@ -142,6 +162,7 @@ def test_intake_corpus_gives_expected_codes_and_loses_nothing(name):
     assert dict(result.totals.rejected_by_code) == expect.codes
     assert result.accepted_count == expect.accepted
     assert result.totals.duplicates == expect.duplicates
+    assert result.totals.superseded == expect.superseded
     assert result.totals.missing == expect.missing
     assert_nothing_lost(result, payload, expect.items)
     assert all(q.source == "test" and q.quarantined_at == NOW for q in result.quarantined)
@@ -165,6 +186,43 @@ def test_intake_corpus_quarantined_items_are_the_original_items(name):
             assert json.loads(item.original) == original[position] or (
                 json.dumps(json.loads(item.original)) == json.dumps(original[position])
             )
+
+
+def test_intake_corpus_conflict_keeps_the_last_value_and_names_the_winner():
+    result = intake_file(CORPUS / "conflict.json")
+
+    assert [(o.index, o.status, o.code) for o in result.outcomes] == [
+        (0, "superseded", "conflict"),
+        (1, "accepted", None),
+        (2, "duplicate", "duplicate"),
+        (3, "accepted", None),
+    ]
+    assert "item 1" in result.outcomes[0].reason
+    by_household = {b.household_id: b for b in result.accepted}
+    assert by_household["h1"].columns["global_active_power_kw"].tolist() == [2.0]
+
+
+def test_intake_corpus_duplicate_keys_name_the_key_and_keep_every_copy():
+    result = intake_file(CORPUS / "duplicate_keys.json")
+
+    reasons = [o.reason for o in result.outcomes if o.status == "rejected"]
+    assert "'household_id'" in reasons[0]
+    assert "'timestamp'" in reasons[1]
+    assert b"victim/../attacker" in result.quarantined[0].original  # both copies kept
+    assert result.quarantined[0].original.count(b"household_id") == 2
+
+
+def test_intake_json_10000_bad_items_in_1_mib_are_each_refused_with_a_reason():
+    body = bad_batch_body(10_000, target_bytes=1024 * 1024)
+
+    result = intake_json(body, source="http", now=NOW)
+
+    assert len(body) == 1024 * 1024
+    assert result.payload_rejection is None
+    assert (result.totals.received, result.totals.rejected) == (10_000, 10_000)
+    assert result.totals.rejected_by_code == {code: 1_000 for code, _ in BAD_KINDS}
+    assert len(result.quarantined) == 10_000
+    assert all(o.reason for o in result.outcomes)
 
 
 # --------------------------------------------------------------------------------- JSON
@@ -194,7 +252,7 @@ def test_intake_json_out_of_order_and_late_readings_are_accepted_sorted_per_hous
 
 
 def test_intake_json_duplicate_keeps_first_occurrence_and_is_not_an_error():
-    items = [reading(0, global_active_power_kw=1.0), reading(0, global_active_power_kw=2.0)]
+    items = [reading(0, global_active_power_kw=1.0), reading(0, global_active_power_kw=1.0)]
 
     result = intake_json(body(items), source="http", now=NOW)
 
@@ -203,6 +261,32 @@ def test_intake_json_duplicate_keeps_first_occurrence_and_is_not_an_error():
     assert result.accepted[0].columns["global_active_power_kw"].tolist() == [1.0]
     assert result.quarantined == []
     assert result.totals.rejected == 0
+    assert result.totals.superseded == 0
+
+
+def test_intake_json_conflict_last_value_wins_and_is_reported():
+    items = [
+        reading(0, global_active_power_kw=1.0),
+        reading(0, global_active_power_kw=2.0),
+        reading(0, global_active_power_kw=1.0),  # back to the first value: that one wins
+        reading(1, global_active_power_kw=5.0),
+        reading(1, global_active_power_kw=6.0),
+    ]
+
+    result = intake_json(body(items), source="http", now=NOW)
+
+    assert [(o.status, o.code) for o in result.outcomes] == [
+        ("accepted", None),
+        ("superseded", "conflict"),
+        ("duplicate", "duplicate"),
+        ("superseded", "conflict"),
+        ("accepted", None),
+    ]
+    assert "item 0" in result.outcomes[1].reason
+    assert "item 4" in result.outcomes[3].reason
+    assert result.accepted[0].columns["global_active_power_kw"].tolist() == [1.0, 6.0]
+    assert (result.totals.superseded, result.totals.duplicates) == (2, 1)
+    assert result.totals.metric_counts()["ReadingsSuperseded"] == 2
 
 
 def test_intake_json_rejected_item_does_not_claim_the_duplicate_slot():
@@ -404,6 +488,40 @@ def test_intake_uci_chunk_finds_duplicates_across_chunks():
     ]
     assert results[1].outcomes[0].reason.endswith("an earlier line; the first one is kept")
     assert len(seen) == 3
+
+
+def test_intake_uci_chunk_conflicts_last_value_wins_within_and_across_chunks():
+    other = ROW.replace("3.480", "2.000")
+    payload = uci(
+        ROW.format(0),
+        other.format(0),  # same chunk, other value: line 2 is superseded by line 3
+        ROW.format(1),
+        ROW.format(1),  # next chunk: identical to an accepted row, a duplicate
+        ROW.format(0),  # next chunk, other value than 00:00's winner: published again (the
+        # last wins, and the archive records what it replaces)
+    )
+    tap = LineTap(io.BytesIO(payload))
+    seen = EMPTY_SEEN
+    results = []
+
+    for chunk in iter_uci(tap, household_id="h1", chunk_rows=3):
+        result, seen = intake_uci_chunk(chunk, seen=seen, source="s", now=NOW, raw=tap.take())
+        results.append(result)
+
+    statuses = [(o.index, o.status) for r in results for o in r.outcomes]
+    assert statuses == [
+        (2, "superseded"),
+        (3, "accepted"),
+        (4, "accepted"),
+        (5, "duplicate"),
+        (6, "accepted"),
+    ]
+    assert "line 3" in results[0].outcomes[0].reason
+    totals = sum((r.totals for r in results), IntakeTotals())
+    assert (totals.accepted, totals.duplicates, totals.superseded) == (3, 1, 1)
+    published = [b.columns["global_active_power_kw"].tolist() for r in results for b in r.accepted]
+    assert published == [[2.0, 3.48], [3.48]]
+    assert len(seen) == 2
 
 
 def test_intake_uci_chunk_without_raw_lines_reserialises_the_row():

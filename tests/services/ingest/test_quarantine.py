@@ -14,7 +14,7 @@ from services.ingest.adapters.quarantine import (
     S3SqsQuarantine,
     quarantine_key,
 )
-from shared.quarantine import _batches
+from shared.quarantine import _batches, message_items, read_quarantine_object
 from shared.schema import Quarantined, StreamCoordinates
 
 NOW = dt.datetime(2024, 6, 1, 12, tzinfo=dt.UTC)
@@ -76,18 +76,26 @@ def stored_keys(target: dict[str, Any]) -> list[str]:
     return sorted(o["Key"] for o in listing.get("Contents", []))
 
 
-def test_quarantine_stores_each_item_in_s3_and_announces_it_on_sqs(target):
+def stored_items(target: dict[str, Any], key: str) -> list[Quarantined]:
+    body = target["s3"].get_object(Bucket=target["bucket"], Key=key)["Body"].read()
+    return read_quarantine_object(body)
+
+
+def test_quarantine_stores_one_call_in_one_object_and_one_pointer_message(target):
     items = [item(n) for n in range(3)]
 
     sink(target).quarantine(items)
 
-    keys = stored_keys(target)
-    assert keys == sorted(quarantine_key(i) for i in items)
-    for key, expected in zip(sorted(keys), sorted(items, key=quarantine_key), strict=True):
-        stored = target["s3"].get_object(Bucket=target["bucket"], Key=key)["Body"].read()
-        assert Quarantined.model_validate_json(stored) == expected
-    received = [Quarantined.model_validate(m) for m in messages(target)]
-    assert sorted(received, key=quarantine_key) == sorted(items, key=quarantine_key)
+    (key,) = stored_keys(target)
+    assert key == quarantine_key(items)
+    assert key.endswith(".jsonl")
+    assert stored_items(target, key) == items
+    (pointer,) = messages(target)
+    assert pointer["pointer"] is True
+    assert (pointer["bucket"], pointer["key"], pointer["items"]) == (target["bucket"], key, 3)
+    assert pointer["codes"] == {"wrong_type": 3}
+    assert pointer["reason"] == items[0].reason
+    assert sum(map(message_items, [json.dumps(pointer)])) == 3
 
 
 def test_quarantine_redelivered_items_overwrite_their_own_objects(target):
@@ -97,29 +105,56 @@ def test_quarantine_redelivered_items_overwrite_their_own_objects(target):
     quarantine.quarantine(items)
     quarantine.quarantine(items)
 
-    assert len(stored_keys(target)) == 3
+    assert len(stored_keys(target)) == 1
 
 
-def test_quarantine_sends_more_than_ten_items_in_several_batches(target):
+def test_quarantine_large_calls_are_split_into_objects_and_batched_pointers(target):
     items = [item(n) for n in range(23)]
 
-    sink(target).quarantine(items)
+    sink(target, max_object_items=2).quarantine(items)
 
-    assert len(messages(target)) == 23
+    keys = stored_keys(target)
+    assert len(keys) == 12
+    assert sorted(
+        (q for k in keys for q in stored_items(target, k)), key=lambda q: q.original
+    ) == sorted(items, key=lambda q: q.original)
+    bodies = messages(target)
+    assert len(bodies) == 12
+    assert sum(b["items"] for b in bodies) == 23
 
 
-def test_quarantine_item_over_sqs_limit_sends_a_pointer_to_s3(target):
+def test_quarantine_large_item_is_stored_and_announced_by_a_small_pointer(target):
     large = item(1, original=bytes(range(256)) * 1200)  # 300 KiB, ~400 KiB as JSON
 
     sink(target).quarantine([large, item(2)])
 
-    bodies = messages(target)
-    (pointer,) = [b for b in bodies if b.get("pointer")]
-    assert pointer["key"] == quarantine_key(large)
-    assert pointer["original_bytes"] == len(large.original)
-    assert all(len(json.dumps(b)) < SQS_MAX_MESSAGE_BYTES for b in bodies)
-    stored = target["s3"].get_object(Bucket=target["bucket"], Key=pointer["key"])["Body"].read()
-    assert Quarantined.model_validate_json(stored).original == large.original
+    (pointer,) = messages(target)
+    assert pointer["original_bytes"] == len(large.original) + len(item(2).original)
+    assert len(json.dumps(pointer)) < 4096
+    assert stored_items(target, pointer["key"])[0].original == large.original
+
+
+class CountingS3:
+    """A real S3 client that counts PutObject calls."""
+
+    def __init__(self, s3: Any) -> None:
+        self.s3, self.puts = s3, 0
+
+    def put_object(self, **kwargs: Any) -> Any:
+        self.puts += 1
+        return self.s3.put_object(**kwargs)
+
+
+def test_quarantine_cost_is_bounded_per_call_not_per_item(target):
+    items = [item(n) for n in range(10_000)]
+    counting = CountingS3(target["s3"])
+
+    sink(target, s3=counting).quarantine(items)
+
+    assert counting.puts == 1
+    (pointer,) = messages(target)
+    assert pointer["items"] == 10_000
+    assert len(stored_items(target, pointer["key"])) == 10_000
 
 
 class FlakySqs:
@@ -148,7 +183,9 @@ def test_quarantine_retries_only_the_failed_entries(target):
     flaky = FlakySqs(target["sqs"], failures=4, times=2)
     sleeps: list[float] = []
 
-    sink(target, sqs=flaky, sleep=sleeps.append).quarantine([item(n) for n in range(10)])
+    sink(target, sqs=flaky, sleep=sleeps.append, max_object_items=1).quarantine(
+        [item(n) for n in range(10)]
+    )
 
     assert flaky.calls == [10, 4, 4]
     assert len(sleeps) == 2
@@ -162,9 +199,9 @@ def test_quarantine_raises_when_entries_keep_failing(target):
     flaky = FlakySqs(target["sqs"], failures=2, times=99)
 
     with pytest.raises(QuarantineError, match="2 quarantine messages could not be sent"):
-        sink(target, sqs=flaky, sleep=lambda s: None, max_attempts=3).quarantine(
-            [item(n) for n in range(5)]
-        )
+        sink(
+            target, sqs=flaky, sleep=lambda s: None, max_attempts=3, max_object_items=1
+        ).quarantine([item(n) for n in range(5)])
 
     assert flaky.calls == [5, 2, 2]
 
@@ -173,7 +210,9 @@ def test_quarantine_does_not_retry_sender_faults(target):
     flaky = FlakySqs(target["sqs"], failures=1, times=99, sender_fault=True)
 
     with pytest.raises(QuarantineError):
-        sink(target, sqs=flaky, sleep=lambda s: None).quarantine([item(0), item(1)])
+        sink(target, sqs=flaky, sleep=lambda s: None, max_object_items=1).quarantine(
+            [item(0), item(1)]
+        )
 
     assert flaky.calls == [2]
 
@@ -200,10 +239,17 @@ def test_quarantine_key_is_deterministic_and_sanitised():
         update={"original": first.original, "reason": first.reason}
     )
 
-    key = quarantine_key(first)
+    key = quarantine_key([first])
 
-    assert key == quarantine_key(later_same_day)
-    assert key != quarantine_key(other_position)
+    assert key == quarantine_key([later_same_day])
+    assert key != quarantine_key([other_position])
+    assert key != quarantine_key([first, first])
+    assert (
+        quarantine_key(
+            [first, item(3, source=first.source).model_copy(update={"reason": "negative_power: x"})]
+        ).split("/")[-2]
+        == "mixed"
+    )
     assert key.startswith("quarantine/upload_uploads_.._h1_a_b.txt/2024/06/01/wrong_type/")
 
 
