@@ -17,6 +17,7 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics
 
 from services.ingest.adapters.quarantine import S3SqsQuarantine
+from services.ingest.core.upload_guard import UploadLimits
 from services.ingest.shells.batch_lambda import (
     UTC_OFFSET_METADATA,
     BatchDeps,
@@ -25,7 +26,6 @@ from services.ingest.shells.batch_lambda import (
     report_key,
     upload_household,
 )
-from services.ingest.core.upload_guard import UploadLimits
 from shared.schema import Quarantined
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import PublishError, PublishReport, StreamPublisher, StreamRecord

@@ -44,8 +44,7 @@ def refusal(data: bytes, limits: UploadLimits = DEFAULT_UPLOAD_LIMITS) -> str | 
         for _ in guarded_stream(io.BytesIO(data), limits):
             pass
     except UploadRefused as refused:
-        assert refused.rejection.reason
-        return refused.rejection.code
+        return refused.rejection.code if refused.rejection.reason else "no reason"
     return None
 
 
@@ -140,7 +139,7 @@ def test_upload_guard_compression_of_names_formats():
     ],
 )
 def test_upload_limits_refuse_nonsense(kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be"):
         UploadLimits(**kwargs)
 
 
