@@ -61,6 +61,7 @@ __all__ = [
     "UCI_HEADER",
     "UCI_HOUSEHOLD_ID",
     "UCI_UTC_OFFSET",
+    "UTC_OFFSET_METADATA",
     "Malformed",
     "UciChunk",
     "UciFormatError",
@@ -74,6 +75,8 @@ UCI_HOUSEHOLD_ID: Final = "uci-sceaux"
 UCI_UTC_OFFSET: Final = dt.timedelta(hours=1)
 UCI_CLOCK: Final = "uci"
 """The declared offset that names the UCI file's own convention (fixed UTC+01:00)."""
+UTC_OFFSET_METADATA: Final = "utc-offset"
+"""S3 user metadata of an upload (``x-amz-meta-utc-offset``) declaring its UTC offset."""
 
 UCI_COLUMNS: Final = {
     "Global_active_power": "global_active_power_kw",

@@ -84,7 +84,7 @@ from shared.publishing import DEFAULT_READINGS_PER_RECORD, stream_records
 from shared.settings import AwsSettings
 from shared.streams.factory import publisher_for
 from shared.streams.ports import StreamPublisher
-from shared.uci import UCI_HOUSEHOLD_ID, UciFormatError, format_utc_offset
+from shared.uci import UCI_HOUSEHOLD_ID, UTC_OFFSET_METADATA, UciFormatError, format_utc_offset
 from shared.validation import Rejection
 
 __all__ = [
@@ -102,8 +102,6 @@ __all__ = [
 UPLOAD_PREFIX: Final = "uploads/"
 REPORT_PREFIX: Final = "reports/"
 UPLOAD_SUFFIXES: Final = (".txt", ".txt.gz", ".csv", ".csv.gz")
-UTC_OFFSET_METADATA: Final = "utc-offset"
-"""S3 user metadata (``x-amz-meta-utc-offset``) declaring the UTC offset of the rows."""
 _OFFSET_HOW: Final = (
     f"set the object's metadata {UTC_OFFSET_METADATA!r} (x-amz-meta-{UTC_OFFSET_METADATA}; "
     "wattstream upload --utc-offset)"
