@@ -8,6 +8,7 @@ these figures; ``python -m bench reliability`` prints them. Loads are small by d
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import io
 import itertools
@@ -31,7 +32,7 @@ from shared.publishing import stream_records
 from shared.retry import RetryPolicy
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
-from shared.uci import iter_uci
+from shared.uci import UCI_CLOCK, UTC_OFFSET_METADATA, iter_uci
 from wattstream.local.runner import EventSourceRunner
 from wattstream.local.stack import StackDescription
 from wattstream.reliability.faults import ThrottlingKinesis
@@ -46,6 +47,9 @@ from wattstream.reliability.runtimes import (
 from wattstream.settings import default_data_slice
 
 Clients = Callable[[str], Any]
+
+#: The uploads of real UCI data declare the file's clock, as ``wattstream upload`` does.
+UCI_UPLOAD_METADATA = {UTC_OFFSET_METADATA: UCI_CLOCK}
 
 
 @dataclass
@@ -149,7 +153,12 @@ def throttling(
     raw = stack.outputs["RawBucketName"]
     text = uci_text(days)
     for batch in batches:
-        s3.put_object(Bucket=raw, Key=f"uploads/{batch.household_id}/readings.txt", Body=text)
+        s3.put_object(
+            Bucket=raw,
+            Key=f"uploads/{batch.household_id}/readings.txt",
+            Body=text,
+            Metadata=UCI_UPLOAD_METADATA,
+        )
     injector = ThrottlingKinesis(clients("kinesis"), fraction=fraction, seed=seed)
     metrics = Metrics(namespace="wattstream-reliability", service="ingest-batch")
     deps = BatchDeps(
@@ -485,6 +494,169 @@ def hostile_http(
     )
 
 
+def bombs(stack: StackDescription, clients: Clients, workdir: Path) -> ScenarioResult:
+    """The upload bombs of :mod:`wattstream.reliability.bombs` through the real batch path.
+
+    Each file is put under ``uploads/`` (declaring the UCI clock, so only the bomb is at
+    fault); the S3 events reach the template's batch handler on the local runner. A bomb
+    is *refused cleanly* when its report says ``rejected`` with the expected code, the
+    quarantine holds exactly one item for it (and the queue one message), its message
+    did not fail (no retry, nothing dead-lettered) and nothing reached the stream.
+    """
+    from wattstream.reliability.bombs import upload_bombs
+    from wattstream.reliability.observe import read_quarantine, read_stream
+
+    s3 = clients("s3")
+    raw = stack.outputs["RawBucketName"]
+    cases = upload_bombs()
+    for bomb in cases:
+        s3.put_object(Bucket=raw, Key=bomb.key, Body=bomb.body, Metadata=UCI_UPLOAD_METADATA)
+    runner = in_process_runner(stack, clients, workdir, {"IngestBatchFunction"})
+    quarantine_url = queue_url(stack, clients, "QuarantineQueueUrl")
+    with QueueDrain(clients("sqs"), quarantine_url) as drain:
+        runner.drain(timeout_s=600)
+    items = Counter(q.source for q in read_quarantine(s3, stack.outputs["ArchiveBucketName"]))
+    messages = Counter(json.loads(body).get("source") for body in drain.bodies)
+    dead = take_messages(clients("sqs"), queue_url(stack, clients, "RawEventsDeadLetterQueueUrl"))
+    failed = sum(s.partial_failures for s in runner.stats().values())
+    published = len(read_stream(clients("kinesis"), stack.outputs["ReadingsStreamName"]))
+    outcomes: dict[str, dict[str, Any]] = {}
+    for bomb in cases:
+        try:
+            report = json.loads(
+                s3.get_object(Bucket=raw, Key=f"reports/{bomb.key}.json")["Body"].read()
+            )
+        except s3.exceptions.NoSuchKey:
+            report = {}
+        source = f"upload:{bomb.key}"
+        outcome = {
+            "bytes": len(bomb.body),
+            "expands_to": bomb.expands_to,
+            "status": report.get("status"),
+            "code": (report.get("error") or {}).get("code"),
+            "expected": bomb.code,
+            "quarantined": items[source],
+            "quarantine_messages": messages[source],
+        }
+        outcome["refused_cleanly"] = (
+            outcome["status"] == "rejected"
+            and outcome["code"] == bomb.code
+            and outcome["quarantined"] == 1
+            and outcome["quarantine_messages"] == 1
+        )
+        outcomes[bomb.name] = outcome
+    clean = not failed and not dead and not published
+    rejected = sum(o["refused_cleanly"] for o in outcomes.values()) if clean else 0
+    return ScenarioResult(
+        "bombs",
+        load=len(cases),
+        faults_injected=len(cases),
+        lost=0,
+        duplicated=0,
+        extra={
+            "bombs_rejected": rejected,
+            "bombs_total": len(cases),
+            "failed_messages": failed,
+            "dead_lettered": len(dead),
+            "readings_published": published,
+            "bombs": outcomes,
+        },
+    )
+
+
+def bad_items(count: int, *, seed: int = 1) -> list[dict[str, Any]]:
+    """``count`` readings each refused for one reason, in a seeded mix of reasons."""
+    rng = random.Random(seed)
+    base = {"household_id": "bad-batch", "global_active_power_kw": 1.0, "voltage_v": 240.0}
+    faults: list[Callable[[dict[str, Any]], None]] = [
+        lambda r: r.update(global_active_power_kw=-1.5),  # negative_power
+        lambda r: r.update(voltage_v=10_000.0),  # implausible_voltage
+        lambda r: r.update(timestamp=r["timestamp"].rstrip("Z")),  # naive_timestamp
+        lambda r: r.update(household_id="bad id!"),  # bad_household_id
+        lambda r: r.update(timestamp="2999-01-01T00:00:00Z"),  # future_timestamp
+        lambda r: r.update(unexpected="field"),  # unknown_field
+    ]
+    items = []
+    for i in range(count):
+        minute = dt.datetime(2007, 4, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=i)
+        item = {**base, "timestamp": minute.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        rng.choice(faults)(item)
+        items.append(item)
+    return items
+
+
+def bad_batch_latency(
+    stack: StackDescription,
+    clients: Clients,
+    workdir: Path,
+    *,
+    items: int = 10_000,
+    repeats: int = 5,
+    seed: int = 1,
+) -> ScenarioResult:
+    """``POST /readings`` with a ~1 MiB body of ``items`` bad readings, ``repeats`` times.
+
+    The real ingest HTTP app with the real quarantine adapter on the local stack (what
+    API Gateway would call); the figure is the p99 of the request latency (with a few
+    repeats, the slowest), against API Gateway's 29 s limit and the 2 s goal. Every item
+    must come back ``rejected`` and be quarantined.
+    """
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from services.ingest.shells.http_app import IngestHttpDeps, create_app
+    from wattstream.reliability.observe import read_quarantine
+
+    s3, sqs = clients("s3"), clients("sqs")
+    quarantine_url = queue_url(stack, clients, "QuarantineQueueUrl")
+    deps = IngestHttpDeps(
+        publisher=KinesisPublisher(stack.outputs["ReadingsStreamName"], clients("kinesis")),
+        quarantine=S3SqsQuarantine(
+            stack.outputs["ArchiveBucketName"], quarantine_url, s3=s3, sqs=sqs
+        ),
+        logger=Logger(service="ingest-http"),
+        metrics=Metrics(namespace="wattstream-reliability", service="ingest-http"),
+    )
+    client = TestClient(create_app(deps), raise_server_exceptions=False)
+    body = json.dumps(bad_items(items, seed=seed)).encode()
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    refused = 0
+    with QueueDrain(sqs, quarantine_url):
+        for _ in range(repeats):
+            started = time.perf_counter()
+            reply = client.post(
+                "/readings", content=body, headers={"Content-Type": "application/json"}
+            )
+            latencies.append(time.perf_counter() - started)
+            statuses[reply.status_code] += 1
+            if reply.status_code < 500:
+                refused += reply.json()["totals"]["rejected"]
+    stored = read_quarantine(s3, stack.outputs["ArchiveBucketName"])
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(np.ceil(0.99 * len(ordered))) - 1)]
+    return ScenarioResult(
+        "bad-batch-latency",
+        load=items * repeats,
+        faults_injected=items * repeats,
+        lost=0,
+        duplicated=0,
+        extra={
+            "bad_batch_p99_s": round(p99, 3),
+            "bad_batch_median_s": round(ordered[len(ordered) // 2], 3),
+            "latencies_s": [round(x, 3) for x in latencies],
+            "body_bytes": len(body),
+            "items": items,
+            "repeats": repeats,
+            "refused": refused,
+            "quarantine_objects": len(stored),
+            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "server_errors": sum(n for code, n in statuses.items() if code >= 500),
+        },
+    )
+
+
 def _utf8_ok(text: str) -> bool:
     """Whether a partition key can travel at all (Kinesis keys are Unicode, not surrogates)."""
     try:
@@ -679,7 +851,9 @@ def run_pipeline(
     """Uploads through every stage of the chain; ``fault(output, url)`` before a stage."""
     s3 = clients("s3")
     for key, body in uploads.items():
-        s3.put_object(Bucket=stack.outputs["RawBucketName"], Key=key, Body=body)
+        s3.put_object(
+            Bucket=stack.outputs["RawBucketName"], Key=key, Body=body, Metadata=UCI_UPLOAD_METADATA
+        )
     injected = 0
     for number, (queue, functions) in enumerate(PIPELINE_STAGES):
         if fault is not None and queue is not None:
