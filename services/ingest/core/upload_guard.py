@@ -154,15 +154,17 @@ class _Gunzip:
 
     def read(self, size: int) -> bytes:
         while not self._ended:
-            if self._decoder.eof:
-                rest = self._decoder.unused_data or self._source.read(self._block)
-                if not rest.strip(b"\x00"):  # end of file (zero padding is tolerated)
-                    self._ended = not rest or not self._source.read(1)
-                    if not self._ended:
-                        raise _refuse("bad_gzip", "data after the end of the gzip stream")
-                    return b""
+            if self._decoder.eof:  # another member, or the end (zero padding tolerated)
+                rest = self._decoder.unused_data
+                while len(rest) < 2 and (more := self._source.read(self._block)):
+                    rest += more
                 if compression_of(rest) != "gzip":
-                    raise _refuse("bad_gzip", "data after the end of the gzip stream")
+                    while rest and not rest.strip(b"\x00"):
+                        rest = self._source.read(self._block)
+                    if rest:
+                        raise _refuse("bad_gzip", "data after the end of the gzip stream")
+                    self._ended = True
+                    return b""
                 self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 self._pending = rest
             data = self._pending or self._source.read(self._block)
@@ -201,7 +203,7 @@ class GuardedStream(io.RawIOBase):
             self._pending = head
         elif self.compressed:
             self._gunzip = _Gunzip(_Prefixed(head, source), limits.read_block_bytes)
-            self._pending = self._gunzip.read(8)
+            self._pending = _read_at_least(self._gunzip, 8)  # enough to know the format
             inner = compression_of(self._pending)
             if inner is not None:
                 raise _refuse(
@@ -289,7 +291,7 @@ class _Prefixed:
         return data + self._source.read(size - len(data) if size >= 0 else -1)
 
 
-def _read_at_least(source: IO[bytes], size: int) -> bytes:
+def _read_at_least(source: IO[bytes] | _Gunzip, size: int) -> bytes:
     data = b""
     while len(data) < size and (part := source.read(size - len(data))):
         data += part

@@ -103,6 +103,15 @@ def test_upload_guard_refuses_unreadable_compression_and_long_lines(data, code):
 
 def test_upload_guard_tolerates_zero_padding_after_gzip():
     assert refusal(gzip.compress(TEXT) + bytes(512)) is None
+    assert refusal(gzip.compress(TEXT) + bytes(512) + b"x") == "bad_gzip"
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 64])
+def test_upload_guard_gzip_members_split_across_any_read_block(block):
+    limits = UploadLimits(read_block_bytes=block)
+
+    assert guarded_stream(io.BytesIO(gzip_copies(TEXT, 3)), limits).read() == TEXT * 3
+    assert refusal(gzip.compress(gzip.compress(TEXT)), limits) == "nested_compression"
 
 
 def test_upload_guard_line_limit_is_exact_across_blocks():
