@@ -1,6 +1,7 @@
 """Reliability benchmark: every fault scenario of the suite on the local stack, one table.
 
-``python -m bench reliability [--households N] [--days D] [--hostile N] [--kills K]``
+``python -m bench reliability [--households N] [--days D] [--hostile N] [--kills K]
+[--bad-items N] [--bad-repeats R]``
 
 Each scenario runs on its own freshly provisioned stack (moto server, one process) with
 the real handlers and adapters (see :mod:`wattstream.reliability.scenarios`):
@@ -17,7 +18,14 @@ the real handlers and adapters (see :mod:`wattstream.reliability.scenarios`):
   monthly results), each compared with a clean run of the same input on another stack:
   the baseline measured in the same run;
 * ``api-access``: every gateway route asked across households, with forged and expired
-  tokens, and fuzzed household ids.
+  tokens, and fuzzed household ids;
+* ``bombs``: upload bombs (a nested gzip expanding to 10 GiB, a gzip of a gzip, 2 GiB of
+  zeros without a newline, 8,388,608 copies of one row) and a traversal household key,
+  through the real batch-upload path: ``bombs_rejected`` of ``bombs_total`` refused
+  cleanly (a ``rejected`` report with the expected code, quarantined once, no failed
+  message, nothing published);
+* ``bad-batch-latency``: ``POST /readings`` with a ~1 MiB body of 10,000 bad readings,
+  ``--bad-repeats`` times, through the real HTTP app and quarantine: ``bad_batch_p99_s``.
 
 ``load`` is readings (or requests for ``api-access``); ``lost`` counts readings expected
 but not archived; ``duplicated`` counts archive rows, forecasts or query-store items that
@@ -55,6 +63,8 @@ ALL = (
     "duplicates-readings",
     "duplicates",
     "api-access",
+    "bombs",
+    "bad-batch-latency",
 )
 
 
@@ -151,6 +161,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 fraction=1.0,  # every S3 event twice, all of them shuffled
             ),
             "api-access": lambda: scenarios.api_access(fuzz_examples=args.fuzz, seed=seed),
+            "bombs": lambda: scenarios.bombs(stack(), clients, workdir("bombs")),
+            "bad-batch-latency": lambda: scenarios.bad_batch_latency(
+                stack(),
+                clients,
+                workdir("bad-batch-latency"),
+                items=args.bad_items,
+                repeats=args.bad_repeats,
+                seed=seed,
+            ),
         }
         skipped = {
             "crash-kcl": "amazon_kclpy not installed (deploy/kcl/install_kclpy.py)",
@@ -168,6 +187,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rows.append(row)
     ran = [r for r in rows if "skipped" not in r]
     fractions = [r["quarantined_fraction"] for r in ran if "quarantined_fraction" in r]
+    by_name = {r["scenario"]: r for r in ran}
+    bombs = by_name.get("bombs", {})
     return {
         "benchmark": "reliability",
         "households": args.households,
@@ -181,6 +202,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "quarantined_fraction": min(fractions) if fractions else None,
         "cross_household_leaks": sum(r.get("cross_household_leaks", 0) for r in ran),
         "server_errors": sum(r.get("server_errors", 0) for r in ran),
+        "bombs_rejected": bombs.get("bombs_rejected"),
+        "bombs_total": bombs.get("bombs_total"),
+        "bad_batch_p99_s": by_name.get("bad-batch-latency", {}).get("bad_batch_p99_s"),
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -205,6 +229,11 @@ def _table(summary: dict[str, Any]) -> Table:
                 "cross_household_leaks",
                 "bad_tokens_not_401",
                 "duplicated_records",
+                "bombs_rejected",
+                "bombs_total",
+                "failed_messages",
+                "bad_batch_p99_s",
+                "body_bytes",
             )
             if k in row
         }
@@ -236,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=2, help="kill -9 per crash scenario")
     parser.add_argument("--throttle", type=float, default=0.3, help="share of entries throttled")
     parser.add_argument("--fuzz", type=int, default=200, help="fuzzed household ids per route")
+    parser.add_argument(
+        "--bad-items", type=int, default=10_000, help="bad readings per bad-batch POST (~1 MiB)"
+    )
+    parser.add_argument(
+        "--bad-repeats", type=int, default=5, help="bad-batch POSTs timed (p99 over them)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", nargs="+", choices=ALL, help="run only these scenarios")
     args = parser.parse_args(argv)

@@ -98,13 +98,37 @@ def test_cli_upload_puts_file_under_uploads(tmp_path, monkeypatch, deploy_stack,
     stack = deploy_stack()
     stack.save(tmp_path / "stack.json")
     result = CliRunner().invoke(
-        main, ["upload", str(APRIL_2007), "--household", "h-1", "--no-wait"]
+        main, ["upload", str(APRIL_2007), "--household", "h-1", "--utc-offset", "uci", "--no-wait"]
     )
     assert result.exit_code == 0, result.output
     head = clients("s3").head_object(
         Bucket=stack.outputs["RawBucketName"], Key=f"uploads/h-1/{APRIL_2007.name}"
     )
     assert head["ContentLength"] == APRIL_2007.stat().st_size
+    assert head["Metadata"] == {"utc-offset": "+01:00"}
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--household", "victim/../attacker", "--utc-offset", "uci"], "--household"),
+        (["--utc-offset", "CET"], "--utc-offset"),
+        ([], "--utc-offset"),  # naive times need a declared offset
+    ],
+)
+def test_cli_upload_refuses_bad_household_or_offset_before_uploading(
+    tmp_path, monkeypatch, deploy_stack, clients, args, option
+):
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    stack = deploy_stack()
+    stack.save(tmp_path / "stack.json")
+
+    result = CliRunner().invoke(main, ["upload", str(APRIL_2007), *args, "--no-wait"])
+
+    assert result.exit_code == 2
+    assert option in result.output
+    listing = clients("s3").list_objects_v2(Bucket=stack.outputs["RawBucketName"])
+    assert listing.get("KeyCount", 0) == 0
 
 
 def test_cli_replay_rejects_bad_speed(tmp_path, monkeypatch, deploy_stack):

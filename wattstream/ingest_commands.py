@@ -280,6 +280,13 @@ def simulate(
     help="Household id (default: the upload handler's default for the file).",
 )
 @click.option(
+    "--utc-offset",
+    "utc_offset",
+    required=True,
+    help="UTC offset of the file's naive times: +HH:MM / -HH:MM / Z, or 'uci' for the UCI "
+    "Sceaux file's fixed UTC+01:00. Stored as the object's utc-offset metadata.",
+)
+@click.option(
     "--wait/--no-wait",
     default=True,
     show_default=True,
@@ -288,18 +295,34 @@ def simulate(
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait.")
 @click.pass_context
 def upload(
-    ctx: click.Context, path: Path, household: str | None, wait: bool, timeout: float
+    ctx: click.Context,
+    path: Path,
+    household: str | None,
+    utc_offset: str,
+    wait: bool,
+    timeout: float,
 ) -> None:
-    """Batch processing: put a historical file in the raw bucket and wait for its report."""
-    from services.ingest.shells.batch_lambda import report_key
+    """Batch processing: put a historical file (UCI format) in the raw bucket and wait for
+    its report. UCI rows carry no time zone: --utc-offset says how to read them."""
+    from services.ingest.core.intake import household_rejection
+    from services.ingest.shells.batch_lambda import UTC_OFFSET_METADATA, report_key
+    from shared.uci import format_utc_offset, parse_utc_offset
     from wattstream.local.server import client_factory
 
+    if household is not None and (bad := household_rejection(household)) is not None:
+        raise click.BadParameter(bad.reason, param_hint="--household")
+    try:
+        offset = format_utc_offset(parse_utc_offset(utc_offset))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--utc-offset") from error
     description = load_stack(_settings(ctx))
     s3 = client_factory(description.endpoint_url, description.region)("s3")
     bucket = description.outputs["RawBucketName"]
     key = f"uploads/{household}/{path.name}" if household else f"uploads/{path.name}"
     with console.status(f"uploading {path.name} ({path.stat().st_size:,} bytes) ..."):
-        s3.upload_file(str(path), bucket, key)
+        s3.upload_file(
+            str(path), bucket, key, ExtraArgs={"Metadata": {UTC_OFFSET_METADATA: offset}}
+        )
     console.print(f"uploaded to s3://{bucket}/{key}")
     if not wait:
         return

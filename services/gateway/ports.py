@@ -168,7 +168,9 @@ class ReplayStarter(Protocol):
 class UploadStore(Protocol):
     """The raw bucket as the batch path's inbox: put an upload, read its report."""
 
-    def put(self, key: str, body: bytes) -> None: ...
+    def put(self, key: str, body: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        """Store ``body`` at ``key`` with S3 user ``metadata`` (e.g. its UTC offset)."""
+        ...
 
     def report(self, key: str) -> dict[str, Any] | None:
         """The JSON report at ``key``, or None while it is not written yet."""

@@ -53,7 +53,7 @@ from services.ingest.ports import QuarantineSink
 from shared.batch import datetime_to_us, us_to_datetime
 from shared.publishing import DEFAULT_READINGS_PER_RECORD, stream_records
 from shared.streams.ports import StreamPublisher
-from shared.uci import UCI_HOUSEHOLD_ID, iter_uci
+from shared.uci import UCI_HOUSEHOLD_ID, UCI_UTC_OFFSET, iter_uci
 from shared.validation import DEFAULT_LIMITS, SanityLimits
 
 __all__ = [
@@ -247,8 +247,14 @@ def _window_steps(
 
 
 def load_uci_series(path: Path, *, household_id: str = UCI_HOUSEHOLD_ID) -> UciSeries:
-    """Parse a UCI file (``.txt`` or ``.txt.gz``) into the minute grid the replay uses."""
-    return UciSeries.from_chunks(iter_uci(path, household_id=household_id))
+    """Parse a UCI file (``.txt`` or ``.txt.gz``) into the minute grid the replay uses.
+
+    The replay reads *the* UCI file, so it declares the file's own clock (fixed
+    UTC+01:00, ``shared.uci.UCI_UTC_OFFSET``), as an upload or a CSV POST must.
+    """
+    return UciSeries.from_chunks(
+        iter_uci(path, household_id=household_id, utc_offset=UCI_UTC_OFFSET)
+    )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ def test_bench_reliability_prints_one_json_object_last(
     # without the kafka extra the faust row is listed as skipped, not dropped
     monkeypatch.setattr(bench.reliability, "faust_available", lambda: False)
     argv = ["reliability", "--households", "1", "--days", "1", "--hostile", "40", "--fuzz", "5"]
-    argv += ["--only", "hostile-http", "crash-faust", "api-access"]
+    argv += ["--bad-items", "20", "--bad-repeats", "2"]
+    argv += ["--only", "hostile-http", "crash-faust", "api-access", "bombs", "bad-batch-latency"]
 
     assert main(argv) == 0
 
@@ -28,7 +29,7 @@ def test_bench_reliability_prints_one_json_object_last(
     for key in ("lost", "duplicated", "quarantined_fraction", "cross_household_leaks", "load"):
         assert key in result, key
     rows = {row["scenario"]: row for row in result["scenarios"]}
-    assert set(rows) == {"hostile-http", "crash-faust", "api-access"}
+    assert set(rows) == {"hostile-http", "crash-faust", "api-access", "bombs", "bad-batch-latency"}
     assert "skipped" in rows["crash-faust"]
     for name in ("hostile-http", "api-access"):
         for key in ("load", "faults_injected", "lost", "duplicated"):
@@ -39,3 +40,9 @@ def test_bench_reliability_prints_one_json_object_last(
     assert result["quarantined_fraction"] == 1.0
     assert result["cross_household_leaks"] == 0
     assert result["load"] == sum(r["load"] for r in rows.values() if "load" in r)
+    # every bomb refused cleanly: a rejected report, quarantined once, no failed message
+    assert result["bombs_total"] == len(rows["bombs"]["bombs"]) == 5
+    assert result["bombs_rejected"] == 5
+    assert isinstance(result["bad_batch_p99_s"], float)  # measured, never asserted on
+    assert rows["bad-batch-latency"]["refused"] == 40
+    assert rows["bad-batch-latency"]["server_errors"] == 0

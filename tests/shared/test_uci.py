@@ -14,10 +14,14 @@ import pytest
 
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.uci import (
+    UCI_CLOCK,
     UCI_HEADER,
+    UCI_UTC_OFFSET,
     UciChunk,
     UciFormatError,
+    format_utc_offset,
     iter_uci,
+    parse_utc_offset,
     uci_timestamp_convention,
 )
 from tests.conftest import APRIL_2007
@@ -289,3 +293,37 @@ def test_iter_uci_full_file_totals_order_and_bounded_memory(full_uci: Path) -> N
     assert consumed_at_first_chunk < full_uci.stat().st_size / 4
     # bounded by the chunk: the whole file as one DataFrame of strings would be > 500 MB
     assert peak < 150e6
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"),
+    [
+        ("uci", 60),
+        ("UCI", 60),
+        ("+01:00", 60),
+        (" 01:00", 60),  # an unencoded '+' in a query string arrives as a space
+        ("+0100", 60),
+        ("UTC+01:00", 60),
+        ("-05:30", -330),
+        ("Z", 0),
+        ("UTC", 0),
+        ("+00:00", 0),
+        ("+14:00", 840),
+    ],
+)
+def test_parse_utc_offset_reads_declared_offsets(text: str, minutes: int) -> None:
+    offset = parse_utc_offset(text)
+
+    assert offset == dt.timedelta(minutes=minutes)
+    assert parse_utc_offset(format_utc_offset(offset)) == offset
+
+
+@pytest.mark.parametrize("text", ["", "CET", "Europe/Paris", "+1", "+01:60", "+15:00", "1:00"])
+def test_parse_utc_offset_refuses_what_is_not_a_fixed_offset(text: str) -> None:
+    with pytest.raises(ValueError, match="UTC offset"):
+        parse_utc_offset(text)
+
+
+def test_uci_clock_is_the_files_convention() -> None:
+    assert parse_utc_offset(UCI_CLOCK) == UCI_UTC_OFFSET
+    assert format_utc_offset(UCI_UTC_OFFSET) in uci_timestamp_convention()

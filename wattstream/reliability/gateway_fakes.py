@@ -173,10 +173,12 @@ class MemoryUploads:
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
+        self.metadata: dict[str, dict[str, str]] = {}
         self.reports: dict[str, dict[str, Any]] = {}
 
-    def put(self, key: str, body: bytes) -> None:
+    def put(self, key: str, body: bytes, metadata: Mapping[str, str] | None = None) -> None:
         self.objects[key] = body
+        self.metadata[key] = dict(metadata or {})
 
     def report(self, key: str) -> dict[str, Any] | None:
         return self.reports.get(key)

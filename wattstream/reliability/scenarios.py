@@ -32,7 +32,7 @@ from shared.quarantine import message_items
 from shared.retry import RetryPolicy
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
-from shared.uci import iter_uci
+from shared.uci import UCI_CLOCK, UTC_OFFSET_METADATA, iter_uci
 from wattstream.local.runner import EventSourceRunner
 from wattstream.local.stack import StackDescription
 from wattstream.reliability.faults import ThrottlingKinesis
@@ -47,6 +47,9 @@ from wattstream.reliability.runtimes import (
 from wattstream.settings import default_data_slice
 
 Clients = Callable[[str], Any]
+
+#: The uploads of real UCI data declare the file's clock, as ``wattstream upload`` does.
+UCI_UPLOAD_METADATA = {UTC_OFFSET_METADATA: UCI_CLOCK}
 
 
 @dataclass
@@ -150,7 +153,12 @@ def throttling(
     raw = stack.outputs["RawBucketName"]
     text = uci_text(days)
     for batch in batches:
-        s3.put_object(Bucket=raw, Key=f"uploads/{batch.household_id}/readings.txt", Body=text)
+        s3.put_object(
+            Bucket=raw,
+            Key=f"uploads/{batch.household_id}/readings.txt",
+            Body=text,
+            Metadata=UCI_UPLOAD_METADATA,
+        )
     injector = ThrottlingKinesis(clients("kinesis"), fraction=fraction, seed=seed)
     metrics = Metrics(namespace="wattstream-reliability", service="ingest-batch")
     deps = BatchDeps(
@@ -486,6 +494,129 @@ def hostile_http(
     )
 
 
+def bombs(stack: StackDescription, clients: Clients, workdir: Path) -> ScenarioResult:
+    """The upload bombs of :mod:`wattstream.reliability.bombs` through the real batch path.
+
+    Each file is put under ``uploads/`` (declaring the UCI clock, so only the bomb is at
+    fault); the S3 events reach the template's batch handler on the local runner. A bomb
+    is *refused cleanly* when its report says ``rejected`` with the expected code, the
+    quarantine holds exactly one item for it (and the queue one message), its message
+    did not fail (no retry, nothing dead-lettered) and nothing reached the stream.
+    """
+    from wattstream.reliability.bombs import upload_bombs
+    from wattstream.reliability.observe import read_quarantine, read_stream
+
+    s3 = clients("s3")
+    raw = stack.outputs["RawBucketName"]
+    cases = upload_bombs()
+    for bomb in cases:
+        s3.put_object(Bucket=raw, Key=bomb.key, Body=bomb.body, Metadata=UCI_UPLOAD_METADATA)
+    runner = in_process_runner(stack, clients, workdir, {"IngestBatchFunction"})
+    quarantine_url = queue_url(stack, clients, "QuarantineQueueUrl")
+    with QueueDrain(clients("sqs"), quarantine_url) as drain:
+        runner.drain(timeout_s=600)
+    items = Counter(q.source for q in read_quarantine(s3, stack.outputs["ArchiveBucketName"]))
+    messages = Counter(json.loads(body).get("source") for body in drain.bodies)
+    dead = take_messages(clients("sqs"), queue_url(stack, clients, "RawEventsDeadLetterQueueUrl"))
+    failed = sum(s.partial_failures for s in runner.stats().values())
+    published = len(read_stream(clients("kinesis"), stack.outputs["ReadingsStreamName"]))
+    outcomes: dict[str, dict[str, Any]] = {}
+    for bomb in cases:
+        try:
+            report = json.loads(
+                s3.get_object(Bucket=raw, Key=f"reports/{bomb.key}.json")["Body"].read()
+            )
+        except s3.exceptions.NoSuchKey:
+            report = {}
+        source = f"upload:{bomb.key}"
+        outcome = {
+            "bytes": len(bomb.body),
+            "expands_to": bomb.expands_to,
+            "status": report.get("status"),
+            "code": (report.get("error") or {}).get("code"),
+            "expected": bomb.code,
+            "quarantined": items[source],
+            "quarantine_messages": messages[source],
+        }
+        outcome["refused_cleanly"] = (
+            outcome["status"] == "rejected"
+            and outcome["code"] == bomb.code
+            and outcome["quarantined"] == 1
+            and outcome["quarantine_messages"] == 1
+        )
+        outcomes[bomb.name] = outcome
+    clean = not failed and not dead and not published
+    rejected = sum(o["refused_cleanly"] for o in outcomes.values()) if clean else 0
+    return ScenarioResult(
+        "bombs",
+        load=len(cases),
+        faults_injected=len(cases),
+        lost=0,
+        duplicated=0,
+        extra={
+            "bombs_rejected": rejected,
+            "bombs_total": len(cases),
+            "failed_messages": failed,
+            "dead_lettered": len(dead),
+            "readings_published": published,
+            "bombs": outcomes,
+        },
+    )
+
+
+def bad_batch_latency(
+    stack: StackDescription,
+    clients: Clients,
+    workdir: Path,
+    *,
+    items: int = 10_000,
+    repeats: int = 5,
+    seed: int = 1,
+) -> ScenarioResult:
+    """``POST /readings`` with a ~1 MiB body of ``items`` bad readings, ``repeats`` times.
+
+    The measurement is :func:`wattstream.reliability.bad_batch.bad_batch_latency` (the real
+    ingest HTTP app with the real quarantine adapter on the local stack, what API Gateway
+    would call); this wraps it as a scenario row. The body scales with ``items``
+    (1 MiB at 10,000). The figure is the p99 of the request latency, against API Gateway's
+    29 s limit and the 2 s goal; every item must come back ``rejected`` and be quarantined.
+    """
+    from wattstream.reliability.bad_batch import bad_batch_latency as measure
+
+    del workdir  # nothing to keep on disk
+    figures = measure(
+        stack,
+        clients,
+        repeats=repeats,
+        items=items,
+        target_bytes=max(1, round(1024 * 1024 * items / 10_000)),
+        seed=seed,
+    )
+    statuses = figures["bad_batch_status"]
+    return ScenarioResult(
+        "bad-batch-latency",
+        load=items * repeats,
+        faults_injected=items * repeats,
+        lost=items * repeats - figures["bad_batch_quarantined_items"],
+        duplicated=0,
+        extra={
+            "bad_batch_p99_s": round(figures["bad_batch_p99_s"], 3),
+            "bad_batch_median_s": round(figures["bad_batch_median_s"], 3),
+            "bad_batch_median_cpu_s": round(figures["bad_batch_median_cpu_s"], 3),
+            "body_bytes": figures["bad_batch_body_bytes"],
+            "items": items,
+            "repeats": repeats,
+            "refused": (figures["bad_batch_rejected"] or 0) * repeats,
+            "quarantined_items": figures["bad_batch_quarantined_items"],
+            "quarantine_objects_per_request": figures["bad_batch_objects_per_request"],
+            "quarantine_messages_per_request": figures["bad_batch_messages_per_request"],
+            "statuses": {str(code): repeats for code in statuses},
+            "server_errors": sum(1 for code in statuses if code >= 500),
+            "oversize_status": figures["oversize_status"],
+        },
+    )
+
+
 def _utf8_ok(text: str) -> bool:
     """Whether a partition key can travel at all (Kinesis keys are Unicode, not surrogates)."""
     try:
@@ -682,7 +813,9 @@ def run_pipeline(
     """Uploads through every stage of the chain; ``fault(output, url)`` before a stage."""
     s3 = clients("s3")
     for key, body in uploads.items():
-        s3.put_object(Bucket=stack.outputs["RawBucketName"], Key=key, Body=body)
+        s3.put_object(
+            Bucket=stack.outputs["RawBucketName"], Key=key, Body=body, Metadata=UCI_UPLOAD_METADATA
+        )
     injected = 0
     for number, (queue, functions) in enumerate(PIPELINE_STAGES):
         if fault is not None and queue is not None:

@@ -46,8 +46,8 @@ class S3Uploads:
         self._objects = S3Objects(s3=s3)
         self._s3 = s3
 
-    def put(self, key: str, body: bytes) -> None:
-        self._s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+    def put(self, key: str, body: bytes, metadata: Mapping[str, str] | None = None) -> None:
+        self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=dict(metadata or {}))
 
     def report(self, key: str) -> dict[str, Any] | None:
         try:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.gateway.core.queries import QueryError
 from shared.schema import HOUSEHOLD_ID_PATTERN
+from shared.uci import UTC_OFFSET_METADATA, format_utc_offset, parse_utc_offset
 
 __all__ = [
     "REPORT_PREFIX",
@@ -33,6 +34,7 @@ __all__ = [
     "UploadStatus",
     "report_key_of",
     "upload_key",
+    "upload_metadata",
 ]
 
 UPLOAD_PREFIX: Final = "uploads/"
@@ -91,6 +93,26 @@ def upload_key(name: str, household: str | None) -> str:
     if household is not None and not _HOUSEHOLD.fullmatch(household):
         raise QueryError("bad_household", "malformed household id", "household")
     return f"{UPLOAD_PREFIX}{household}/{name}" if household else f"{UPLOAD_PREFIX}{name}"
+
+
+def upload_metadata(utc_offset: str | None) -> dict[str, str]:
+    """The object metadata declaring the UTC offset of an upload's naive UCI times.
+
+    Ingest refuses an upload without it (``naive_timestamp``): the UCI format has no
+    zone, and the UCI file's UTC+01:00 is not every household's clock.
+    """
+    if not utc_offset:
+        raise QueryError(
+            "missing_utc_offset",
+            "UCI rows carry no time zone: give utc_offset (+HH:MM, -HH:MM, Z, or 'uci' "
+            "for the UCI Sceaux file's fixed UTC+01:00)",
+            "utc_offset",
+        )
+    try:
+        offset = parse_utc_offset(utc_offset)
+    except ValueError as error:
+        raise QueryError("bad_utc_offset", str(error), "utc_offset") from error
+    return {UTC_OFFSET_METADATA: format_utc_offset(offset)}
 
 
 def report_key_of(key: str) -> str:

@@ -215,9 +215,15 @@ def controls_panel(client: GatewayClient, refresh_s: float) -> None:
         st.subheader("Upload a historical file")
         upload = st.file_uploader("UCI file (.txt, .txt.gz, .csv)")
         household = st.text_input("household (optional)", value="")
+        utc_offset = st.text_input(
+            "UTC offset of the file's times (+HH:MM, or uci for the UCI file's +01:00)",
+            value="",
+        )
         if st.form_submit_button("upload") and upload is not None:
             try:
-                status = client.upload(upload.name, upload.getvalue(), household or None)
+                status = client.upload(
+                    upload.name, upload.getvalue(), household or None, utc_offset or None
+                )
                 st.session_state.setdefault("uploads", []).append(status["key"])
                 st.success(f"uploaded as {status['key']}")
             except GatewayApiError as error:

@@ -118,8 +118,11 @@ class GatewayClient:
     def replay_jobs(self) -> list[dict[str, Any]]:
         return self._json("GET", "/pipeline/replay")["jobs"]  # type: ignore[no-any-return]
 
-    def upload(self, name: str, data: bytes, household: str | None = None) -> dict[str, Any]:
+    def upload(
+        self, name: str, data: bytes, household: str | None = None, utc_offset: str | None = None
+    ) -> dict[str, Any]:
         params = {"name": name, **({"household": household} if household else {})}
+        params |= {"utc_offset": utc_offset} if utc_offset else {}
         return self._json(  # type: ignore[no-any-return]
             "POST",
             "/pipeline/uploads",

@@ -49,6 +49,7 @@ from services.gateway.core.pipeline import (
     UploadStatus,
     report_key_of,
     upload_key,
+    upload_metadata,
 )
 from services.gateway.core.queries import (
     QueryError,
@@ -783,11 +784,20 @@ def create_app(deps: ApiDeps) -> FastAPI:
         household: Annotated[
             str | None, Query(max_length=64, description="Household of the file (UCI format).")
         ] = None,
+        utc_offset: Annotated[
+            str | None,
+            Query(
+                max_length=40,
+                description="UTC offset of the file's naive times (required): +HH:MM, "
+                "-HH:MM, Z, or 'uci' for the UCI Sceaux file's fixed UTC+01:00.",
+            ),
+        ] = None,
     ) -> UploadStatus:
         """Put a historical file in the raw bucket (batch processing); poll its report."""
         if deps.uploads is None:
             raise ApiError(501, "not_configured", "uploads are not offered by this deployment")
         key = upload_key(name, household)
+        metadata = upload_metadata(utc_offset)
         body = bytearray()
         async for chunk in request.stream():
             body.extend(chunk)
@@ -795,7 +805,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
                 raise ApiError(413, "too_large", f"uploads are at most {deps.max_upload_bytes} B")
         if not body:
             raise ApiError(422, "empty_upload", "the upload is empty", "body")
-        await run_in_threadpool(deps.uploads.put, key, bytes(body))
+        await run_in_threadpool(deps.uploads.put, key, bytes(body), metadata)
         return UploadStatus(key=key, report_key=report_key_of(key), state="pending")
 
     @app.get("/pipeline/uploads", responses=_with(501))

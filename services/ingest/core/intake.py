@@ -73,7 +73,7 @@ from shared.schema import (
     Quarantined,
     StreamCoordinates,
 )
-from shared.uci import UciChunk, UciFormatError, iter_uci
+from shared.uci import UCI_CLOCK, UciChunk, UciFormatError, iter_uci, parse_utc_offset
 from shared.validation import (
     DEFAULT_LIMITS,
     DuplicateKeys,
@@ -94,6 +94,7 @@ __all__ = [
     "ItemOutcome",
     "LineTap",
     "RawLines",
+    "declared_offset",
     "household_rejection",
     "intake_json",
     "intake_uci",
@@ -277,6 +278,27 @@ def household_rejection(household_id: str | None) -> Rejection | None:
             "household_id",
         )
     return None
+
+
+def declared_offset(value: str | None, *, how: str) -> dt.timedelta | Rejection:
+    """The UTC offset a sender declared for UCI wall-clock times, or why there is none.
+
+    The one policy for naive timestamps, whatever the source: a JSON reading without a
+    zone is refused (``naive_timestamp``), and so are UCI rows (which never carry one)
+    unless the sender states their offset. ``how`` tells the sender where to state it.
+    """
+    example = f"e.g. +01:00, or {UCI_CLOCK!r} for the UCI Sceaux file's fixed UTC+01:00"
+    if not value or not value.strip():
+        return Rejection(
+            "naive_timestamp",
+            "UCI rows carry no time zone and none was declared, so their times are "
+            f"ambiguous: {how} ({example})",
+            "utc_offset",
+        )
+    try:
+        return parse_utc_offset(value)
+    except ValueError as error:
+        return Rejection("bad_utc_offset", f"{error}; {how}", "utc_offset")
 
 
 def uci_header_rejection(first_line: bytes, error: UciFormatError) -> Rejection:
@@ -635,14 +657,19 @@ class LineTap:
         self._kept = []
         return taken
 
-    def chunks(self, *, household_id: str, chunk_rows: int) -> Iterator[tuple[UciChunk, RawLines]]:
+    def chunks(
+        self, *, household_id: str, chunk_rows: int, utc_offset: dt.timedelta
+    ) -> Iterator[tuple[UciChunk, RawLines]]:
         """:func:`shared.uci.iter_uci` over this stream, each chunk with its raw lines.
 
+        ``utc_offset`` is the one the sender declared (:func:`declared_offset`).
         Raises :class:`shared.uci.UciFormatError` on a bad header, like ``iter_uci``;
         :meth:`take` then holds the first line.
         """
         stream = cast("IO[bytes]", self)  # it has what iter_uci reads: peek, readline, lines
-        for chunk in iter_uci(stream, household_id=household_id, chunk_rows=chunk_rows):
+        for chunk in iter_uci(
+            stream, household_id=household_id, chunk_rows=chunk_rows, utc_offset=utc_offset
+        ):
             yield chunk, self.take()
 
 
@@ -800,11 +827,14 @@ def intake_uci(
     now: dt.datetime,
     limits: IntakeLimits = DEFAULT_INTAKE_LIMITS,
     body_size: int | None = None,
+    utc_offset: str | None = None,
 ) -> IntakeResult:
     """Validate a UCI-format CSV body (``;``-separated, header line) of one household.
 
-    The household comes from outside the rows (a query parameter). Gzip is refused here:
-    a compressed body could expand far past the limits; upload such a file instead.
+    The household comes from outside the rows (a query parameter), and so does the UTC
+    offset of their naive times (``utc_offset``, see :func:`declared_offset`): without
+    one a body that is UCI is refused as a whole (``naive_timestamp``). Gzip is refused
+    here: a compressed body could expand far past the limits; upload such a file instead.
     """
     size = len(body) if body_size is None else body_size
 
@@ -835,15 +865,22 @@ def intake_uci(
                 "body",
             )
         )
+    offset = declared_offset(utc_offset, how="add the utc_offset query parameter")
     tap = LineTap(io.BytesIO(body), gunzip=False)
     # One chunk of at most max_items lines; a second chunk means the body is too long.
-    chunks = tap.chunks(household_id=household_id, chunk_rows=limits.max_items)
+    chunks = tap.chunks(
+        household_id=household_id,
+        chunk_rows=limits.max_items,
+        utc_offset=offset if isinstance(offset, dt.timedelta) else dt.timedelta(0),
+    )
     try:
         chunk, raw = next(chunks)
-    except UciFormatError as error:
+    except UciFormatError as error:  # not UCI at all says more than a missing offset
         return reject(uci_header_rejection(tap.take().get(1) or b"", error))
     except StopIteration:  # only a header (an empty body has no header: UciFormatError)
-        return _empty_result()
+        return _empty_result()  # no time to read: nothing is ambiguous
+    if isinstance(offset, Rejection):
+        return reject(offset, received=chunk.rows)
     if next(chunks, None) is not None:
         return reject(
             Rejection(

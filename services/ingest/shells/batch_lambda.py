@@ -8,13 +8,25 @@ bytes, line numbers as coordinates), publishes the accepted readings, counts the
 (``?``) without inventing them, and writes a JSON report to ``reports/<key>.json`` in the
 same bucket.
 
-Keys: ``uploads/<household>/<name>`` gives the household; ``uploads/<name>`` uses
+Keys: ``uploads/<household>/<name>`` gives the household, which must match the
+household-id pattern of every other source (``uploads/victim/../attacker/x.txt`` names
+the household ``victim/../attacker``, which is refused); ``uploads/<name>`` uses
 ``BatchDeps.default_household`` (the UCI house, ``uci-sceaux``). Names end in ``.txt``,
-``.txt.gz``, ``.csv`` or ``.csv.gz`` (the content decides gzip). A file that cannot be
-read as a whole (bad key, bad header) is rejected: its head is quarantined, its report
-says why, and the message succeeds, since retrying bad input cannot help. Failures on
-our side (S3, the stream, the quarantine) fail the message instead, which the queue
-redelivers and finally moves to its dead-letter queue.
+``.txt.gz``, ``.csv`` or ``.csv.gz`` (the content decides gzip).
+
+UCI rows carry no time zone: the uploader declares their UTC offset in the object's
+metadata ``utc-offset`` (``x-amz-meta-utc-offset: +01:00``, or ``uci`` for the UCI file's
+fixed UTC+01:00; ``wattstream upload --utc-offset``). Without it the file is refused
+(``naive_timestamp``), as a JSON reading without a zone is.
+
+The file is read through :mod:`services.ingest.core.upload_guard` (expanded size,
+compression ratio, nested compression, line length, rows, duplicate share), so a
+decompression bomb costs at most a few MiB of reading. A file that breaks a limit or
+cannot be read as a whole (bad key, bad header, no offset, corrupt gzip) is rejected:
+its head is quarantined once, its report says why, and the message succeeds, since
+retrying bad input cannot help. Failures on our side (S3, the stream, the quarantine)
+fail the message instead, which the queue redelivers and finally moves to its
+dead-letter queue.
 
 Idempotent: the same object gives the same report key, the same quarantine keys and the
 same readings again (the archive keeps one reading per household and timestamp).
@@ -49,24 +61,34 @@ from services.ingest.core.intake import (
     DEFAULT_INTAKE_LIMITS,
     EMPTY_SEEN,
     IntakeLimits,
+    IntakeResult,
     IntakeTotals,
     LineTap,
+    declared_offset,
     household_rejection,
     intake_uci_chunk,
     reject_payload,
     uci_header_rejection,
 )
+from services.ingest.core.upload_guard import (
+    DEFAULT_UPLOAD_LIMITS,
+    UploadLimits,
+    UploadRefused,
+    guarded_stream,
+    refuse_stored_size,
+)
 from services.ingest.ports import QuarantineSink
-from services.ingest.settings import IngestSettings
+from services.ingest.settings import IngestSettings, UploadSettings
 from shared.batch import us_to_datetime
 from shared.publishing import DEFAULT_READINGS_PER_RECORD, stream_records
 from shared.settings import AwsSettings
 from shared.streams.factory import publisher_for
 from shared.streams.ports import StreamPublisher
-from shared.uci import UCI_HOUSEHOLD_ID, UciFormatError
+from shared.uci import UCI_HOUSEHOLD_ID, UTC_OFFSET_METADATA, UciFormatError, format_utc_offset
 from shared.validation import Rejection
 
 __all__ = [
+    "UTC_OFFSET_METADATA",
     "BatchDeps",
     "UploadReport",
     "build_handler",
@@ -80,6 +102,10 @@ __all__ = [
 UPLOAD_PREFIX: Final = "uploads/"
 REPORT_PREFIX: Final = "reports/"
 UPLOAD_SUFFIXES: Final = (".txt", ".txt.gz", ".csv", ".csv.gz")
+_OFFSET_HOW: Final = (
+    f"set the object's metadata {UTC_OFFSET_METADATA!r} (x-amz-meta-{UTC_OFFSET_METADATA}; "
+    "wattstream upload --utc-offset)"
+)
 _TEST_EVENT: Final = "s3:TestEvent"
 
 LambdaHandler = Callable[[dict[str, Any], Any], PartialItemFailureResponse]
@@ -95,6 +121,7 @@ class BatchDeps:
 
     ``chunk_rows`` bounds memory: 100,000 UCI lines are ~6.5 MB of text, ~6 MB of
     columns and (only when a chunk has rejected rows) ~10 MB of kept raw lines.
+    ``upload_limits`` bound what one file may cost (``UploadSettings`` in Lambda).
     """
 
     s3: Any
@@ -103,6 +130,7 @@ class BatchDeps:
     quarantine: QuarantineSink
     clock: Callable[[], dt.datetime] = _utc_now
     limits: IntakeLimits = DEFAULT_INTAKE_LIMITS
+    upload_limits: UploadLimits = DEFAULT_UPLOAD_LIMITS
     chunk_rows: int = 100_000
     readings_per_record: int = DEFAULT_READINGS_PER_RECORD
     default_household: str = UCI_HOUSEHOLD_ID
@@ -125,12 +153,16 @@ class UploadReport(_Model):
     ``rows`` counts the non-blank data lines: ``rows == accepted + rejected + duplicates
     + missing``. ``malformed`` counts the lines that could not be parsed at all (they are
     among ``rejected``). First/last timestamps are those of the accepted readings.
+    ``utc_offset`` is the declared offset the rows were read with. A file refused part
+    way (a limit crossed after some chunks) says so in ``error``; the counts are those
+    of the chunks handled before, whose accepted readings were published.
     """
 
     bucket: str
     key: str
     source: str
     household_id: str | None
+    utc_offset: str | None = None
     status: Literal["processed", "rejected"]
     error: UploadError | None = None
     size_bytes: int | None = None
@@ -156,15 +188,20 @@ def report_key(key: str) -> str:
 
 
 def upload_household(key: str, default: str) -> str | Rejection:
-    """The household of an upload key, or why the key is unusable."""
+    """The household of an upload key, or why the key is unusable.
+
+    The household is everything between ``uploads/`` and the file name, checked like a
+    household id from any other source: a key with sub-folders or ``..`` segments
+    (``uploads/victim/../attacker/x.txt``) names no valid household and is refused.
+    """
     name = key.removeprefix(UPLOAD_PREFIX)
     if not name.lower().endswith(UPLOAD_SUFFIXES):
         return Rejection(
             "unsupported_format",
-            f"{key!r} is not a UCI file: names end in {', '.join(UPLOAD_SUFFIXES)}",
+            f"{key[:200]!r} is not a UCI file: names end in {', '.join(UPLOAD_SUFFIXES)}",
             "key",
         )
-    household, sep, _ = name.partition("/")
+    household, sep, _ = name.rpartition("/")
     household = household if sep else default
     return household_rejection(household) or household
 
@@ -197,15 +234,15 @@ def ingest_object(deps: BatchDeps, bucket: str, key: str) -> UploadReport:
     tally = _Tally()
     rejection = household if isinstance(household, Rejection) else None
     size = etag = None
+    offset: dt.timedelta | Rejection | None = None
     if isinstance(household, str):
         obj = deps.s3.get_object(Bucket=bucket, Key=key)
         size, etag = obj.get("ContentLength"), obj.get("ETag")
+        offset = declared_offset(
+            (obj.get("Metadata") or {}).get(UTC_OFFSET_METADATA), how=_OFFSET_HOW
+        )
         with contextlib.closing(obj["Body"]) as body:
-            tap = LineTap(body)
-            try:
-                _ingest_chunks(deps, tap, household, source, now, tally)
-            except UciFormatError as error:  # raised by the header, before any publishing
-                rejection = uci_header_rejection(tap.take().get(1) or b"", error)
+            rejection = _read_object(deps, body, size, household, offset, source, now, tally)
     if rejection is not None:
         size, etag = _reject_object(deps, bucket, key, rejection, source, now, tally)
     report = UploadReport(
@@ -213,6 +250,7 @@ def ingest_object(deps: BatchDeps, bucket: str, key: str) -> UploadReport:
         key=key,
         source=source,
         household_id=None if isinstance(household, Rejection) else household,
+        utc_offset=format_utc_offset(offset) if isinstance(offset, dt.timedelta) else None,
         status="rejected" if rejection else "processed",
         error=UploadError(code=rejection.code, reason=rejection.reason) if rejection else None,
         size_bytes=size,
@@ -242,11 +280,57 @@ def ingest_object(deps: BatchDeps, bucket: str, key: str) -> UploadReport:
     return report
 
 
+def _read_object(
+    deps: BatchDeps,
+    body: Any,
+    size: int | None,
+    household: str,
+    offset: dt.timedelta | Rejection,
+    source: str,
+    now: dt.datetime,
+    tally: _Tally,
+) -> Rejection | None:
+    """Stream one object through the guard and the intake; why it was refused, if it was.
+
+    Only verdicts on the input are caught here; any other error (S3, the stream, the
+    quarantine) propagates and fails the message, to be retried.
+    """
+    tap: LineTap | None = None
+    try:
+        refuse_stored_size(size, deps.upload_limits)
+        tap = LineTap(guarded_stream(body, deps.upload_limits), gunzip=False)
+        _ingest_chunks(deps, tap, household, offset, source, now, tally)
+    except UciFormatError as error:  # raised by the header, before any publishing
+        assert tap is not None  # the header is read through the tap
+        return uci_header_rejection(tap.take().get(1) or b"", error)
+    except UploadRefused as refused:
+        rejection = refused.rejection
+        if tally.totals.received:
+            rejection = Rejection(
+                rejection.code,
+                f"{rejection.reason} (refused after {tally.totals.received} data lines; "
+                f"the {tally.totals.accepted} readings accepted before were published)",
+                rejection.field,
+            )
+        return rejection
+    return None
+
+
 def _ingest_chunks(
-    deps: BatchDeps, tap: LineTap, household: str, source: str, now: dt.datetime, tally: _Tally
+    deps: BatchDeps,
+    tap: LineTap,
+    household: str,
+    offset: dt.timedelta | Rejection,
+    source: str,
+    now: dt.datetime,
+    tally: _Tally,
 ) -> None:
     seen = EMPTY_SEEN
-    for chunk, raw in tap.chunks(household_id=household, chunk_rows=deps.chunk_rows):
+    utc_offset = offset if isinstance(offset, dt.timedelta) else dt.timedelta(0)
+    chunks = tap.chunks(household_id=household, chunk_rows=deps.chunk_rows, utc_offset=utc_offset)
+    for chunk, raw in chunks:
+        if isinstance(offset, Rejection):  # the header was UCI, the times are ambiguous
+            raise UploadRefused(offset)
         result, seen = intake_uci_chunk(
             chunk,
             seen=seen,
@@ -256,17 +340,39 @@ def _ingest_chunks(
             raw=raw,
             with_outcomes=False,
         )
+        _refuse_duplicates(deps.upload_limits, tally.totals + result.totals)
         # Quarantine first: if it fails, nothing of this chunk was claimed yet.
         deps.quarantine.quarantine(result.quarantined)
         records = stream_records(result.accepted, readings_per_record=deps.readings_per_record)
         if records:
             tally.publishing.update(deps.publisher.publish(records).metric_counts())
-        tally.totals += result.totals
-        tally.malformed += len(chunk.malformed)
-        tally.quarantined += len(result.quarantined)
-        tally.records += len(records)
-        for batch in result.accepted:
-            tally.span(int(batch.timestamps_us[0]), int(batch.timestamps_us[-1]))
+        _count(tally, chunk.malformed, result, len(records))
+
+
+def _refuse_duplicates(limits: UploadLimits, totals: IntakeTotals) -> None:
+    """Refuse a file mostly made of repeated rows, before the chunk is published."""
+    ratio = limits.max_duplicate_ratio
+    if ratio is None or totals.received < limits.duplicate_check_after_rows:
+        return
+    if totals.duplicates > ratio * totals.received:
+        raise UploadRefused(
+            Rejection(
+                "duplicate_rows",
+                f"{totals.duplicates} of the first {totals.received} data lines repeat a "
+                f"timestamp already read (more than {ratio:.0%}): a repeated row, or the "
+                "same data many times",
+                "body",
+            )
+        )
+
+
+def _count(tally: _Tally, malformed: list[Any], result: IntakeResult, records: int) -> None:
+    tally.totals += result.totals
+    tally.malformed += len(malformed)
+    tally.quarantined += len(result.quarantined)
+    tally.records += records
+    for batch in result.accepted:
+        tally.span(int(batch.timestamps_us[0]), int(batch.timestamps_us[-1]))
 
 
 def _reject_object(
@@ -353,6 +459,7 @@ def deps_from_environment() -> BatchDeps:
     return BatchDeps(
         s3=s3,
         raw_bucket=settings.raw_bucket,
+        upload_limits=UploadSettings().limits(),
         publisher=publisher_for(settings.readings_stream_name, aws),
         quarantine=S3SqsQuarantine(
             settings.archive_bucket, settings.quarantine_queue_url, s3=s3, sqs=aws.client("sqs")

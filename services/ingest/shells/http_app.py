@@ -158,8 +158,9 @@ _REQUEST_BODY: Final = {
             "schema": {
                 "type": "string",
                 "description": "UCI household power format (';'-separated, header line), "
-                "one household given by the `household` query parameter; '?' rows are "
-                "counted as missing.",
+                "one household given by the `household` query parameter, the UTC offset "
+                "of its naive times by `utc_offset` (required); '?' rows are counted as "
+                "missing.",
             },
             "example": _CSV_EXAMPLE,
         },
@@ -223,11 +224,21 @@ def create_app(deps: IngestHttpDeps) -> FastAPI:
         household: Annotated[
             str | None, Query(description="Household id of a text/csv (UCI) body.")
         ] = None,
+        utc_offset: Annotated[
+            str | None,
+            Query(
+                description="UTC offset of a text/csv body's naive times, required for "
+                "CSV: +HH:MM or -HH:MM (URL-encode '+' as %2B), Z, or 'uci' (the UCI "
+                "Sceaux file's fixed UTC+01:00). Without it the body is refused "
+                "(naive_timestamp). JSON readings carry their zone in each timestamp.",
+            ),
+        ] = None,
     ) -> JSONResponse:
         """Validate readings, publish the accepted ones and quarantine the rest.
 
         JSON: a list of readings or ``{"readings": [...]}``; each is judged on its own.
-        CSV: the UCI format, one household (``household`` query parameter).
+        CSV: the UCI format, one household (``household`` query parameter), its times
+        read with the declared ``utc_offset``.
         """
         limits = deps.limits
         body, size = await _read_body(
@@ -236,7 +247,9 @@ def create_app(deps: IngestHttpDeps) -> FastAPI:
             stop_after=max(limits.max_quarantined_bytes, limits.max_body_bytes),
         )
         content_type = request.headers.get("content-type", "")
-        return await run_in_threadpool(_handle, deps, body, size, content_type, household)
+        return await run_in_threadpool(
+            _handle, deps, body, size, content_type, household, utc_offset
+        )
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -294,7 +307,12 @@ def _media_type(content_type: str) -> tuple[str, str | None]:
 
 
 def _intake(
-    deps: IngestHttpDeps, body: bytes, size: int, content_type: str, household: str | None
+    deps: IngestHttpDeps,
+    body: bytes,
+    size: int,
+    content_type: str,
+    household: str | None,
+    utc_offset: str | None,
 ) -> IntakeResult:
     now = deps.clock()
     media, charset = _media_type(content_type)
@@ -308,6 +326,7 @@ def _intake(
             now=now,
             limits=deps.limits,
             body_size=size,
+            utc_offset=utc_offset,
         )
     rejection = Rejection(
         "unsupported_media_type",
@@ -321,10 +340,15 @@ def _intake(
 
 
 def _handle(
-    deps: IngestHttpDeps, body: bytes, size: int, content_type: str, household: str | None
+    deps: IngestHttpDeps,
+    body: bytes,
+    size: int,
+    content_type: str,
+    household: str | None,
+    utc_offset: str | None = None,
 ) -> JSONResponse:
     """Intake, then quarantine, then publish: a failure answers 503 and claims nothing."""
-    result = _intake(deps, body, size, content_type, household)
+    result = _intake(deps, body, size, content_type, household, utc_offset)
     try:
         deps.quarantine.quarantine(result.quarantined)
     except Exception as error:  # any sink failure is our outage, reported, never swallowed

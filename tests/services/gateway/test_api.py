@@ -215,7 +215,7 @@ def test_api_upload_puts_the_file_and_reports_when_ingest_is_done(world):
     headers = {**world.headers(operator=True), "Content-Type": "application/octet-stream"}
     reply = world.client.post(
         "/pipeline/uploads",
-        params={"name": "april.txt.gz", "household": "uci-0009"},
+        params={"name": "april.txt.gz", "household": "uci-0009", "utc_offset": "uci"},
         content=b"gzip bytes",
         headers=headers,
     )
@@ -224,12 +224,27 @@ def test_api_upload_puts_the_file_and_reports_when_ingest_is_done(world):
     key = reply.json()["key"]
     assert key == "uploads/uci-0009/april.txt.gz"
     assert world.uploads.objects[key] == b"gzip bytes"
+    assert world.uploads.metadata[key] == {"utc-offset": "+01:00"}
     status = world.client.get("/pipeline/uploads", params={"key": key}, headers=headers).json()
     assert status["state"] == "pending"
     world.uploads.reports[f"reports/{key}.json"] = {"status": "done", "accepted": 10}
     status = world.client.get("/pipeline/uploads", params={"key": key}, headers=headers).json()
     assert status["state"] == "done"
     assert status["report"]["accepted"] == 10
+
+
+@pytest.mark.parametrize(
+    ("offset", "code"), [(None, "missing_utc_offset"), ("CET", "bad_utc_offset")]
+)
+def test_api_upload_needs_the_utc_offset_of_naive_uci_times(world, offset, code):
+    headers = {**world.headers(operator=True), "Content-Type": "application/octet-stream"}
+    params = {"name": "april.txt", **({"utc_offset": offset} if offset else {})}
+
+    reply = world.client.post("/pipeline/uploads", params=params, content=b"x", headers=headers)
+
+    assert reply.status_code == 422
+    assert reply.json()["error"]["code"] == code
+    assert world.uploads.objects == {}
 
 
 @pytest.mark.parametrize(

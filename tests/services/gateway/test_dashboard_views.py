@@ -37,12 +37,13 @@ def test_dashboard_client_raises_the_api_error(world):
 
 def test_dashboard_client_pipeline_controls(client, world):
     job = client.start_replay(2, "max", "original")
-    status = client.upload("april.txt", b"data", "uci-0007")
+    status = client.upload("april.txt", b"data", "uci-0007", "uci")
 
     assert job["request"] == {"households": 2, "speed": "max", "start": "original"}
     assert client.replay_jobs()[0]["id"] == job["id"]
     assert client.upload_status(status["key"])["state"] == "pending"
     assert world.uploads.objects == {"uploads/uci-0007/april.txt": b"data"}
+    assert world.uploads.metadata["uploads/uci-0007/april.txt"] == {"utc-offset": "+01:00"}
 
 
 def test_dashboard_views_live_frames_and_chart(client):

@@ -17,7 +17,9 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics
 
 from services.ingest.adapters.quarantine import S3SqsQuarantine
+from services.ingest.core.upload_guard import UploadLimits
 from services.ingest.shells.batch_lambda import (
+    UTC_OFFSET_METADATA,
     BatchDeps,
     build_handler,
     ingest_object,
@@ -40,8 +42,10 @@ from tests.services.ingest.test_http import (
 )
 from wattstream.local.runner import EventSourceRunner
 from wattstream.local.stack import StackDescription
+from wattstream.reliability.bombs import upload_bombs
 
 NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+UCI_CLOCK = {UTC_OFFSET_METADATA: "uci"}  # the uploader declares the UCI file's clock
 ROW = "1/4/2007;00:{:02d}:00;3.480;0.238;239.530;14.400;2.000;1.000;18.000\r\n"
 UPLOAD = (
     UCI_HEADER
@@ -128,7 +132,11 @@ def quarantine_messages(stack: StackDescription, clients: Any) -> list[dict[str,
     [
         ("uploads/MAC000002/2013.csv", "MAC000002"),
         ("uploads/april.txt.gz", "uci-sceaux"),
-        ("uploads/h1/sub/dir/file.TXT", "h1"),
+        ("uploads/h1/file.TXT", "h1"),
+        ("uploads/h1/sub/dir/file.txt", "bad_household_id"),  # the folder is the household
+        ("uploads/victim/../attacker/x.txt", "bad_household_id"),
+        ("uploads/../x.txt", "bad_household_id"),
+        ("uploads//x.txt", "missing_household"),
         ("uploads/h1/data.xlsx", "unsupported_format"),
         ("uploads/bad id!/data.txt", "bad_household_id"),
         ("uploads/'; DROP TABLE x;--/data.txt", "bad_household_id"),
@@ -170,7 +178,7 @@ def test_batch_handler_checked_in_event_decodes_key_and_writes_report(deploy_sta
     stack = deploy_stack()
     bucket = stack.outputs["RawBucketName"]
     key = "uploads/uci-sceaux/april 2007(1).txt"  # as the event's URL-encoded key decodes
-    clients("s3").put_object(Bucket=bucket, Key=key, Body=UPLOAD)
+    clients("s3").put_object(Bucket=bucket, Key=key, Body=UPLOAD, Metadata=UCI_CLOCK)
     event = load_event("sqs_s3_object_created.json")
     body = json.loads(event["Records"][0]["body"])
     body["Records"][0]["s3"]["bucket"]["name"] = bucket
@@ -211,7 +219,9 @@ def test_batch_upload_publishes_valid_rows_quarantines_rest_and_reports(
 ):
     stack = deploy_stack()
     key = "uploads/h1/april part+1.txt"
-    clients("s3").put_object(Bucket=stack.outputs["RawBucketName"], Key=key, Body=UPLOAD)
+    clients("s3").put_object(
+        Bucket=stack.outputs["RawBucketName"], Key=key, Body=UPLOAD, Metadata=UCI_CLOCK
+    )
 
     run(stack, clients, make_deps(stack, clients), tmp_path)
 
@@ -253,7 +263,10 @@ def test_batch_upload_real_gzip_slice_without_household_uses_default(
     stack = deploy_stack()
     key = "uploads/uci_household_power_consumption_2007-04.txt.gz"
     clients("s3").put_object(
-        Bucket=stack.outputs["RawBucketName"], Key=key, Body=APRIL_2007.read_bytes()
+        Bucket=stack.outputs["RawBucketName"],
+        Key=key,
+        Body=APRIL_2007.read_bytes(),
+        Metadata=UCI_CLOCK,
     )
     expected = np.concatenate([c.readings.timestamps_us for c in iter_uci(APRIL_2007)])
 
@@ -270,7 +283,9 @@ def test_batch_upload_real_gzip_slice_without_household_uses_default(
 def test_batch_upload_reprocessed_gives_same_report_key_and_same_readings(deploy_stack, clients):
     stack = deploy_stack()
     key = "uploads/h1/again.csv"
-    clients("s3").put_object(Bucket=stack.outputs["RawBucketName"], Key=key, Body=UPLOAD)
+    clients("s3").put_object(
+        Bucket=stack.outputs["RawBucketName"], Key=key, Body=UPLOAD, Metadata=UCI_CLOCK
+    )
     publisher = MemoryPublisher()
     deps = make_deps(stack, clients, publisher=publisher)
 
@@ -315,6 +330,135 @@ def test_batch_upload_unreadable_file_is_rejected_whole_and_kept(
     assert runner.stats()["IngestBatchFunctionUploads"].partial_failures == 0
 
 
+# ------------------------------------------------- bombs and naive times (issue 13 corpus)
+
+
+def dead_letters(stack: StackDescription, clients: Any) -> list[Any]:
+    sqs, dlq = clients("sqs"), queue_url(stack, clients, "RawEventsDeadLetterQueueUrl")
+    return sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
+
+
+def assert_rejected_once(
+    stack: StackDescription, clients: Any, runner: Any, key: str, code: str
+) -> dict[str, Any]:
+    """A ``rejected`` report, one quarantine entry and one message, no failed message."""
+    written = report(stack, clients, key)
+    assert (written["status"], written["error"]["code"]) == ("rejected", code)
+    assert written["error"]["reason"]
+    (item,) = quarantined(stack, clients)
+    assert item["reason"].startswith(code + ":")
+    assert item["source"] == f"upload:{key}"
+    assert len(quarantine_messages(stack, clients)) == 1
+    stats = runner.stats()["IngestBatchFunctionUploads"]
+    assert stats.partial_failures == 0
+    assert dead_letters(stack, clients) == []
+    return written
+
+
+@pytest.mark.parametrize("bomb", upload_bombs(), ids=lambda b: b.name)
+def test_batch_upload_bomb_is_rejected_once_and_never_retried(
+    deploy_stack, clients, tmp_path, bomb
+):
+    stack = deploy_stack(parameters={"RawEventsVisibilityTimeout": "1"})
+    clients("s3").put_object(
+        Bucket=stack.outputs["RawBucketName"], Key=bomb.key, Body=bomb.body, Metadata=UCI_CLOCK
+    )
+    publisher = MemoryPublisher()
+
+    runner = run(stack, clients, make_deps(stack, clients, publisher=publisher), tmp_path)
+
+    written = assert_rejected_once(stack, clients, runner, bomb.key, bomb.code)
+    assert publisher.records == []
+    assert written["accepted"] == 0
+    (item,) = quarantined(stack, clients)
+    assert Quarantined.model_validate(item).original == bomb.body  # each under 10 MiB
+
+
+def test_batch_upload_one_row_copies_refused_by_duplicates_before_publishing(deploy_stack, clients):
+    """With the ratio check off, the duplicate share refuses the file on its first chunk."""
+    stack = deploy_stack()
+    bomb = next(b for b in upload_bombs() if b.name == "one-row-8388608-times")
+    clients("s3").put_object(
+        Bucket=stack.outputs["RawBucketName"], Key=bomb.key, Body=bomb.body, Metadata=UCI_CLOCK
+    )
+    publisher, quarantine = MemoryPublisher(), MemoryQuarantine()
+    limits = UploadLimits(max_compression_ratio=1e9)
+    deps = make_deps(stack, clients, publisher=publisher, quarantine=quarantine)
+
+    written = ingest_object(
+        replace(deps, upload_limits=limits), stack.outputs["RawBucketName"], bomb.key
+    )
+
+    assert (written.status, written.error.code) == ("rejected", "duplicate_rows")
+    assert (written.accepted, written.rejected) == (0, 1)  # the file, as one item
+    assert publisher.records == []
+    assert len(quarantine.items) == 1
+
+
+def test_batch_upload_limit_crossed_midway_reports_what_was_published(deploy_stack, clients):
+    stack = deploy_stack()
+    key = "uploads/h1/long.txt"
+    clients("s3").put_object(
+        Bucket=stack.outputs["RawBucketName"], Key=key, Body=UPLOAD, Metadata=UCI_CLOCK
+    )
+    publisher = MemoryPublisher()
+    deps = make_deps(stack, clients, publisher=publisher, chunk_rows=2)
+    limits = UploadLimits(max_rows=4, read_block_bytes=64)  # crossed on the third chunk
+
+    written = ingest_object(
+        replace(deps, upload_limits=limits), stack.outputs["RawBucketName"], key
+    )
+
+    assert (written.status, written.error.code) == ("rejected", "too_many_rows")
+    assert "were published" in written.error.reason
+    assert written.accepted == len(published(publisher.records)["h1"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("metadata", "code"),
+    [({}, "naive_timestamp"), ({UTC_OFFSET_METADATA: "CEST"}, "bad_utc_offset")],
+)
+def test_batch_upload_without_a_declared_offset_is_refused_once(
+    deploy_stack, clients, tmp_path, metadata, code
+):
+    stack = deploy_stack()
+    key = "uploads/h1/naive.txt"
+    clients("s3").put_object(
+        Bucket=stack.outputs["RawBucketName"], Key=key, Body=UPLOAD, Metadata=metadata
+    )
+    publisher = MemoryPublisher()
+
+    runner = run(stack, clients, make_deps(stack, clients, publisher=publisher), tmp_path)
+
+    written = assert_rejected_once(stack, clients, runner, key, code)
+    assert UTC_OFFSET_METADATA in written["error"]["reason"]
+    assert publisher.records == []
+
+
+@pytest.mark.parametrize(
+    ("offset", "first"), [("uci", "2007-03-31T23:00:00Z"), ("-05:00", "2007-04-01T05:00:00Z")]
+)
+def test_batch_upload_reads_naive_times_with_the_declared_offset(
+    deploy_stack, clients, offset, first
+):
+    stack = deploy_stack()
+    key = "uploads/h1/declared.txt"
+    clients("s3").put_object(
+        Bucket=stack.outputs["RawBucketName"],
+        Key=key,
+        Body=UPLOAD,
+        Metadata={UTC_OFFSET_METADATA: offset},
+    )
+
+    written = ingest_object(
+        make_deps(stack, clients, publisher=MemoryPublisher()), stack.outputs["RawBucketName"], key
+    )
+
+    assert written.status == "processed"
+    assert written.first_timestamp.isoformat().replace("+00:00", "Z") == first
+    assert written.utc_offset == ("+01:00" if offset == "uci" else offset)
+
+
 class FailingFor:
     """Publishes through a real publisher, except records of one household."""
 
@@ -332,8 +476,12 @@ def test_batch_upload_publish_failure_fails_only_its_message_then_dead_letters(
 ):
     stack = deploy_stack(parameters={"RawEventsVisibilityTimeout": "1"})
     bucket = stack.outputs["RawBucketName"]
-    clients("s3").put_object(Bucket=bucket, Key="uploads/good/a.txt", Body=UPLOAD)
-    clients("s3").put_object(Bucket=bucket, Key="uploads/doomed/b.txt", Body=UPLOAD)
+    clients("s3").put_object(
+        Bucket=bucket, Key="uploads/good/a.txt", Body=UPLOAD, Metadata=UCI_CLOCK
+    )
+    clients("s3").put_object(
+        Bucket=bucket, Key="uploads/doomed/b.txt", Body=UPLOAD, Metadata=UCI_CLOCK
+    )
     deps = make_deps(stack, clients)
     deps = replace(deps, publisher=FailingFor(deps.publisher, "doomed"))
     runner = EventSourceRunner(
@@ -368,7 +516,10 @@ def test_batch_upload_full_uci_file_streams_in_chunks(deploy_stack, clients, ful
     stack = deploy_stack()
     key = "uploads/household_power_consumption.txt.gz"
     clients("s3").put_object(
-        Bucket=stack.outputs["RawBucketName"], Key=key, Body=full_uci.read_bytes()
+        Bucket=stack.outputs["RawBucketName"],
+        Key=key,
+        Body=full_uci.read_bytes(),
+        Metadata=UCI_CLOCK,
     )
     publisher = CountingPublisher()
 

@@ -204,14 +204,64 @@ def test_http_csv_with_household_accepts_rows_and_counts_gaps(client, publisher)
     )
 
     response = client.post(
-        "/readings?household=uci-sceaux", content=body, headers={"content-type": "text/csv"}
+        "/readings?household=uci-sceaux&utc_offset=%2B01:00",
+        content=body,
+        headers={"content-type": "text/csv"},
     )
 
     assert response.status_code == 200
     answer = response.json()
     assert (answer["totals"]["accepted"], answer["totals"]["missing"]) == (2, 1)
     assert [o["index"] for o in answer["outcomes"]] == [2, 4]
+    assert answer["outcomes"][0]["timestamp"] == "2007-03-31T23:00:00Z"
     assert len(published(publisher.records)["uci-sceaux"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("offset", "first"),
+    [
+        ("uci", "2007-03-31T23:00:00Z"),
+        ("+01:00", "2007-03-31T23:00:00Z"),  # an unencoded '+' arrives as a space
+        ("%2B01:00", "2007-03-31T23:00:00Z"),
+        ("Z", "2007-04-01T00:00:00Z"),
+        ("-05:30", "2007-04-01T05:30:00Z"),
+    ],
+)
+def test_http_csv_reads_naive_times_with_the_declared_offset(client, offset, first):
+    response = client.post(
+        f"/readings?household=h1&utc_offset={offset}",
+        content=UCI_HEADER + "\r\n" + ROW.format(0),
+        headers={"content-type": "text/csv"},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["outcomes"][0]["timestamp"] == first
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("", "naive_timestamp"),
+        ("&utc_offset=CET", "bad_utc_offset"),
+        ("&utc_offset=%2B15:00", "bad_utc_offset"),
+    ],
+)
+def test_http_csv_without_a_usable_offset_is_refused_once(
+    client, publisher, quarantine, query, code
+):
+    body = UCI_HEADER + "\r\n" + ROW.format(0) + ROW.format(1)
+
+    response = client.post(
+        f"/readings?household=h1{query}", content=body, headers={"content-type": "text/csv"}
+    )
+
+    assert response.status_code == 400
+    answer = response.json()
+    assert answer["error"]["code"] == code
+    assert "utc_offset" in answer["error"]["reason"]
+    assert answer["totals"]["accepted"] == 0
+    assert publisher.records == []
+    assert [q.original for q in quarantine.items] == [body.encode()]  # the body, once
 
 
 @pytest.mark.parametrize(
@@ -470,7 +520,7 @@ def test_http_openapi_describes_request_and_response_models(client):
     assert post["responses"]["503"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/UnavailableResponse"
     )
-    assert {p["name"] for p in post["parameters"]} == {"household"}
+    assert {p["name"] for p in post["parameters"]} == {"household", "utc_offset"}
     assert set(components["IntakeResponse"]["properties"]) == {
         "status",
         "totals",

@@ -143,7 +143,7 @@ EXPECTED: dict[str, Expect] = {
 def intake_file(path: Path) -> IntakeResult:
     payload = path.read_bytes()
     if path.suffix == ".csv":
-        return intake_uci(payload, household_id="h1", source="test", now=NOW)
+        return intake_uci(payload, household_id="h1", source="test", now=NOW, utc_offset="uci")
     return intake_json(payload, source="test", now=NOW)
 
 
@@ -440,7 +440,9 @@ def test_intake_uci_too_many_lines_rejects_the_whole_body():
     limits = IntakeLimits(max_items=3)
     payload = uci(*(ROW.format(m) for m in range(4)))
 
-    result = intake_uci(payload, household_id="h1", source="http", now=NOW, limits=limits)
+    result = intake_uci(
+        payload, household_id="h1", source="http", now=NOW, limits=limits, utc_offset="uci"
+    )
 
     assert result.payload_rejection.code == "too_many_items"
     assert_nothing_lost(result, payload, 4)
@@ -455,7 +457,7 @@ def test_intake_uci_outcomes_carry_line_numbers_across_blank_and_gap_lines():
         ROW.format(3),
     )
 
-    result = intake_uci(payload, household_id="h1", source="http", now=NOW)
+    result = intake_uci(payload, household_id="h1", source="http", now=NOW, utc_offset="uci")
 
     assert [(o.index, o.status) for o in result.outcomes] == [
         (2, "accepted"),
