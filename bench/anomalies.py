@@ -359,9 +359,7 @@ def splits(
     cal_h, rep_h = np.sort(order[:half]), np.sort(order[half:])
     if households:
         cal_h, rep_h = cal_h[:households], rep_h[:households]
-    july = int(
-        (dt.datetime(2013, 7, 1, tzinfo=dt.UTC).timestamp() // 1800) - lcl_first
-    )
+    july = int((dt.datetime(2013, 7, 1, tzinfo=dt.UTC).timestamp() // 1800) - lcl_first)
     uci, uci_first = uci_series(data)
     per_us = UCI_RESOLUTION_S
     uci_split = int(dt.datetime(2009, 1, 1, tzinfo=dt.UTC).timestamp() // per_us) - uci_first

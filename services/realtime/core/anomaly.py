@@ -42,13 +42,14 @@ flagged.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+
+from shared.schema import ANOMALY_KINDS
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -67,8 +68,10 @@ _DAY_S: Final = 86_400
 _US: Final = 1_000_000
 
 #: Kinds of deviation, by code (``Verdicts.kind``); code 0 is "none".
-KINDS: Final = ("none", "spike", "excess", "deficit", "level_shift", "stuck_zero")
-_SPIKE, _EXCESS, _DEFICIT, _SHIFT, _ZERO = 1, 2, 3, 4, 5
+KINDS: Final = ("none", *ANOMALY_KINDS)
+_SPIKE, _EXCESS, _DEFICIT, _SHIFT, _ZERO = (
+    KINDS.index(k) for k in ("spike", "excess", "deficit", "level_shift", "stuck_zero")
+)
 
 #: Multiple of the limits above which a bin is flagged, measured on untouched London and
 #: UCI data (``python -m bench anomalies --calibrate``; see the README).
@@ -143,17 +146,6 @@ class AnomalyState:
     def from_header(cls, header: dict[str, Any], ring: FloatArray) -> AnomalyState:
         return cls(ring=np.asarray(ring, dtype=np.float64), **{k: header[k] for k in _SCALARS})
 
-    def to_bytes(self) -> bytes:
-        """Standalone bytes (JSON header line + little-endian ring)."""
-        text = json.dumps(self.header(), separators=(",", ":"), sort_keys=True).encode()
-        return text + b"\n" + np.ascontiguousarray(self.ring, dtype="<f8").tobytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> AnomalyState:
-        text, _, payload = data.partition(b"\n")
-        header = json.loads(text)
-        return cls.from_header(header, np.frombuffer(payload, "<f8", header["ring"]).copy())
-
 
 _SCALARS: Final = (
     "resolution_s",
@@ -187,8 +179,12 @@ class Verdicts:
     start_us: IntArray
     expected_kw: FloatArray = field(default_factory=lambda: np.empty(0))
 
-    def kind_name(self, i: int) -> str | None:
-        return KINDS[int(self.kind[i])] if self.flag[i] else None
+    def take(self, rows: npt.ArrayLike) -> Verdicts:
+        """The verdicts of ``rows`` (an index or a mask)."""
+        return Verdicts(*(getattr(self, f)[rows] for f in _VERDICT_FIELDS))
+
+
+_VERDICT_FIELDS: Final = ("score", "flag", "kind", "kwh", "duration_s", "start_us", "expected_kw")
 
 
 @dataclass
@@ -436,7 +432,8 @@ def detect_series(
     st = _Arrays.of([AnomalyState.fresh(resolution_s, config) for _ in range(series)])
     h = np.arange(series, dtype=np.int64)
     outs = [_step(config, st, h, np.full(series, first_bin + t), grid[:, t]) for t in range(length)]
-    score, kind, kwh, run, expected = (np.stack(c, axis=1).reshape(-1) for c in zip(*outs))
+    columns = zip(*outs, strict=True)
+    score, kind, kwh, run, expected = (np.stack(c, axis=1).reshape(-1) for c in columns)
     end = np.tile(first_bin + np.arange(length, dtype=np.int64), series)
     res = np.full(series * length, resolution_s, dtype=np.int64)
     return _verdicts(score, kind, kwh, run, end, res, expected)
