@@ -100,6 +100,7 @@ class AnomalyConfig:
     zero_s: int = 2 * 3600
     zero_min_expected_kw: float = 0.05
     shift_s: int = 8 * 3600
+    min_deficit_s: int = 3 * 3600
     max_run_s: int = 24 * 3600
 
     def __post_init__(self) -> None:
@@ -305,7 +306,7 @@ def _step(
     clipped = np.clip(z, -cfg.cap_z, cfg.cap_z)
     # persistence: one-sided CUSUMs (a run starts when its sum leaves zero)
     u0, d0 = st.up[h], st.down[h]
-    top = cfg.cusum_cap * cfg.cusum_h * cfg.threshold
+    top = cfg.cusum_cap * cfg.cusum_h
     u1 = np.where(ready, np.clip(u0 + clipped - cfg.drift, 0.0, top), u0)
     d1 = np.where(ready, np.clip(d0 - clipped - cfg.drift, 0.0, top), d0)
     u_new, d_new = (u0 <= 0) & (u1 > 0), (d0 <= 0) & (d1 > 0)
@@ -323,23 +324,22 @@ def _step(
     st.zero_bins[h], st.zero_kwh[h] = zero_bins, zero_kwh
 
     # scores in multiples of each limit; the flag also needs a meaningful deviation
-    s_up = u1 / cfg.cusum_h
-    s_down = d1 / cfg.cusum_h
-    s_spike = np.maximum(z, 0.0) / cfg.spike_z
-    s_zero = zero_bins * res / cfg.zero_s
-    t = cfg.threshold
-    f_zero = zero & (s_zero > t) & (-zero_kwh >= cfg.min_kwh / 4)
+    # each statistic in multiples of its limit, counted only where the deviation means
+    # something; the score is the largest, and a bin is flagged when it exceeds threshold
     up_bins = b - st.up_start[h] + 1
     down_bins = b - st.down_start[h] + 1
-    up_mean = up_kwh / (up_bins * bin_h)
-    down_mean = -down_kwh / (down_bins * bin_h)
-    f_up = ready & (s_up > t) & (z > cfg.drift) & (up_kwh >= cfg.min_kwh)
     longest = cfg.max_run_s // res
-    f_up &= (up_mean >= cfg.min_mean_kw) & (up_bins <= longest)
-    f_down = ready & (s_down > t) & (z < -cfg.drift) & (-down_kwh >= cfg.min_kwh)
-    f_down &= (down_mean >= cfg.min_mean_kw) & (down_bins <= longest)
-    f_spike = ready & (s_spike > t) & (kwh >= cfg.min_kwh)
-    score = np.where(ready, np.maximum.reduce([s_up, s_down, s_spike, s_zero]), 0.0)
+    means_up = (up_kwh >= cfg.min_kwh) & (up_kwh >= cfg.min_mean_kw * up_bins * bin_h)
+    means_down = (-down_kwh >= cfg.min_kwh) & (-down_kwh >= cfg.min_mean_kw * down_bins * bin_h)
+    s_up = np.where(ready & (z > cfg.drift) & means_up & (up_bins <= longest), u1, 0.0)
+    lasted = (down_bins * res >= cfg.min_deficit_s) & (down_bins <= longest)
+    s_down = np.where(ready & (z < -cfg.drift) & means_down & lasted, d1, 0.0)
+    s_spike = np.where(ready & (kwh >= cfg.min_kwh), np.maximum(z, 0.0) / cfg.spike_z, 0.0)
+    s_zero = np.where(zero & (-zero_kwh >= cfg.min_kwh / 4), zero_bins * res / cfg.zero_s, 0.0)
+    s_up, s_down = s_up / cfg.cusum_h, s_down / cfg.cusum_h
+    score = np.maximum.reduce([s_up, s_down, s_spike, s_zero])
+    t = cfg.threshold
+    f_up, f_down, f_spike, f_zero = s_up > t, s_down > t, s_spike > t, s_zero > t
 
     shift_bins = cfg.shift_s // res
     one = np.ones(count, np.int64)
