@@ -93,7 +93,7 @@ class AnomalyConfig:
     cap_z: float = 8.0
     cusum_h: float = 8.0
     cusum_cap: float = 3.0
-    spike_z: float = 6.0
+    spike_z: float = 4.0
     min_kwh: float = 1.0
     min_mean_kw: float = 0.5
     zero_kw: float = 0.002
@@ -125,6 +125,7 @@ class AnomalyState:
     down: float = 0.0
     down_start: int = 0
     down_kwh: float = 0.0
+    down_ref_kwh: float = 0.0
     zero_bins: int = 0
     zero_kwh: float = 0.0
 
@@ -157,6 +158,7 @@ _SCALARS: Final = (
     "down",
     "down_start",
     "down_kwh",
+    "down_ref_kwh",
     "zero_bins",
     "zero_kwh",
 )
@@ -201,6 +203,7 @@ class _Arrays:
     down: FloatArray
     up_kwh: FloatArray
     down_kwh: FloatArray
+    down_ref_kwh: FloatArray
     zero_kwh: FloatArray
     up_start: IntArray
     down_start: IntArray
@@ -226,6 +229,7 @@ class _Arrays:
             down=column("down", np.float64),
             up_kwh=column("up_kwh", np.float64),
             down_kwh=column("down_kwh", np.float64),
+            down_ref_kwh=column("down_ref_kwh", np.float64),
             zero_kwh=column("zero_kwh", np.float64),
             up_start=column("up_start", np.int64),
             down_start=column("down_start", np.int64),
@@ -244,6 +248,7 @@ class _Arrays:
                 down=float(self.down[i]),
                 down_start=int(self.down_start[i]),
                 down_kwh=float(self.down_kwh[i]),
+                down_ref_kwh=float(self.down_ref_kwh[i]),
                 zero_bins=int(self.zero_bins[i]),
                 zero_kwh=float(self.zero_kwh[i]),
             )
@@ -314,7 +319,9 @@ def _step(
     st.down_start[h] = np.where(d_new, b, st.down_start[h])
     up_kwh = np.where(u1 > 0, np.where(u_new, 0.0, st.up_kwh[h]) + kwh, 0.0)
     down_kwh = np.where(d1 > 0, np.where(d_new, 0.0, st.down_kwh[h]) + kwh, 0.0)
-    st.up_kwh[h], st.down_kwh[h] = up_kwh, down_kwh
+    ref_kwh = np.where(ready, q50, 0.0) * bin_h
+    down_ref = np.where(d1 > 0, np.where(d_new, 0.0, st.down_ref_kwh[h]) + ref_kwh, 0.0)
+    st.up_kwh[h], st.down_kwh[h], st.down_ref_kwh[h] = up_kwh, down_kwh, down_ref
     st.up[h], st.down[h] = u1, d1
     # stuck at zero while the household usually uses something
     zero = ready & (x <= cfg.zero_kw) & (q50 >= cfg.zero_min_expected_kw)
@@ -330,7 +337,11 @@ def _step(
     down_bins = b - st.down_start[h] + 1
     longest = cfg.max_run_s // res
     means_up = (up_kwh >= cfg.min_kwh) & (up_kwh >= cfg.min_mean_kw * up_bins * bin_h)
-    means_down = (-down_kwh >= cfg.min_kwh) & (-down_kwh >= cfg.min_mean_kw * down_bins * bin_h)
+    # a deficit means something when large in kW, or when it lasts and halves consumption
+    halved = (down_bins * res >= cfg.shift_s) & (-down_kwh >= 0.5 * down_ref)
+    means_down = (-down_kwh >= cfg.min_kwh) & (
+        (-down_kwh >= cfg.min_mean_kw * down_bins * bin_h) | halved
+    )
     s_up = np.where(ready & (z > cfg.drift) & means_up & (up_bins <= longest), u1, 0.0)
     lasted = (down_bins * res >= cfg.min_deficit_s) & (down_bins <= longest)
     s_down = np.where(ready & (z < -cfg.drift) & means_down & lasted, d1, 0.0)
