@@ -77,9 +77,9 @@ class Segments:
     warm: int
 
 
-def lcl_series(data: Path) -> tuple[list[str], FloatArray, int]:
+def lcl_series(path: Path) -> tuple[list[str], FloatArray, int]:
     """London households' half-hourly kW ``(households, bins)`` for 2013 and its first bin."""
-    frame = pd.read_csv(data / LCL_FILE, names=["id", "ts", "kwh"], header=0)
+    frame = pd.read_csv(path, names=["id", "ts", "kwh"], header=0)
     frame["kwh"] = pd.to_numeric(frame["kwh"], errors="coerce")
     frame["ts"] = pd.to_datetime(frame["ts"])
     grid = pd.date_range("2013-01-01", "2013-12-31 23:30", freq="30min")
@@ -89,9 +89,9 @@ def lcl_series(data: Path) -> tuple[list[str], FloatArray, int]:
     return [str(i) for i in wide.index], wide.to_numpy(dtype=np.float64) * 2.0, first
 
 
-def uci_series(data: Path) -> tuple[FloatArray, int]:
+def uci_series(path: Path) -> tuple[FloatArray, int]:
     """The UCI household's active power binned at the realtime bin size (mean kW)."""
-    binned = load_uci_bins(data / UCI_FILE, UCI_RESOLUTION_S)
+    binned = load_uci_bins(path, UCI_RESOLUTION_S)
     first = int(binned.starts_us[0]) // (UCI_RESOLUTION_S * 1_000_000)
     return binned.values[:, 0].astype(np.float64), first
 
@@ -350,17 +350,22 @@ def _summary(tallies: dict[str, Tally], normal: Sequence[int]) -> dict[str, Any]
 
 
 def splits(
-    data: Path, segment_days: int, warm_days: int, seed: int, households: int | None
+    lcl_path: Path,
+    uci_path: Path,
+    segment_days: int,
+    warm_days: int,
+    seed: int,
+    households: int | None,
 ) -> tuple[list[Segments], list[Segments], dict[str, Any]]:
     """Calibration and report segments (disjoint households and months)."""
-    ids, lcl, lcl_first = lcl_series(data)
+    ids, lcl, lcl_first = lcl_series(lcl_path)
     order = np.random.default_rng(seed).permutation(len(ids))
     half = len(ids) // 2
     cal_h, rep_h = np.sort(order[:half]), np.sort(order[half:])
     if households:
         cal_h, rep_h = cal_h[:households], rep_h[:households]
     july = int((dt.datetime(2013, 7, 1, tzinfo=dt.UTC).timestamp() // 1800) - lcl_first)
-    uci, uci_first = uci_series(data)
+    uci, uci_first = uci_series(uci_path)
     per_us = UCI_RESOLUTION_S
     uci_split = int(dt.datetime(2009, 1, 1, tzinfo=dt.UTC).timestamp() // per_us) - uci_first
     args = (segment_days, warm_days)
@@ -452,7 +457,8 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench anomalies", description=__doc__)
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--lcl", type=Path, default=DATA / LCL_FILE, help="London half-hourly")
+    parser.add_argument("--uci", type=Path, default=DATA / UCI_FILE, help="UCI minute file")
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--segment-days", type=int, default=28)
     parser.add_argument("--warm-days", type=int, default=8)
@@ -468,12 +474,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=0.008)
     parser.add_argument("--no-baseline", action="store_true")
     args = parser.parse_args(argv)
+    for path in (args.lcl, args.uci):
+        if not path.exists():
+            print(f"data file not found: {path}", file=sys.stderr)
+            return 2
     started = time.perf_counter()
     config = AnomalyConfig()
     if args.threshold is not None:
         config = replace(config, threshold=args.threshold)
     cal, rep, info = splits(
-        args.data, args.segment_days, args.warm_days, args.seed, args.households
+        args.lcl, args.uci, args.segment_days, args.warm_days, args.seed, args.households
     )
     cal, rep = by_segment(cal), by_segment(rep)
     print(f"loaded in {time.perf_counter() - started:.1f} s", file=sys.stderr)

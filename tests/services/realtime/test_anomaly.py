@@ -58,7 +58,9 @@ def test_detector_excess_says_excess_with_its_energy_and_duration():
     verdicts = run(values)
 
     hits = flagged(verdicts)
-    assert hits and min(hits) >= INJECT_AT and max(hits) < INJECT_AT + 8
+    assert hits
+    assert min(hits) >= INJECT_AT
+    assert max(hits) < INJECT_AT + 8
     last = hits[-1]
     assert KINDS[verdicts.kind[last]] == "excess"
     run_bins = verdicts.duration_s[last] // HALF_HOUR
@@ -74,7 +76,9 @@ def test_detector_stuck_at_zero_says_stuck_zero_with_the_missing_energy():
     verdicts = run(values)
 
     hits = flagged(verdicts)
-    assert hits and min(hits) >= INJECT_AT and max(hits) < INJECT_AT + 12
+    assert hits
+    assert min(hits) >= INJECT_AT
+    assert max(hits) < INJECT_AT + 12
     last = hits[-1]
     assert KINDS[verdicts.kind[last]] == "stuck_zero"
     assert verdicts.duration_s[last] == (last - INJECT_AT + 1) * HALF_HOUR
@@ -103,9 +107,11 @@ def test_detector_persistent_step_becomes_a_level_shift_then_the_new_normal():
     verdicts = run(values)
 
     hits = flagged(verdicts)
-    assert hits and min(hits) >= INJECT_AT
+    assert hits
+    assert min(hits) >= INJECT_AT
     kinds = {KINDS[k] for k in verdicts.kind[hits]}
-    assert kinds <= {"excess", "level_shift"} and "level_shift" in kinds
+    assert kinds <= {"excess", "level_shift"}
+    assert "level_shift" in kinds
     shift = [i for i in hits if KINDS[verdicts.kind[i]] == "level_shift"]
     assert verdicts.duration_s[shift[0]] >= CONFIG.shift_s
     assert max(hits) < INJECT_AT + 2 * PER_DAY  # a day later it is no longer news
@@ -119,7 +125,9 @@ def test_detector_drop_in_consumption_is_a_deficit():
     verdicts = run(cut)
 
     hits = flagged(verdicts)
-    assert hits and min(hits) >= start and max(hits) < start + 10
+    assert hits
+    assert min(hits) >= start
+    assert max(hits) < start + 10
     assert KINDS[verdicts.kind[hits[-1]]] == "deficit"
     assert verdicts.kwh[hits[-1]] < -1.0
 
@@ -148,7 +156,9 @@ def test_detector_same_verdicts_however_the_bins_are_split():
         parts.append(verdicts)
 
     for name in ("score", "flag", "kind", "kwh", "duration_s", "start_us"):
-        assert np.array_equal(np.concatenate([getattr(p, name) for p in parts]), getattr(whole, name))
+        assert np.array_equal(
+            np.concatenate([getattr(p, name) for p in parts]), getattr(whole, name)
+        )
 
 
 def test_detector_redelivered_bin_is_ignored():
@@ -159,7 +169,8 @@ def test_detector_redelivered_bin_is_ignored():
 
     [again], verdicts = detect(CONFIG, [state], np.array([0]), bins[-1:], np.array([9.0]))
 
-    assert not verdicts.flag.any() and np.array_equal(again.ring, state.ring, equal_nan=True)
+    assert not verdicts.flag.any()
+    assert np.array_equal(again.ring, state.ring, equal_nan=True)
 
 
 def test_detector_many_households_at_once_match_one_by_one():

@@ -232,13 +232,15 @@ def test_stream_excess_on_an_energy_meter_is_flagged_with_kind_size_and_duration
     assert last.anomaly_duration_s == (last.issued_at - start).total_seconds()
     assert last.anomaly_kwh == pytest.approx(1.5 * last.anomaly_duration_s / 3600, rel=0.15)
     assert last.anomaly_score > config.anomaly.threshold
-    assert last.expected_kw is not None and last.expected_kw < 1.0
+    assert last.expected_kw is not None
+    assert last.expected_kw < 1.0
 
 
 def test_stream_normal_days_are_not_flagged(spec, config):
     forecasts, _ = stream_days(spec, config, meter_days("MAC000002", 10, {}))
 
-    assert forecasts and not any(f.anomaly for f in forecasts)
+    assert forecasts
+    assert not any(f.anomaly for f in forecasts)
     assert all(f.anomaly_kind is None and f.anomaly_kwh is None for f in forecasts)
 
 
