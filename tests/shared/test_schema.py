@@ -186,7 +186,6 @@ def test_forecast_round_trips_and_checks_points() -> None:
         forecast([point(2), point(1)])
 
 
-
 def test_forecast_anomaly_detail_is_optional_and_round_trips() -> None:
     old = forecast([point(1)]).model_dump(mode="json")
     for key in ("anomaly_kind", "anomaly_kwh", "anomaly_duration_s", "anomaly_start"):
@@ -222,6 +221,7 @@ def test_forecast_anomaly_detail_is_checked(update: dict, error: str) -> None:
     with pytest.raises(ValidationError) as caught:
         Forecast.model_validate(document)
     assert caught.value.errors()[0]["type"] == error
+
 
 def daily(day: int, *, kwh: float = 10.0) -> DailyPoint:
     return DailyPoint(

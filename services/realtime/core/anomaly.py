@@ -75,7 +75,7 @@ _SPIKE, _EXCESS, _DEFICIT, _SHIFT, _ZERO = (
 
 #: Multiple of the limits above which a bin is flagged, measured on untouched London and
 #: UCI data (``python -m bench anomalies --calibrate``; see the README).
-DEFAULT_THRESHOLD: Final = 1.5
+DEFAULT_THRESHOLD: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -91,13 +91,13 @@ class AnomalyConfig:
     spread_q: float = 0.9
     drift: float = 1.5
     cap_z: float = 8.0
-    cusum_h: float = 8.0
+    cusum_h: float = 20.0
     cusum_cap: float = 3.0
-    spike_z: float = 4.0
+    spike_z: float = 10.0
     min_kwh: float = 1.0
     min_mean_kw: float = 0.5
     zero_kw: float = 0.002
-    zero_s: int = 2 * 3600
+    zero_s: int = 3 * 3600
     zero_min_expected_kw: float = 0.05
     shift_s: int = 8 * 3600
     min_deficit_s: int = 3 * 3600
