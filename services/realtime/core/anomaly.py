@@ -211,49 +211,86 @@ class _Arrays:
 
     @classmethod
     def of(cls, states: Sequence[AnomalyState]) -> _Arrays:
-        size = np.array([len(s.ring) for s in states], dtype=np.int64)
-        ring = np.full((len(states), int(size.max()) if len(states) else 0), np.nan)
-        for i, s in enumerate(states):
-            ring[i, : len(s.ring)] = s.ring
-
-        def column(name: str, dtype: type) -> npt.NDArray[Any]:
-            return np.array([getattr(s, name) for s in states], dtype=dtype)
-
+        """Stack the states (one pass over the objects: this runs per household per batch)."""
+        count = len(states)
+        size = np.fromiter((len(s.ring) for s in states), np.int64, count)
+        if count and (size == size[0]).all():
+            ring = np.stack([s.ring for s in states])
+        else:
+            ring = np.full((count, int(size.max()) if count else 0), np.nan)
+            for i, s in enumerate(states):
+                ring[i, : len(s.ring)] = s.ring
+        # every scalar is an integer below 2**53 or a float: one float matrix, exact
+        table = np.array(
+            [
+                [
+                    s.resolution_s,
+                    -1 if s.last_bin is None else s.last_bin,
+                    s.last_bin is None,
+                    s.up,
+                    s.down,
+                    s.up_kwh,
+                    s.down_kwh,
+                    s.down_ref_kwh,
+                    s.zero_kwh,
+                    s.up_start,
+                    s.down_start,
+                    s.zero_bins,
+                ]
+                for s in states
+            ],
+            dtype=np.float64,
+        ).reshape(count, 12)
+        ints = table[:, [0, 1, 9, 10, 11]].astype(np.int64)
         return cls(
-            res=column("resolution_s", np.int64),
+            res=ints[:, 0].copy(),
             size=size,
             ring=ring,
-            last=np.array([0 if s.last_bin is None else s.last_bin for s in states], np.int64),
-            fresh=np.array([s.last_bin is None for s in states], dtype=bool),
-            up=column("up", np.float64),
-            down=column("down", np.float64),
-            up_kwh=column("up_kwh", np.float64),
-            down_kwh=column("down_kwh", np.float64),
-            down_ref_kwh=column("down_ref_kwh", np.float64),
-            zero_kwh=column("zero_kwh", np.float64),
-            up_start=column("up_start", np.int64),
-            down_start=column("down_start", np.int64),
-            zero_bins=column("zero_bins", np.int64),
+            last=ints[:, 1].copy(),
+            fresh=table[:, 2] > 0,
+            up=table[:, 3].copy(),
+            down=table[:, 4].copy(),
+            up_kwh=table[:, 5].copy(),
+            down_kwh=table[:, 6].copy(),
+            down_ref_kwh=table[:, 7].copy(),
+            zero_kwh=table[:, 8].copy(),
+            up_start=ints[:, 2].copy(),
+            down_start=ints[:, 3].copy(),
+            zero_bins=ints[:, 4].copy(),
         )
 
     def states(self) -> list[AnomalyState]:
-        return [
-            AnomalyState(
-                resolution_s=int(self.res[i]),
-                ring=self.ring[i, : int(self.size[i])].copy(),
-                last_bin=None if self.fresh[i] else int(self.last[i]),
-                up=float(self.up[i]),
-                up_start=int(self.up_start[i]),
-                up_kwh=float(self.up_kwh[i]),
-                down=float(self.down[i]),
-                down_start=int(self.down_start[i]),
-                down_kwh=float(self.down_kwh[i]),
-                down_ref_kwh=float(self.down_ref_kwh[i]),
-                zero_bins=int(self.zero_bins[i]),
-                zero_kwh=float(self.zero_kwh[i]),
+        """One state per row; rings are views of this (no longer used) stack."""
+        out = []
+        columns = zip(
+            self.res.tolist(),
+            self.size.tolist(),
+            self.fresh.tolist(),
+            self.last.tolist(),
+            self.up.tolist(),
+            self.up_start.tolist(),
+            self.up_kwh.tolist(),
+            self.down.tolist(),
+            self.down_start.tolist(),
+            self.down_kwh.tolist(),
+            self.down_ref_kwh.tolist(),
+            self.zero_bins.tolist(),
+            self.zero_kwh.tolist(),
+            strict=True,
+        )
+        self.ring.flags.writeable = False
+        for i, (res, size, fresh, last, *rest) in enumerate(columns):
+            state = object.__new__(AnomalyState)  # skips re-validation, as WindowState does
+            vars(state).update(
+                zip(
+                    _SCALARS,
+                    (res, None if fresh else last, *rest),
+                    strict=True,
+                ),
+                ring=self.ring[i, :size],
             )
-            for i in range(len(self.res))
-        ]
+            out.append(state)
+        return out
 
 
 def _quantiles(values: FloatArray, qs: Sequence[float]) -> tuple[list[FloatArray], IntArray]:
