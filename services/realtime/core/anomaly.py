@@ -75,7 +75,7 @@ _SPIKE, _EXCESS, _DEFICIT, _SHIFT, _ZERO = (
 
 #: Multiple of the limits above which a bin is flagged, measured on untouched London and
 #: UCI data (``python -m bench anomalies --calibrate``; see the README).
-DEFAULT_THRESHOLD: Final = 1.0
+DEFAULT_THRESHOLD: Final = 1.1
 
 
 @dataclass(frozen=True)
