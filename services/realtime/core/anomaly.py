@@ -90,6 +90,7 @@ class AnomalyConfig:
     floor_ratio: float = 0.1
     spread_q: float = 0.9
     drift: float = 1.5
+    drift_down: float = 0.75
     cap_z: float = 8.0
     cusum_h: float = 20.0
     cusum_cap: float = 3.0
@@ -350,7 +351,7 @@ def _step(
     u0, d0 = st.up[h], st.down[h]
     top = cfg.cusum_cap * cfg.cusum_h
     u1 = np.where(ready, np.clip(u0 + clipped - cfg.drift, 0.0, top), u0)
-    d1 = np.where(ready, np.clip(d0 - clipped - cfg.drift, 0.0, top), d0)
+    d1 = np.where(ready, np.clip(d0 - clipped - cfg.drift_down, 0.0, top), d0)
     u_new, d_new = (u0 <= 0) & (u1 > 0), (d0 <= 0) & (d1 > 0)
     st.up_start[h] = np.where(u_new, b, st.up_start[h])
     st.down_start[h] = np.where(d_new, b, st.down_start[h])
@@ -375,13 +376,13 @@ def _step(
     longest = cfg.max_run_s // res
     means_up = (up_kwh >= cfg.min_kwh) & (up_kwh >= cfg.min_mean_kw * up_bins * bin_h)
     # a deficit means something when large in kW, or when it lasts and halves consumption
-    halved = (down_bins * res >= cfg.shift_s) & (-down_kwh >= 0.5 * down_ref)
+    halved = (down_bins * res >= cfg.min_deficit_s) & (-down_kwh >= 0.5 * down_ref)
     means_down = (-down_kwh >= cfg.min_kwh) & (
         (-down_kwh >= cfg.min_mean_kw * down_bins * bin_h) | halved
     )
     s_up = np.where(ready & (z > cfg.drift) & means_up & (up_bins <= longest), u1, 0.0)
     lasted = (down_bins * res >= cfg.min_deficit_s) & (down_bins <= longest)
-    s_down = np.where(ready & (z < -cfg.drift) & means_down & lasted, d1, 0.0)
+    s_down = np.where(ready & (z < -cfg.drift_down) & means_down & lasted, d1, 0.0)
     s_spike = np.where(ready & (kwh >= cfg.min_kwh), np.maximum(z, 0.0) / cfg.spike_z, 0.0)
     s_zero = np.where(zero & (-zero_kwh >= cfg.min_kwh / 4), zero_bins * res / cfg.zero_s, 0.0)
     s_up, s_down = s_up / cfg.cusum_h, s_down / cfg.cusum_h

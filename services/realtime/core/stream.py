@@ -221,7 +221,7 @@ class ForecastRows:
             unit="s",
         )
         points = self.points.tolist()
-        details = self._anomaly_details()
+        expected, details = self._anomaly_details()
         for i, household in enumerate(self.household_ids):
             row = [
                 {
@@ -245,29 +245,38 @@ class ForecastRows:
                     "anomaly_score": float(self.anomaly_score[i]),
                     "anomaly": bool(self.anomaly[i]),
                     "fallback_reason": self.fallback_reason[i],
-                    **details[i],
+                    "expected_kw": expected[i],
+                    **details.get(i, {}),
                 },
             )
 
-    def _anomaly_details(self) -> list[dict[str, Any]]:
-        """The optional anomaly fields of each row: what and how large, where flagged."""
+    def _anomaly_details(self) -> tuple[list[float | None], dict[int, dict[str, Any]]]:
+        """``expected_kw`` of each row, and the anomaly fields of the flagged rows."""
         v = self.verdicts
         if v is None:
-            return [{} for _ in self.household_ids]
-        expected = v.expected_kw.tolist()
-        start = np.datetime_as_string((v.start_us // US_PER_S).astype("datetime64[s]"), "s")
-        out: list[dict[str, Any]] = []
-        for i, flagged in enumerate(v.flag.tolist()):
-            row: dict[str, Any] = {"expected_kw": None if np.isnan(expected[i]) else expected[i]}
-            if flagged:
-                row |= {
-                    "anomaly_kind": KINDS[int(v.kind[i])],
-                    "anomaly_kwh": float(v.kwh[i]),
-                    "anomaly_duration_s": int(v.duration_s[i]),
-                    "anomaly_start": f"{start[i]}Z",
-                }
-            out.append(row)
-        return out
+            return [None] * len(self.household_ids), {}
+        expected = np.where(np.isnan(v.expected_kw), None, v.expected_kw).tolist()
+        flagged = np.flatnonzero(v.flag)
+        start = np.datetime_as_string(
+            (v.start_us[flagged] // US_PER_S).astype("datetime64[s]"), "s"
+        )
+        detail = {
+            i: {
+                "anomaly_kind": KINDS[k],
+                "anomaly_kwh": kwh,
+                "anomaly_duration_s": duration,
+                "anomaly_start": f"{stamp}Z",
+            }
+            for i, k, kwh, duration, stamp in zip(
+                flagged.tolist(),
+                v.kind[flagged].tolist(),
+                v.kwh[flagged].tolist(),
+                v.duration_s[flagged].tolist(),
+                start,
+                strict=True,
+            )
+        }
+        return expected, detail
 
     def documents(self) -> list[ForecastDocument]:
         """JSON ``Forecast`` documents (what ``Forecast.model_dump_json`` would parse from)."""
