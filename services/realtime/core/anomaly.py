@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -90,7 +90,6 @@ class AnomalyConfig:
     floor_ratio: float = 0.1
     spread_q: float = 0.9
     drift: float = 1.5
-    drift_down: float = 0.75
     cap_z: float = 8.0
     cusum_h: float = 20.0
     cusum_cap: float = 3.0
@@ -114,21 +113,15 @@ class AnomalyState:
     """One household's detector state: the reference ring and the running statistics.
 
     ``ring[b % len(ring)]`` is the mean kW of absolute bin ``b`` for the bins
-    ``last_bin - len(ring) + 1 .. last_bin`` (NaN where unknown).
+    ``last_bin - len(ring) + 1 .. last_bin`` (NaN where unknown); ``stats`` holds the
+    running statistics (:data:`STATS`, integers stored exactly as floats; ``last_bin``
+    NaN before the first bin) as one small array, so that stacking the states of a
+    batch is two ``np.stack`` calls.
     """
 
     resolution_s: int
     ring: FloatArray
-    last_bin: int | None = None
-    up: float = 0.0
-    up_start: int = 0
-    up_kwh: float = 0.0
-    down: float = 0.0
-    down_start: int = 0
-    down_kwh: float = 0.0
-    down_ref_kwh: float = 0.0
-    zero_bins: int = 0
-    zero_kwh: float = 0.0
+    stats: FloatArray = field(default_factory=lambda: _fresh_stats())
 
     @classmethod
     def fresh(cls, resolution_s: int, config: AnomalyConfig) -> AnomalyState:
@@ -141,17 +134,28 @@ class AnomalyState:
         size = (config.days + 1) * (_DAY_S // resolution_s)
         return self.resolution_s == resolution_s and len(self.ring) == size
 
-    def header(self) -> dict[str, Any]:
-        """The scalars, for a JSON header (the ring travels as bytes)."""
-        return {k: getattr(self, k) for k in _SCALARS} | {"ring": len(self.ring)}
+    @property
+    def last_bin(self) -> int | None:
+        last = self.stats[0]
+        return None if np.isnan(last) else int(last)
+
+    def stat(self, name: str) -> float:
+        """One running statistic by name (:data:`STATS`)."""
+        return float(self.stats[STATS.index(name)])
+
+    def to_array(self) -> FloatArray:
+        """Ring then statistics, for the window state's payload."""
+        return np.concatenate([self.ring, self.stats])
 
     @classmethod
-    def from_header(cls, header: dict[str, Any], ring: FloatArray) -> AnomalyState:
-        return cls(ring=np.asarray(ring, dtype=np.float64), **{k: header[k] for k in _SCALARS})
+    def from_array(cls, resolution_s: int, values: FloatArray) -> AnomalyState:
+        """Inverse of :meth:`to_array`."""
+        values = np.asarray(values, dtype=np.float64)
+        return cls(resolution_s, values[: -len(STATS)].copy(), values[-len(STATS) :].copy())
 
 
-_SCALARS: Final = (
-    "resolution_s",
+#: The running statistics of :class:`AnomalyState` (``stats``), in order.
+STATS: Final = (
     "last_bin",
     "up",
     "up_start",
@@ -163,6 +167,12 @@ _SCALARS: Final = (
     "zero_bins",
     "zero_kwh",
 )
+
+
+def _fresh_stats() -> FloatArray:
+    stats = np.zeros(len(STATS))
+    stats[0] = np.nan
+    return stats
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,7 +222,8 @@ class _Arrays:
 
     @classmethod
     def of(cls, states: Sequence[AnomalyState]) -> _Arrays:
-        """Stack the states (one pass over the objects: this runs per household per batch)."""
+        """Stack the states (runs per household per batch: two stacks, no Python loop
+        over statistics)."""
         count = len(states)
         size = np.fromiter((len(s.ring) for s in states), np.int64, count)
         if count and (size == size[0]).all():
@@ -221,77 +232,47 @@ class _Arrays:
             ring = np.full((count, int(size.max()) if count else 0), np.nan)
             for i, s in enumerate(states):
                 ring[i, : len(s.ring)] = s.ring
-        # every scalar is an integer below 2**53 or a float: one float matrix, exact
-        table = np.array(
-            [
-                [
-                    s.resolution_s,
-                    -1 if s.last_bin is None else s.last_bin,
-                    s.last_bin is None,
-                    s.up,
-                    s.down,
-                    s.up_kwh,
-                    s.down_kwh,
-                    s.down_ref_kwh,
-                    s.zero_kwh,
-                    s.up_start,
-                    s.down_start,
-                    s.zero_bins,
-                ]
-                for s in states
-            ],
-            dtype=np.float64,
-        ).reshape(count, 12)
-        ints = table[:, [0, 1, 9, 10, 11]].astype(np.int64)
+        table = np.stack([s.stats for s in states]) if count else np.zeros((0, len(STATS)))
+        ints = np.nan_to_num(table[:, [0, 2, 5, 8]]).astype(np.int64)
         return cls(
-            res=ints[:, 0].copy(),
+            res=np.fromiter((s.resolution_s for s in states), np.int64, count),
             size=size,
             ring=ring,
-            last=ints[:, 1].copy(),
-            fresh=table[:, 2] > 0,
-            up=table[:, 3].copy(),
+            last=ints[:, 0].copy(),
+            fresh=np.isnan(table[:, 0]),
+            up=table[:, 1].copy(),
             down=table[:, 4].copy(),
-            up_kwh=table[:, 5].copy(),
+            up_kwh=table[:, 3].copy(),
             down_kwh=table[:, 6].copy(),
             down_ref_kwh=table[:, 7].copy(),
-            zero_kwh=table[:, 8].copy(),
-            up_start=ints[:, 2].copy(),
-            down_start=ints[:, 3].copy(),
-            zero_bins=ints[:, 4].copy(),
+            zero_kwh=table[:, 9].copy(),
+            up_start=ints[:, 1].copy(),
+            down_start=ints[:, 2].copy(),
+            zero_bins=ints[:, 3].copy(),
         )
 
     def states(self) -> list[AnomalyState]:
-        """One state per row; rings are views of this (no longer used) stack."""
-        out = []
-        columns = zip(
-            self.res.tolist(),
-            self.size.tolist(),
-            self.fresh.tolist(),
-            self.last.tolist(),
-            self.up.tolist(),
-            self.up_start.tolist(),
-            self.up_kwh.tolist(),
-            self.down.tolist(),
-            self.down_start.tolist(),
-            self.down_kwh.tolist(),
-            self.down_ref_kwh.tolist(),
-            self.zero_bins.tolist(),
-            self.zero_kwh.tolist(),
-            strict=True,
-        )
+        """One state per row; rings and statistics are views of read-only stacks."""
+        table = np.column_stack(
+            [
+                np.where(self.fresh, np.nan, self.last),
+                self.up,
+                self.up_start,
+                self.up_kwh,
+                self.down,
+                self.down_start,
+                self.down_kwh,
+                self.down_ref_kwh,
+                self.zero_bins,
+                self.zero_kwh,
+            ]
+        ).astype(np.float64)
+        table.flags.writeable = False
         self.ring.flags.writeable = False
-        for i, (res, size, fresh, last, *rest) in enumerate(columns):
-            state = object.__new__(AnomalyState)  # skips re-validation, as WindowState does
-            vars(state).update(
-                zip(
-                    _SCALARS,
-                    (res, None if fresh else last, *rest),
-                    strict=True,
-                ),
-                ring=self.ring[i, :size],
-            )
-            out.append(state)
-        return out
+        sizes = zip(self.res.tolist(), self.size.tolist(), strict=True)
+        return [
+            AnomalyState(res, self.ring[i, :size], table[i]) for i, (res, size) in enumerate(sizes)
+        ]
 
 
 def _quantiles(values: FloatArray, qs: Sequence[float]) -> tuple[list[FloatArray], IntArray]:
@@ -351,7 +332,7 @@ def _step(
     u0, d0 = st.up[h], st.down[h]
     top = cfg.cusum_cap * cfg.cusum_h
     u1 = np.where(ready, np.clip(u0 + clipped - cfg.drift, 0.0, top), u0)
-    d1 = np.where(ready, np.clip(d0 - clipped - cfg.drift_down, 0.0, top), d0)
+    d1 = np.where(ready, np.clip(d0 - clipped - cfg.drift, 0.0, top), d0)
     u_new, d_new = (u0 <= 0) & (u1 > 0), (d0 <= 0) & (d1 > 0)
     st.up_start[h] = np.where(u_new, b, st.up_start[h])
     st.down_start[h] = np.where(d_new, b, st.down_start[h])
@@ -376,13 +357,13 @@ def _step(
     longest = cfg.max_run_s // res
     means_up = (up_kwh >= cfg.min_kwh) & (up_kwh >= cfg.min_mean_kw * up_bins * bin_h)
     # a deficit means something when large in kW, or when it lasts and halves consumption
-    halved = (down_bins * res >= cfg.min_deficit_s) & (-down_kwh >= 0.5 * down_ref)
+    halved = (down_bins * res >= cfg.shift_s) & (-down_kwh >= 0.5 * down_ref)
     means_down = (-down_kwh >= cfg.min_kwh) & (
         (-down_kwh >= cfg.min_mean_kw * down_bins * bin_h) | halved
     )
     s_up = np.where(ready & (z > cfg.drift) & means_up & (up_bins <= longest), u1, 0.0)
     lasted = (down_bins * res >= cfg.min_deficit_s) & (down_bins <= longest)
-    s_down = np.where(ready & (z < -cfg.drift_down) & means_down & lasted, d1, 0.0)
+    s_down = np.where(ready & (z < -cfg.drift) & means_down & lasted, d1, 0.0)
     s_spike = np.where(ready & (kwh >= cfg.min_kwh), np.maximum(z, 0.0) / cfg.spike_z, 0.0)
     s_zero = np.where(zero & (-zero_kwh >= cfg.min_kwh / 4), zero_bins * res / cfg.zero_s, 0.0)
     s_up, s_down = s_up / cfg.cusum_h, s_down / cfg.cusum_h

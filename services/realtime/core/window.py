@@ -274,7 +274,10 @@ class WindowState:
             "fallback_reason": self.fallback_reason,
         }
         if self.anomaly is not None:
-            header["anomaly"] = self.anomaly.header()
+            header["anomaly"] = {
+                "resolution_s": self.anomaly.resolution_s,
+                "values": len(self.anomaly.ring) + len(self.anomaly.stats),
+            }
         text = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
         payload = b"".join(
             [
@@ -284,7 +287,7 @@ class WindowState:
                 np.ascontiguousarray(self.forecast, dtype="<f8").tobytes(),
                 b""
                 if self.anomaly is None
-                else np.ascontiguousarray(self.anomaly.ring, dtype="<f8").tobytes(),
+                else np.ascontiguousarray(self.anomaly.to_array(), dtype="<f8").tobytes(),
             ]
         )
         return (
@@ -305,8 +308,8 @@ class WindowState:
             steps = header["forecast_steps"]
             cells = bins * m
             detector = header.get("anomaly")  # absent in states written before it existed
-            ring = detector["ring"] if detector else 0
-            if len(payload) != cells * 12 + bins * 8 + steps * 3 * 8 + ring * 8:
+            extra = detector["values"] if detector else 0
+            if len(payload) != cells * 12 + bins * 8 + steps * 3 * 8 + extra * 8:
                 raise StateDecodeError("window state payload has the wrong size")
             sums = np.frombuffer(payload, "<f8", cells).reshape(bins, m).astype(np.float64)
             counts = np.frombuffer(payload, "<u4", cells, cells * 8).reshape(bins, m)
@@ -315,8 +318,8 @@ class WindowState:
             forecast = np.frombuffer(payload, "<f8", steps * 3, offset).reshape(steps, 3)
             anomaly = None
             if detector:
-                values = np.frombuffer(payload, "<f8", ring, offset + steps * 24)
-                anomaly = AnomalyState.from_header(detector, values.astype(np.float64))
+                values = np.frombuffer(payload, "<f8", extra, offset + steps * 24)
+                anomaly = AnomalyState.from_array(detector["resolution_s"], values)
             return cls(
                 household_id=header["household_id"],
                 mode=header["mode"],
