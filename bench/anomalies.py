@@ -109,6 +109,7 @@ def cut(
     """Segments of ``values[:, start:stop]`` (bins aligned to days)."""
     per_day = _DAY_S // resolution_s
     length = segment_days * per_day
+    start, stop = max(start, 0), min(stop, values.shape[1])
     begin = start + (-(first_bin + start)) % per_day
     count = max(0, (stop - begin) // length)
     parts = [values[:, begin + i * length : begin + (i + 1) * length] for i in range(count)]
