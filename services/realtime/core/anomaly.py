@@ -36,8 +36,9 @@ flagged, so that normal data stays under 1 %).
 
 Each flag says what it is (:data:`KINDS`): ``spike`` (one bin), ``excess`` / ``deficit``
 (a run shorter than ``shift_s``), ``level_shift`` (a run that has lasted ``shift_s``:
-the consumption changed and stayed; flagged for at most ``max_run_s``), ``stuck_zero``; and how large: the run's energy above (``kwh > 0``)
-or below expectation, its start and its duration so far.
+the consumption changed and stayed; flagged for at most ``max_run_s``), ``stuck_zero``;
+and how large: the run's energy above (``kwh > 0``) or below expectation, its start and
+its duration so far.
 
 Pure and deterministic: the same states and bins give the same verdicts, however the
 bins are split into calls; a missing bin (NaN) changes no statistic and is never
