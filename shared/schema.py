@@ -40,9 +40,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "ANOMALY_KINDS",
     "HOUSEHOLD_ID_PATTERN",
     "MEASUREMENT_FIELDS",
     "SCHEMA_VERSION",
+    "AnomalyKind",
     "DailyPoint",
     "DailySummary",
     "Forecast",
@@ -56,6 +58,13 @@ __all__ = [
 ]
 
 SCHEMA_VERSION: Final = 1
+
+#: What a flagged anomaly is (``Forecast.anomaly_kind``): one unusually large bin; a run
+#: above or below the household's usual consumption for that time of day; a change that
+#: has lasted (the new level becomes the usual one after a few days); a meter reading
+#: (almost) zero for hours while the household usually uses energy.
+ANOMALY_KINDS: Final = ("spike", "excess", "deficit", "level_shift", "stuck_zero")
+AnomalyKind = Literal["spike", "excess", "deficit", "level_shift", "stuck_zero"]
 
 HOUSEHOLD_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 """London ids look like ``MAC000002``, the UCI house is ``uci-sceaux``. The id is also the
@@ -244,11 +253,22 @@ class Forecast(_WireModel):
     resolution_s: Annotated[int, Field(gt=0)]
     points: Annotated[list[ForecastPoint], Field(min_length=1)]
     model_version: Annotated[str, StringConstraints(min_length=1)]
+    #: The anomaly verdict on the bin completed just before ``issued_at``: ``anomaly_score``
+    #: is in multiples of the detector's limits, ``anomaly`` whether it is flagged.
     anomaly_score: float
     anomaly: bool
     #: Why this forecast is not from the multivariate model (e.g. an energy-only meter
     #: gets the univariate fallback); ``None`` for the model's own forecasts.
     fallback_reason: str | None = None
+    #: Where ``anomaly`` is true (optional, newer producers): what the deviation is, its
+    #: energy above (+) or below (-) the household's usual consumption from
+    #: ``anomaly_start`` to ``issued_at`` (kWh), and that duration.
+    anomaly_kind: AnomalyKind | None = None
+    anomaly_kwh: float | None = None
+    anomaly_duration_s: Annotated[int, Field(gt=0)] | None = None
+    anomaly_start: UtcDatetime | None = None
+    #: The household's usual mean power for the completed bin (the anomaly reference).
+    expected_kw: float | None = None
 
     @model_validator(mode="after")
     def _points_increase(self) -> Forecast:
@@ -257,6 +277,17 @@ class Forecast(_WireModel):
             raise PydanticCustomError(
                 "unordered_points", "forecast points must have strictly increasing timestamps"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _anomaly_detail_only_when_flagged(self) -> Forecast:
+        detail = (self.anomaly_kind, self.anomaly_kwh, self.anomaly_duration_s, self.anomaly_start)
+        if not self.anomaly and any(v is not None for v in detail):
+            raise PydanticCustomError(
+                "anomaly_detail", "anomaly_kind/kwh/duration_s/start need anomaly = true"
+            )
+        if self.anomaly_start is not None and self.anomaly_start >= self.issued_at:
+            raise PydanticCustomError("anomaly_start", "anomaly_start must be before issued_at")
         return self
 
 

@@ -186,6 +186,43 @@ def test_forecast_round_trips_and_checks_points() -> None:
         forecast([point(2), point(1)])
 
 
+def test_forecast_anomaly_detail_is_optional_and_round_trips() -> None:
+    old = forecast([point(1)]).model_dump(mode="json")
+    for key in ("anomaly_kind", "anomaly_kwh", "anomaly_duration_s", "anomaly_start"):
+        old.pop(key)
+    assert Forecast.model_validate(old).anomaly_kind is None  # an older producer's document
+
+    flagged = forecast([point(1)]).model_copy(
+        update={
+            "anomaly": True,
+            "anomaly_kind": "stuck_zero",
+            "anomaly_kwh": -1.2,
+            "anomaly_duration_s": 21_600,
+            "anomaly_start": T0 - dt.timedelta(hours=6),
+            "expected_kw": 0.2,
+        }
+    )
+    assert Forecast.model_validate_json(flagged.model_dump_json()) == flagged
+
+
+@pytest.mark.parametrize(
+    ("update", "error"),
+    [
+        ({"anomaly_kind": "excess"}, "anomaly_detail"),
+        ({"anomaly": True, "anomaly_kind": "surge"}, "literal_error"),
+        ({"anomaly": True, "anomaly_duration_s": 0}, "greater_than"),
+        ({"anomaly": True, "anomaly_start": T0}, "anomaly_start"),
+    ],
+)
+def test_forecast_anomaly_detail_is_checked(update: dict, error: str) -> None:
+    document = forecast([point(1)]).model_dump(mode="json") | {
+        k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in update.items()
+    }
+    with pytest.raises(ValidationError) as caught:
+        Forecast.model_validate(document)
+    assert caught.value.errors()[0]["type"] == error
+
+
 def daily(day: int, *, kwh: float = 10.0) -> DailyPoint:
     return DailyPoint(
         date=dt.date(2007, 4, day),

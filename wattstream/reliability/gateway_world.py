@@ -56,6 +56,10 @@ def forecast_for(household: str, issued_at: dt.datetime, *, anomaly: bool = Fals
         model_version="test-1",
         anomaly_score=3.5 if anomaly else 0.1,
         anomaly=anomaly,
+        anomaly_kind="excess" if anomaly else None,
+        anomaly_kwh=1.5 if anomaly else None,
+        anomaly_duration_s=3600 if anomaly else None,
+        anomaly_start=issued_at - dt.timedelta(hours=1) if anomaly else None,
     )
 
 

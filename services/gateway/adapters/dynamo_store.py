@@ -314,15 +314,21 @@ class DynamoGatewayStore:
 
     def put_anomaly(self, mark: AnomalyMark) -> None:
         stamp = datetime_to_us(mark.timestamp)
-        self._db.put_item(
-            TableName=self.table,
-            Item={
-                "pk": {"S": _household_pk(mark.household_id)},
-                "sk": {"S": f"A#{stamp:020d}"},
-                "score": {"N": repr(float(mark.score))},
-                "model_version": {"S": mark.model_version},
-            },
-        )
+        item: dict[str, Any] = {
+            "pk": {"S": _household_pk(mark.household_id)},
+            "sk": {"S": f"A#{stamp:020d}"},
+            "score": {"N": repr(float(mark.score))},
+            "model_version": {"S": mark.model_version},
+        }
+        if mark.kind is not None:
+            item["kind"] = {"S": mark.kind}
+        if mark.kwh is not None:
+            item["kwh"] = {"N": repr(float(mark.kwh))}
+        if mark.duration_s is not None:
+            item["duration_s"] = {"N": str(int(mark.duration_s))}
+        if mark.started_at is not None:
+            item["started_us"] = {"N": str(datetime_to_us(mark.started_at))}
+        self._db.put_item(TableName=self.table, Item=item)
 
     def anomalies(
         self, household_id: str, start: dt.datetime, end: dt.datetime
@@ -337,6 +343,12 @@ class DynamoGatewayStore:
                 timestamp=us_to_datetime(int(item["sk"]["S"].removeprefix("A#"))),
                 score=float(item["score"]["N"]),
                 model_version=item["model_version"]["S"],
+                kind=item["kind"]["S"] if "kind" in item else None,
+                kwh=float(item["kwh"]["N"]) if "kwh" in item else None,
+                duration_s=int(item["duration_s"]["N"]) if "duration_s" in item else None,
+                started_at=(
+                    us_to_datetime(int(item["started_us"]["N"])) if "started_us" in item else None
+                ),
             )
             for item in items
         ]

@@ -62,6 +62,11 @@ class AnomalyMark:
     timestamp: dt.datetime
     score: float
     model_version: str
+    #: What and how large (``Forecast.anomaly_kind`` ...); ``None`` from older producers.
+    kind: str | None = None
+    kwh: float | None = None
+    duration_s: int | None = None
+    started_at: dt.datetime | None = None
 
 
 def anomaly_of(forecast: Forecast) -> AnomalyMark | None:
@@ -73,6 +78,10 @@ def anomaly_of(forecast: Forecast) -> AnomalyMark | None:
         timestamp=forecast.issued_at,
         score=forecast.anomaly_score,
         model_version=forecast.model_version,
+        kind=forecast.anomaly_kind,
+        kwh=forecast.anomaly_kwh,
+        duration_s=forecast.anomaly_duration_s,
+        started_at=forecast.anomaly_start,
     )
 
 

@@ -183,9 +183,16 @@ class ForecastResponse(_Model):
 
 
 class Anomaly(_Model):
+    """A flagged bin: when, its score, and (newer producers) what and how large: kind,
+    energy above (+) or below (-) the household's usual consumption, duration, start."""
+
     timestamp: dt.datetime
     score: float
     model_version: str
+    kind: str | None = None
+    kwh: float | None = None
+    duration_s: int | None = None
+    started_at: dt.datetime | None = None
 
 
 class AnomaliesResponse(_Model):
@@ -620,7 +627,15 @@ def create_app(deps: ApiDeps) -> FastAPI:
             start=lo,
             end=hi,
             anomalies=[
-                Anomaly(timestamp=m.timestamp, score=m.score, model_version=m.model_version)
+                Anomaly(
+                    timestamp=m.timestamp,
+                    score=m.score,
+                    model_version=m.model_version,
+                    kind=m.kind,
+                    kwh=m.kwh,
+                    duration_s=m.duration_s,
+                    started_at=m.started_at,
+                )
                 for m in marks
             ],
         )

@@ -20,8 +20,10 @@ Per household, in one batch:
 3. readings go into the window state (:mod:`services.realtime.core.window`); every
    completed step with a complete window is forecast; the others are reported, with the
    reason, in ``skipped``;
-4. the bin each step completed is scored against the previous forecast
-   (:mod:`services.realtime.core.anomaly`), and the newest forecast is kept in the state.
+4. the bin each step completed goes through the anomaly detector
+   (:mod:`services.realtime.core.anomaly`: the household's usual consumption for that
+   time of day, kept in the state; independent of the model), whose verdict travels with
+   the step's forecast; the newest forecast is kept in the state.
 
 A forecast's identity is ``(household_id, issued_at)``, ``issued_at`` being the start of
 its first step (event time). The same states and records always give the same forecasts,
@@ -40,7 +42,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.realtime.core.anomaly import DEFAULT_MIN_WIDTH_KW, Prior, score_steps
+from services.realtime.core.anomaly import KINDS, AnomalyConfig, AnomalyState, Verdicts, detect
 from services.realtime.core.fallback import SeasonalNaive, missing_reason, power_kw
 from services.realtime.core.features import (
     CALENDAR,
@@ -89,8 +91,7 @@ class StreamConfig:
     spec: ModelSpec
     max_gap_s: int = DEFAULT_MAX_GAP_S
     max_catch_up_steps: int = DEFAULT_MAX_CATCH_UP_STEPS
-    anomaly_threshold: float = 0.0
-    min_interval_width_kw: float = DEFAULT_MIN_WIDTH_KW
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     fallback_history_days: int = 7
     _fallbacks: dict[int, tuple[SeasonalNaive, WindowConfig]] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
@@ -205,6 +206,9 @@ class ForecastRows:
     anomaly: npt.NDArray[np.bool_]
     model_version: str
     fallback_reason: tuple[str | None, ...]
+    #: The anomaly detector's verdicts, row for row (kind, size, duration); ``None``
+    #: leaves those optional fields out of the documents.
+    verdicts: Verdicts | None = None
 
     def __len__(self) -> int:
         return len(self.household_ids)
@@ -217,6 +221,7 @@ class ForecastRows:
             unit="s",
         )
         points = self.points.tolist()
+        expected, details = self._anomaly_details()
         for i, household in enumerate(self.household_ids):
             row = [
                 {
@@ -240,8 +245,38 @@ class ForecastRows:
                     "anomaly_score": float(self.anomaly_score[i]),
                     "anomaly": bool(self.anomaly[i]),
                     "fallback_reason": self.fallback_reason[i],
+                    "expected_kw": expected[i],
+                    **details.get(i, {}),
                 },
             )
+
+    def _anomaly_details(self) -> tuple[list[float | None], dict[int, dict[str, Any]]]:
+        """``expected_kw`` of each row, and the anomaly fields of the flagged rows."""
+        v = self.verdicts
+        if v is None:
+            return [None] * len(self.household_ids), {}
+        expected = np.where(np.isnan(v.expected_kw), None, v.expected_kw).tolist()
+        flagged = np.flatnonzero(v.flag)
+        start = np.datetime_as_string(
+            (v.start_us[flagged] // US_PER_S).astype("datetime64[s]"), "s"
+        )
+        detail = {
+            i: {
+                "anomaly_kind": KINDS[k],
+                "anomaly_kwh": kwh,
+                "anomaly_duration_s": duration,
+                "anomaly_start": f"{stamp}Z",
+            }
+            for i, k, kwh, duration, stamp in zip(
+                flagged.tolist(),
+                v.kind[flagged].tolist(),
+                v.kwh[flagged].tolist(),
+                v.duration_s[flagged].tolist(),
+                start,
+                strict=True,
+            )
+        }
+        return expected, detail
 
     def documents(self) -> list[ForecastDocument]:
         """JSON ``Forecast`` documents (what ``Forecast.model_dump_json`` would parse from)."""
@@ -311,7 +346,6 @@ class _Group:
     households: list[str]
     advanced: Advanced
     positions: list[int]
-    priors: list[Prior]
     valid: npt.NDArray[np.bool_]  # steps with a complete window (model groups)
 
 
@@ -496,7 +530,6 @@ def prepare(
                 households=[h for h, _, _ in group],
                 advanced=advanced,
                 positions=[max(e.position, s.position) for _, s, e in group],
-                priors=[(s.forecast_start_us, s.forecast) for _, s, _ in group],
                 valid=valid,
             )
         )
@@ -557,18 +590,8 @@ def finish(prepared: Prepared, predictions: npt.ArrayLike | None) -> StepResult:
         points[group.valid] = _intervals(quantiles)
         res_us = resolution_s * US_PER_S
         issued = adv.step_bins * res_us
-        scores = score_steps(
-            adv.step_household,
-            issued - res_us,
-            adv.actuals,
-            issued,
-            points,
-            group.valid,
-            group.priors,
-            resolution_s,
-            min_width_kw=config.min_interval_width_kw,
-        )
-        flags = scores > config.anomaly_threshold
+        detector_states, verdicts = _detect(config.anomaly, group)
+        flags = verdicts.flag
         keep = group.valid
         forecasts.append(
             ForecastRows(
@@ -576,12 +599,13 @@ def finish(prepared: Prepared, predictions: npt.ArrayLike | None) -> StepResult:
                 issued_us=issued[keep],
                 resolution_s=resolution_s,
                 points=points[keep],
-                anomaly_score=scores[keep],
+                anomaly_score=verdicts.score[keep],
                 anomaly=flags[keep],
                 model_version=version,
                 fallback_reason=tuple(
                     adv.before[h].fallback_reason for h in adv.step_household[keep]
                 ),
+                verdicts=verdicts.take(keep),
             )
         )
         stats.forecasts += int(keep.sum())
@@ -599,9 +623,12 @@ def finish(prepared: Prepared, predictions: npt.ArrayLike | None) -> StepResult:
                     forecast=points[last[h]].copy(),
                     forecast_start_us=int(issued[last[h]]),
                     forecast_resolution_s=resolution_s,
+                    anomaly=detector_states[h],
                 )
             else:
-                states[household] = adv.evolve(h, position=group.positions[h])
+                states[household] = adv.evolve(
+                    h, position=group.positions[h], anomaly=detector_states[h]
+                )
     stats.skipped_steps = sum(s.steps for s in skipped)
     ordered = {h: states[h] for h in prepared.order if h in states}
     return StepResult(ordered, forecasts, skipped, prepared.resets, stats)
@@ -634,9 +661,22 @@ def _with_valid(group: _Group, valid: npt.NDArray[np.bool_]) -> _Group:
         group.households,
         group.advanced,
         group.positions,
-        group.priors,
         valid,
     )
+
+
+def _detect(config: AnomalyConfig, group: _Group) -> tuple[list[AnomalyState], Verdicts]:
+    """Every bin the group's steps completed through the anomaly detector (model or not:
+    it reads only the target's bin means), from each household's detector state."""
+    adv = group.advanced
+    resolution_s = group.window.resolution_s
+    states = []
+    for before in adv.before:
+        state = before.anomaly
+        if state is None or not state.fits(resolution_s, config):
+            state = AnomalyState.fresh(resolution_s, config)
+        states.append(state)
+    return detect(config, states, adv.step_household, adv.step_bins - 1, adv.actuals)
 
 
 def _intervals(quantiles: FloatArray) -> FloatArray:

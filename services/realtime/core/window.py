@@ -55,6 +55,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from services.realtime.core.anomaly import AnomalyState
 from services.realtime.core.features import (
     DEFAULT_MAX_GAP_S,
     MEASUREMENTS,
@@ -150,7 +151,9 @@ class WindowState:
     ``position`` is the highest stream position (Kinesis sequence number) applied, so a
     redelivered record is recognised. ``forecast`` is the last forecast's
     ``(lower, value, upper)`` kW per step, from ``forecast_start_us`` on: the anomaly check
-    compares the next completed bins against it.
+    compares the next completed bins against it. ``anomaly`` is the anomaly detector's
+    state (:mod:`services.realtime.core.anomaly`: its reference days), ``None`` before the
+    first completed bin.
     """
 
     household_id: str
@@ -171,6 +174,7 @@ class WindowState:
     forecast_resolution_s: int = 0
     forecast: FloatArray = dataclasses.field(default_factory=lambda: np.empty((0, 3)))
     fallback_reason: str | None = None
+    anomaly: AnomalyState | None = None
 
     def __post_init__(self) -> None:
         shape = (self.sums.shape[0], len(self.measurements))
@@ -269,6 +273,11 @@ class WindowState:
             "forecast_steps": self.forecast.shape[0],
             "fallback_reason": self.fallback_reason,
         }
+        if self.anomaly is not None:
+            header["anomaly"] = {
+                "resolution_s": self.anomaly.resolution_s,
+                "values": len(self.anomaly.ring) + len(self.anomaly.stats),
+            }
         text = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
         payload = b"".join(
             [
@@ -276,6 +285,9 @@ class WindowState:
                 np.ascontiguousarray(self.counts, dtype="<u4").tobytes(),
                 np.ascontiguousarray(self.seen, dtype="<u8").tobytes(),
                 np.ascontiguousarray(self.forecast, dtype="<f8").tobytes(),
+                b""
+                if self.anomaly is None
+                else np.ascontiguousarray(self.anomaly.to_array(), dtype="<f8").tobytes(),
             ]
         )
         return (
@@ -295,13 +307,19 @@ class WindowState:
             bins, m = header["bins"], len(header["measurements"])
             steps = header["forecast_steps"]
             cells = bins * m
-            if len(payload) != cells * 12 + bins * 8 + steps * 3 * 8:
+            detector = header.get("anomaly")  # absent in states written before it existed
+            extra = detector["values"] if detector else 0
+            if len(payload) != cells * 12 + bins * 8 + steps * 3 * 8 + extra * 8:
                 raise StateDecodeError("window state payload has the wrong size")
             sums = np.frombuffer(payload, "<f8", cells).reshape(bins, m).astype(np.float64)
             counts = np.frombuffer(payload, "<u4", cells, cells * 8).reshape(bins, m)
             seen = np.frombuffer(payload, "<u8", bins, cells * 12)
             offset = cells * 12 + bins * 8
             forecast = np.frombuffer(payload, "<f8", steps * 3, offset).reshape(steps, 3)
+            anomaly = None
+            if detector:
+                values = np.frombuffer(payload, "<f8", extra, offset + steps * 24)
+                anomaly = AnomalyState.from_array(detector["resolution_s"], values)
             return cls(
                 household_id=header["household_id"],
                 mode=header["mode"],
@@ -321,6 +339,7 @@ class WindowState:
                 forecast_resolution_s=header["forecast_resolution_s"],
                 forecast=forecast.astype(np.float64),
                 fallback_reason=header["fallback_reason"],
+                anomaly=anomaly,
             )
         except StateDecodeError:
             raise

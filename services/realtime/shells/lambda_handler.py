@@ -53,6 +53,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
 
 from services.realtime.adapters.state_store import DynamoStateStore
 from services.realtime.backends import open_model
+from services.realtime.core.anomaly import AnomalyConfig
 from services.realtime.core.stream import (
     Delivery,
     ForecastDocument,
@@ -345,7 +346,9 @@ def deps_from_environment() -> RealtimeDeps:
         publisher=publisher_for(settings.forecasts_stream_name, aws),
         logger=Logger(),
         metrics=Metrics(),
-        config=StreamConfig(model.spec, anomaly_threshold=settings.anomaly_threshold),
+        config=StreamConfig(
+            model.spec, anomaly=AnomalyConfig(threshold=settings.anomaly_threshold)
+        ),
     )
 
 

@@ -142,6 +142,9 @@ def test_api_anomalies_in_range(world):
     ).json()
 
     assert [a["timestamp"] for a in body["anomalies"]] == ["2007-04-02T10:00:00Z"]
+    [mark] = body["anomalies"]
+    assert (mark["kind"], mark["kwh"], mark["duration_s"]) == ("excess", 1.5, 3600)
+    assert mark["started_at"] == "2007-04-02T09:00:00Z"
     assert before["anomalies"] == []
 
 

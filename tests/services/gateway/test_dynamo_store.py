@@ -115,6 +115,14 @@ def test_dynamo_store_anomalies_by_range(store):
     assert found[0].score == 4.0
 
 
+def test_dynamo_store_anomaly_keeps_its_kind_and_size(store):
+    started = T0 - dt.timedelta(hours=2)
+    mark = AnomalyMark("uci-0001", T0, 2.5, "m1", "excess", 3.25, 7200, started)
+    store.put_anomaly(mark)
+
+    assert store.anomalies("uci-0001", T0, T0 + dt.timedelta(minutes=1)) == [mark]
+
+
 def test_dynamo_store_monthly_keeps_the_latest_as_of(store):
     current = monthly_for("uci-0001")
     older = current.model_copy(update={"as_of": dt.date(2007, 4, 1), "month_total_kwh": 1.0})

@@ -192,29 +192,69 @@ def test_stream_state_keeps_the_newest_forecast(april, spec, config):
 # ------------------------------------------------------------------------------- anomaly
 
 
-def calm_then(spec, config, power: float):
-    """3 hours at 1 kW (so the forecasts say 1 +- 0.5 kW), then bin 12 at ``power``."""
-    calm = flat_minutes("h", 0, 180, 1.0)
-    states = step({}, [Delivery(calm, 1)], PersistenceModel(spec), config).states
-    after = flat_minutes("h", 180, 16, power)  # bin 12, and one reading of bin 13
-    return step(states, [Delivery(after, 2)], PersistenceModel(spec), config)
+def meter_days(name: str, days: int, extra_kw: dict[int, float]) -> list[ReadingBatch]:
+    """A London-style meter, one batch per day; ``extra_kw`` adds kW to some half hours."""
+    batch = energy_only(name, days)
+    kwh = batch.columns["energy_kwh"].copy()
+    for i, kw in extra_kw.items():
+        kwh[i] += kw / 2
+    batch = ReadingBatch(name, batch.timestamps_us, {**batch.columns, "energy_kwh": kwh})
+    return [batch.slice(d * 48, (d + 1) * 48) for d in range(days)]
 
 
-def test_stream_actual_outside_the_previous_interval_is_flagged(spec, config):
-    result = calm_then(spec, config, 5.0)
+def stream_days(spec, config, batches, states=None, first_position=1):
+    """Feed the batches one step each; all forecasts, and the final states."""
+    states = dict(states or {})
+    forecasts: list[Forecast] = []
+    for position, batch in enumerate(batches, start=first_position):
+        result = step(states, [Delivery(batch, position)], PersistenceModel(spec), config)
+        states.update(result.states)
+        forecasts.extend(result.to_forecasts())
+    return forecasts, states
 
-    completes_11, completes_12 = result.to_forecasts()  # steps 12 and 13
-    assert datetime_to_us(completes_12.issued_at) == T0 + 13 * BIN_US
-    assert (completes_11.anomaly, completes_11.anomaly_score) == (False, 0.0)
-    assert completes_12.anomaly is True
-    assert completes_12.anomaly_score == pytest.approx((5.0 - 1.5) / 1.0)
-    assert result.stats.anomalies == 1
+
+EXCESS_AT = 9 * 48 + 36  # day 9, 18:00
 
 
-def test_stream_actual_inside_the_interval_is_not_flagged(spec, config):
-    result = calm_then(spec, config, 1.25)
+def test_stream_excess_on_an_energy_meter_is_flagged_with_kind_size_and_duration(spec, config):
+    batches = meter_days("MAC000002", 11, {EXCESS_AT + k: 1.5 for k in range(6)})  # 3 h
 
-    assert [(f.anomaly, f.anomaly_score) for f in result.to_forecasts()] == [(False, 0.0)] * 2
+    forecasts, _ = stream_days(spec, config, batches)
+
+    flagged = [f for f in forecasts if f.anomaly]
+    assert flagged, "a 1.5 kW excess for 3 h must be flagged"
+    start = dt.datetime.fromtimestamp((T0 + EXCESS_AT * HALF_HOUR_US) / 1e6, dt.UTC)
+    end = start + dt.timedelta(hours=3)
+    assert all(start < f.issued_at <= end for f in flagged)  # issued after the bin completed
+    last = flagged[-1]
+    assert last.anomaly_kind == "excess"
+    assert last.anomaly_start == start
+    assert last.anomaly_duration_s == (last.issued_at - start).total_seconds()
+    assert last.anomaly_kwh == pytest.approx(1.5 * last.anomaly_duration_s / 3600, rel=0.15)
+    assert last.anomaly_score > config.anomaly.threshold
+    assert last.expected_kw is not None
+    assert last.expected_kw < 1.0
+
+
+def test_stream_normal_days_are_not_flagged(spec, config):
+    forecasts, _ = stream_days(spec, config, meter_days("MAC000002", 10, {}))
+
+    assert forecasts
+    assert not any(f.anomaly for f in forecasts)
+    assert all(f.anomaly_kind is None and f.anomaly_kwh is None for f in forecasts)
+
+
+def test_stream_anomaly_state_survives_a_restart(spec, config):
+    batches = meter_days("MAC000002", 11, {EXCESS_AT + k: 1.5 for k in range(6)})
+    straight, _ = stream_days(spec, config, batches)
+
+    _, states = stream_days(spec, config, batches[:9])
+    restored = {h: WindowState.from_bytes(s.to_bytes()) for h, s in states.items()}
+    assert restored["MAC000002"].anomaly is not None
+    rest, _ = stream_days(spec, config, batches[9:], restored, first_position=10)
+
+    assert any(f.anomaly for f in rest)
+    assert [f.model_dump() for f in straight[-len(rest) :]] == [f.model_dump() for f in rest]
 
 
 # ------------------------------------------------------------------------------ fallback
