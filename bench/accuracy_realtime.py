@@ -115,6 +115,7 @@ def run(data: Path, *, seed: int | None, epochs: int | None, only: str | None) -
                 {
                     "members": {k: m.as_dict() for k, m in r.members.items()},
                     "ensemble_weights": r.weights,
+                    "interval_scale": r.interval_scale,
                     "validation": {k: m.as_dict() for k, m in r.validation.items()},
                     "validation_windows": r.validation_windows,
                 }

@@ -36,12 +36,15 @@ from services.realtime.core.features import MEASUREMENTS
 
 __all__ = [
     "MEMBERS",
+    "PER_STEP",
     "MlpConfig",
     "ProfileRegression",
     "best_weights",
+    "calibrated_interval",
     "combine",
     "fit_mlp",
     "fit_profile_regression",
+    "interval_scale",
     "profile_regressors",
     "seasonal_profile",
 ]
@@ -52,6 +55,8 @@ _YEAR_S: Final = 365.25 * _DAY_S
 _TARGET: Final = 0  # the target is the first feature column
 _RECENT_S: Final = 4 * 3600  # the last four hours enter the regression bin by bin
 _BLOCK_S: Final = 4 * 3600  # and the whole window as four-hour means
+#: Regressors per target bin (see :func:`profile_regressors`).
+PER_STEP: Final = 6
 #: The ensemble's members, in the order of :func:`best_weights`'s weights.
 MEMBERS: Final = ("profile_regression", "mlp", "lstm")
 
@@ -111,7 +116,10 @@ def profile_regressors(
     utc_offset_s: int,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Regressors of each window: ``common (n, k)`` shared by every step, and
-    ``per_step (n, horizon, 4)`` for the target bin itself.
+    ``per_step (n, horizon, PER_STEP)`` for the target bin itself: its habit (the
+    profile), and the habit times the window's mean level, times the day of the year
+    (sine, cosine) and times the window's load relative to its own habit (whole window,
+    last day).
 
     Only the window's inputs (rows before the origin) and the origin's and target bins'
     *timestamps* are read: never a target value.
@@ -136,11 +144,26 @@ def profile_regressors(
             np.ones((n, 1)),
         ]
     )
+    # the window's load relative to the habit of its own bins (a window holding a
+    # weekend is compared with the weekend's habit), over all of it and its last day
+    back = origins[:, None] + np.arange(-input_steps, 0)
+    habit_in = profile[_local_days_and_bins(starts_us[back], resolution_s, utc_offset_s)]
+    habitual = np.maximum(habit_in.sum(axis=1, keepdims=True), 1e-6)
+    ratio = window.sum(axis=1, keepdims=True) / habitual
+    habitual_day = np.maximum(habit_in[:, -per_day:].sum(axis=1, keepdims=True), 1e-6)
+    ratio_day = window[:, -per_day:].sum(axis=1, keepdims=True) / habitual_day
     targets = origins[:, None] + np.arange(horizon_steps)
-    dow, tod = _local_days_and_bins(starts_us[targets], resolution_s, utc_offset_s)
-    habit = profile[dow, tod]
+    habit = profile[_local_days_and_bins(starts_us[targets], resolution_s, utc_offset_s)]
     per_step = np.stack(
-        [habit, habit * level, habit * seasons[:, :1], habit * seasons[:, 1:]], axis=-1
+        [
+            habit,
+            habit * level,
+            habit * seasons[:, :1],
+            habit * seasons[:, 1:],
+            habit * ratio,
+            habit * ratio_day,
+        ],
+        axis=-1,
     )
     return common, per_step
 
@@ -150,9 +173,9 @@ class ProfileRegression:
     """A fitted profile regression: the profile and one weight vector per horizon step."""
 
     profile: npt.NDArray[np.float64]
-    #: ``(horizon, k + 4)``: weights of ``[common, per_step[:, h]]`` on scaled columns.
+    #: ``(horizon, k + PER_STEP)``: weights of ``[common, per_step[:, h]]`` on scaled columns.
     weights: npt.NDArray[np.float64]
-    #: ``(horizon, k + 4)``: the column scales the weights apply to.
+    #: ``(horizon, k + PER_STEP)``: the column scales the weights apply to.
     scales: npt.NDArray[np.float64]
     input_steps: int
     horizon_steps: int
@@ -240,7 +263,7 @@ def fit_profile_regression(
     model = ProfileRegression(
         profile, np.zeros(0), np.zeros(0), input_steps, horizon_steps, resolution_s, utc_offset_s
     )
-    k = len(model.regressors(features, starts_us, origins[:1])[0][0]) + 4
+    k = len(model.regressors(features, starts_us, origins[:1])[0][0]) + PER_STEP
     gram = np.zeros((horizon_steps, k, k))
     cross = np.zeros((horizon_steps, k))
     for i in range(0, len(origins), chunk):
@@ -384,3 +407,33 @@ def combine(
 ) -> npt.NDArray[np.float64]:
     """The weighted average of the members' forecasts."""
     return sum(w * np.asarray(forecasts[k], dtype=np.float64) for k, w in weights.items())
+
+
+def calibrated_interval(
+    quantiles: npt.NDArray[np.floating], point: npt.NDArray[np.floating], scale: float
+) -> npt.NDArray[np.float64]:
+    """Quantiles re-centred on ``point`` (each shifted by ``point`` minus the median) with
+    their distances from it multiplied by ``scale``.
+
+    >>> calibrated_interval(np.array([[[1.0, 2.0, 4.0]]]), np.array([[3.0]]), 2.0).tolist()
+    [[[1.0, 3.0, 7.0]]]
+    """
+    q = np.asarray(quantiles, dtype=np.float64)
+    middle = q[..., q.shape[-1] // 2 : q.shape[-1] // 2 + 1]
+    return np.asarray(point, dtype=np.float64)[..., None] + scale * (q - middle)
+
+
+def interval_scale(
+    quantiles: npt.NDArray[np.floating],
+    point: npt.NDArray[np.floating],
+    actual: npt.NDArray[np.floating],
+    nominal: float,
+) -> float:
+    """The scale (0.5 to 3, step 0.05) whose re-centred outer quantiles hold the share of
+    ``actual`` closest to ``nominal``: the LSTM's interval fitted to the ensemble's point."""
+    scales = np.round(np.arange(0.5, 3.0001, 0.05), 2)
+    held = []
+    for scale in scales:
+        q = calibrated_interval(quantiles, point, float(scale))
+        held.append(np.mean((actual >= q[..., 0]) & (actual <= q[..., -1])))
+    return float(scales[int(np.argmin(np.abs(np.asarray(held) - nominal)))])

@@ -357,6 +357,8 @@ class ProtocolResult:
     members: dict[str, Metrics] = dataclasses.field(default_factory=dict)
     #: With the ensemble: the members' weights, chosen on the validation slice.
     weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: With the ensemble: the LSTM interval's width factor, chosen on the validation slice.
+    interval_scale: float = 1.0
     #: With the ensemble: each member and the ensemble on the validation slice.
     validation: dict[str, Metrics] = dataclasses.field(default_factory=dict)
     validation_windows: int = 0
@@ -482,13 +484,16 @@ def _with_ensemble(
        already trained. The test period is read only to score.
 
     The interval is the LSTM's, re-centred on the ensemble (its quantiles shifted by the
-    ensemble minus its median).
+    ensemble minus its median) and widened by the factor that makes it hold its nominal
+    share on the same validation windows.
     """
     from services.realtime.model.ensemble import (
         best_weights,
+        calibrated_interval,
         combine,
         fit_mlp,
         fit_profile_regression,
+        interval_scale,
     )
     from services.realtime.model.training import (
         TrainProgress,
@@ -528,6 +533,8 @@ def _with_ensemble(
     }
     val_actual = target[_ahead(picked, config.horizon_steps)]
     weights = best_weights(on_val, val_actual)
+    nominal = config.quantiles[-1] - config.quantiles[0]
+    scale = interval_scale(val_q, combine(on_val, weights), val_actual, nominal)
     validation = {k: score(v, val_actual) for k, v in on_val.items()}
     validation["ensemble"] = score(combine(on_val, weights), val_actual)
     emit(
@@ -545,23 +552,22 @@ def _with_ensemble(
         regression, features, target, starts, everything, config=mlp, epochs=mlp_epochs
     )
     test = split.test_origins
-    middle = len(config.quantiles) // 2
     on_test = {
         "profile_regression": regression.predict(features, starts, test),
         "mlp": mlp_predict(test),
         "lstm": swanson_mean(quantiles, config.quantiles),
     }
     point = combine(on_test, weights)
-    shifted = quantiles + (point - quantiles[..., middle])[..., None]
     members = {k: score(v, actual) for k, v in on_test.items()}
     members["lstm_median"] = result.model
     return dataclasses.replace(
         result,
         model=score(point, actual),
-        coverage=coverage(shifted, actual),
+        coverage=coverage(calibrated_interval(quantiles, point, scale), actual),
         point="ensemble",
         members=members,
         weights=weights,
+        interval_scale=scale,
         validation=validation,
         validation_windows=len(picked),
         train_seconds=result.train_seconds + time.perf_counter() - started,

@@ -10,6 +10,7 @@ import pytest
 
 from services.realtime.model.data import BinnedSeries, load_uci_bins
 from services.realtime.model.ensemble import (
+    PER_STEP,
     MlpConfig,
     best_weights,
     combine,
@@ -76,7 +77,7 @@ def test_profile_regressors_never_read_a_target_at_or_after_the_origin() -> None
     origins = np.array([100, 240, 300])
     common, per_step = profile_regressors(features, series.starts_us, origins, profile, **SHAPE)
     assert common.shape[0] == 3
-    assert per_step.shape == (3, 24, 4)
+    assert per_step.shape == (3, 24, PER_STEP)
     spoiled = features.copy()
     for o in origins:
         spoiled[o:, :7] = -99.0
