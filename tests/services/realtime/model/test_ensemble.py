@@ -13,9 +13,11 @@ from services.realtime.model.ensemble import (
     PER_STEP,
     MlpConfig,
     best_weights,
+    calibrated_interval,
     combine,
     fit_mlp,
     fit_profile_regression,
+    interval_scale,
     profile_regressors,
     seasonal_profile,
 )
@@ -137,6 +139,20 @@ def test_best_weights_finds_the_blend_and_combine_applies_it() -> None:
     assert weights == {"a": 0.5, "b": 0.5, "c": 0.0}
     assert sum(weights.values()) == pytest.approx(1)
     np.testing.assert_allclose(combine(members, weights), actual)
+
+
+def test_interval_scale_widens_a_too_narrow_interval_to_its_nominal_share() -> None:
+    rng = np.random.default_rng(1)
+    actual = rng.normal(size=(200, 50))
+    point = np.zeros_like(actual)
+    # the 10/90 % quantiles of N(0, 1) are -/+1.2816; these are half as wide, off-centre
+    quantiles = np.stack([point - 0.6408 + 0.3, point + 0.3, point + 0.6408 + 0.3], axis=-1)
+    scale = interval_scale(quantiles, point, actual, 0.8)
+    assert scale == pytest.approx(2.0, abs=0.1)
+    widened = calibrated_interval(quantiles, point, scale)
+    np.testing.assert_allclose(widened[..., 1], point)
+    held = np.mean((actual >= widened[..., 0]) & (actual <= widened[..., -1]))
+    assert held == pytest.approx(0.8, abs=0.02)
 
 
 def _april_protocol() -> PublishedProtocol:
