@@ -32,10 +32,17 @@ minutes, ``y[t - 24]`` hourly) and linear regression (least squares, one output 
 step, on the input window's target values and the origin's calendar features, fitted on
 the protocol's training windows).
 
-Our model's point forecast is its median (quantile 0.5): the RMSE and MAE reported for it
-are the median's. RMSE is minimised by the mean, not the median, and household load is
-right-skewed, so the results also carry a mean estimate from the same three quantiles
-(Swanson's rule, ``0.3 q10 + 0.4 q50 + 0.3 q90``), reported separately, never instead.
+**Day-ahead ensemble.** On the day-ahead protocol our point forecast is the weighted
+average of the LSTM (its mean from the quantiles), a seasonal-profile regression and an
+MLP (``services/realtime/model/ensemble.py``); the weights and the interval's width are
+chosen on the LSTM's validation slice of the training period (see ``_with_ensemble``),
+never on the test year. Each member is scored on the test windows too.
+
+On the hourly protocol our model's point forecast is the LSTM's median (quantile 0.5): the
+RMSE and MAE reported for it are the median's. RMSE is minimised by the mean, not the
+median, and household load is right-skewed, so the results also carry the LSTM's mean
+estimate from the same three quantiles (Swanson's rule, ``0.3 q10 + 0.4 q50 + 0.3 q90``),
+reported separately, never instead.
 """
 
 from __future__ import annotations
@@ -54,7 +61,15 @@ import numpy.typing as npt
 from services.realtime.core.features import DEFAULT_MAX_GAP_S, MEASUREMENTS
 from services.realtime.model.config import ModelConfig
 from services.realtime.model.data import BinnedSeries, load_uci_bins
-from services.realtime.model.ensemble import MlpConfig
+from services.realtime.model.ensemble import (
+    MlpConfig,
+    best_weights,
+    calibrated_interval,
+    combine,
+    fit_mlp,
+    fit_profile_regression,
+    interval_scale,
+)
 from shared.uci import UCI_UTC_OFFSET
 
 if TYPE_CHECKING:
@@ -478,7 +493,8 @@ def _with_ensemble(
        training part (the profile from the rows before the validation slice), the MLP's
        epochs chosen on the whole validation slice.
     2. The weights are chosen on the validation windows issued at the test origins' time
-       of day (midnight here), where every member forecasts from data before the slice.
+       of day (midnight here), where every member forecasts from data before the slice
+       (the LSTM's and the MLP's epochs were picked on that slice, as is usual).
     3. The regression and the MLP (with those epochs) are refitted on every training
        window, then the weights are applied on the test windows. The LSTM is the one
        already trained. The test period is read only to score.
@@ -487,14 +503,6 @@ def _with_ensemble(
     ensemble minus its median) and widened by the factor that makes it hold its nominal
     share on the same validation windows.
     """
-    from services.realtime.model.ensemble import (
-        best_weights,
-        calibrated_interval,
-        combine,
-        fit_mlp,
-        fit_profile_regression,
-        interval_scale,
-    )
     from services.realtime.model.training import (
         TrainProgress,
         forecast_kw,
