@@ -27,6 +27,16 @@ def test_bench_accuracy_realtime_prints_the_protocol_json_last(
         assert result["train_seconds"][protocol] > 0
         for baseline in ("persistence", "seasonal_naive", "linear_regression"):
             assert result["baselines"][baseline][protocol]["rmse"] > 0
+    # day-ahead: the ensemble is our point forecast, every member is reported beside it
+    day_ahead = result["day_ahead_15min"]
+    assert day_ahead["point"] == "ensemble"
+    assert set(day_ahead["members"]) == {"profile_regression", "mlp", "lstm", "lstm_median"}
+    assert sum(day_ahead["ensemble_weights"].values()) == pytest.approx(1)
+    assert day_ahead["validation"]["ensemble"]["rmse"] <= min(
+        day_ahead["validation"][k]["rmse"] for k in ("profile_regression", "mlp", "lstm")
+    )
+    assert day_ahead["validation_windows"] > 0
+    assert result["hourly_one_step"]["point"] == "median"
     # one epoch is enough to beat persistence on both protocols
     assert (
         result["day_ahead_15min"]["rmse"]

@@ -32,10 +32,17 @@ minutes, ``y[t - 24]`` hourly) and linear regression (least squares, one output 
 step, on the input window's target values and the origin's calendar features, fitted on
 the protocol's training windows).
 
-Our model's point forecast is its median (quantile 0.5): the RMSE and MAE reported for it
-are the median's. RMSE is minimised by the mean, not the median, and household load is
-right-skewed, so the results also carry a mean estimate from the same three quantiles
-(Swanson's rule, ``0.3 q10 + 0.4 q50 + 0.3 q90``), reported separately, never instead.
+**Day-ahead ensemble.** On the day-ahead protocol our point forecast is the weighted
+average of the LSTM (its mean from the quantiles), a seasonal-profile regression and an
+MLP (``services/realtime/model/ensemble.py``); the weights and the interval's width are
+chosen on the LSTM's validation slice of the training period (see ``_with_ensemble``),
+never on the test year. Each member is scored on the test windows too.
+
+On the hourly protocol our model's point forecast is the LSTM's median (quantile 0.5): the
+RMSE and MAE reported for it are the median's. RMSE is minimised by the mean, not the
+median, and household load is right-skewed, so the results also carry the LSTM's mean
+estimate from the same three quantiles (Swanson's rule, ``0.3 q10 + 0.4 q50 + 0.3 q90``),
+reported separately, never instead.
 """
 
 from __future__ import annotations
@@ -54,6 +61,15 @@ import numpy.typing as npt
 from services.realtime.core.features import DEFAULT_MAX_GAP_S, MEASUREMENTS
 from services.realtime.model.config import ModelConfig
 from services.realtime.model.data import BinnedSeries, load_uci_bins
+from services.realtime.model.ensemble import (
+    MlpConfig,
+    best_weights,
+    calibrated_interval,
+    combine,
+    fit_mlp,
+    fit_profile_regression,
+    interval_scale,
+)
 from shared.uci import UCI_UTC_OFFSET
 
 if TYPE_CHECKING:
@@ -238,6 +254,9 @@ class PublishedProtocol:
     windows: Callable[[BinnedSeries, npt.NDArray[np.float64]], ProtocolWindows]
     #: The protocol's own model (built by the same ``build_model``, sized for it).
     model: ModelConfig
+    #: When set, our point forecast is the day-ahead ensemble (see ``ensemble.py``) of
+    #: the LSTM, a seasonal-profile regression and this MLP; otherwise the LSTM's median.
+    ensemble: MlpConfig | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -291,6 +310,7 @@ DAY_AHEAD_15MIN: Final = PublishedProtocol(
         epochs=3,
         version_prefix="lstm15-day-ahead",
     ),
+    ensemble=MlpConfig(),
 )
 HOURLY_ONE_STEP: Final = PublishedProtocol(
     name="hourly_one_step",
@@ -333,11 +353,11 @@ class ProtocolResult:
     title: str
     test_windows: int
     train_windows: int
-    #: Our point forecast: the median.
+    #: Our point forecast: the LSTM's median, or the ensemble (see ``point``).
     model: Metrics
-    #: The mean estimated from the quantiles (Swanson's rule), reported alongside.
+    #: The LSTM's mean estimated from its quantiles (Swanson's rule), reported alongside.
     mean_estimate: Metrics
-    #: Share of actuals inside the model's outermost quantiles (nominal 0.8).
+    #: Share of actuals inside the outermost quantiles of our forecast (nominal 0.8).
     coverage: float
     baselines: dict[str, Metrics]
     reference: Reference
@@ -346,6 +366,17 @@ class ProtocolResult:
     epochs_run: int
     best_epoch: int
     config: ModelConfig
+    #: ``"median"`` (the LSTM's) or ``"ensemble"``.
+    point: str = "median"
+    #: With the ensemble: each member on the test windows, the LSTM's median too.
+    members: dict[str, Metrics] = dataclasses.field(default_factory=dict)
+    #: With the ensemble: the members' weights, chosen on the validation slice.
+    weights: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: With the ensemble: the LSTM interval's width factor, chosen on the validation slice.
+    interval_scale: float = 1.0
+    #: With the ensemble: each member and the ensemble on the validation slice.
+    validation: dict[str, Metrics] = dataclasses.field(default_factory=dict)
+    validation_windows: int = 0
 
 
 def baseline_forecasts(
@@ -416,7 +447,7 @@ def evaluate_protocol(
         horizon_steps=protocol.horizon_steps,
         season_steps=protocol.season_steps,
     )
-    return ProtocolResult(
+    result = ProtocolResult(
         protocol=protocol.name,
         title=protocol.title,
         test_windows=len(test),
@@ -431,6 +462,123 @@ def evaluate_protocol(
         epochs_run=trained.epochs_run,
         best_epoch=trained.best_epoch,
         config=config,
+    )
+    if protocol.ensemble is None:
+        return result
+    mlp = protocol.ensemble
+    if epochs is not None:
+        mlp = dataclasses.replace(mlp, epochs=epochs)
+    if seed is not None:
+        mlp = dataclasses.replace(mlp, seeds=tuple(seed + k for k in range(len(mlp.seeds))))
+    return _with_ensemble(
+        result, series, features, trained, split, mlp, quantiles, actual, on_progress
+    )
+
+
+def _with_ensemble(
+    result: ProtocolResult,
+    series: BinnedSeries,
+    features: npt.NDArray[np.float64],
+    trained: TrainedModel,
+    split: ProtocolWindows,
+    mlp: MlpConfig,
+    quantiles: npt.NDArray[np.float64],
+    actual: npt.NDArray[np.float64],
+    on_progress: ProgressFn | None,
+) -> ProtocolResult:
+    """Add the ensemble (see ``ensemble.py``) as our point forecast.
+
+    1. The LSTM's own split of the training windows (``training_origins``: the last tenth
+       in time validates) is reused. The profile regression and the MLP are fitted on its
+       training part (the profile from the rows before the validation slice), the MLP's
+       epochs chosen on the whole validation slice.
+    2. The weights are chosen on the validation windows issued at the test origins' time
+       of day (midnight here), where every member forecasts from data before the slice
+       (the LSTM's and the MLP's epochs were picked on that slice, as is usual).
+    3. The regression and the MLP (with those epochs) are refitted on every training
+       window, then the weights are applied on the test windows. The LSTM is the one
+       already trained. The test period is read only to score.
+
+    The interval is the LSTM's, re-centred on the ensemble (its quantiles shifted by the
+    ensemble minus its median) and widened by the factor that makes it hold its nominal
+    share on the same validation windows.
+    """
+    from services.realtime.model.training import (
+        TrainProgress,
+        forecast_kw,
+        training_origins,
+        windows_of,
+    )
+
+    started = time.perf_counter()
+    emit = on_progress or (lambda _: None)
+    config = result.config
+    shape = {
+        "input_steps": config.input_steps,
+        "horizon_steps": config.horizon_steps,
+        "resolution_s": config.resolution_s,
+        "utc_offset_s": UCI_UTC_OFFSET // dt.timedelta(seconds=1),
+    }
+    starts, target = series.starts_us, series.target
+    train, val = training_origins(series, config, split.train_stop, features)
+    if len(val) == 0:
+        raise ValueError("the ensemble needs a validation slice (validation_fraction > 0)")
+    day = _DAY_S // series.resolution_s
+    test_times = np.unique(split.test_origins % day)
+    picked = val[np.isin(val % day, test_times)]
+    if len(picked) == 0:
+        raise ValueError("no validation window at the test origins' time of day")
+    emit(TrainProgress("train", message=f"ensemble: members on {len(train):,} windows"))
+    regression = fit_profile_regression(features, target, starts, train, stop=int(val[0]), **shape)
+    mlp_predict, mlp_epochs = fit_mlp(
+        regression, features, target, starts, train, config=mlp, val=val
+    )
+    val_q = forecast_kw(trained, windows_of(features, picked, config.input_steps))
+    on_val = {
+        "profile_regression": regression.predict(features, starts, picked),
+        "mlp": mlp_predict(picked),
+        "lstm": swanson_mean(val_q, config.quantiles),
+    }
+    val_actual = target[_ahead(picked, config.horizon_steps)]
+    weights = best_weights(on_val, val_actual)
+    nominal = config.quantiles[-1] - config.quantiles[0]
+    scale = interval_scale(val_q, combine(on_val, weights), val_actual, nominal)
+    validation = {k: score(v, val_actual) for k, v in on_val.items()}
+    validation["ensemble"] = score(combine(on_val, weights), val_actual)
+    emit(
+        TrainProgress(
+            "train",
+            message=f"ensemble: weights {weights} on {len(picked)} validation windows; "
+            f"refitting on {len(train) + len(val):,} windows ({mlp_epochs} MLP epochs)",
+        )
+    )
+    everything = np.concatenate([train, val])
+    regression = fit_profile_regression(
+        features, target, starts, everything, stop=split.train_stop, **shape
+    )
+    mlp_predict, _ = fit_mlp(
+        regression, features, target, starts, everything, config=mlp, epochs=mlp_epochs
+    )
+    test = split.test_origins
+    on_test = {
+        "profile_regression": regression.predict(features, starts, test),
+        "mlp": mlp_predict(test),
+        "lstm": swanson_mean(quantiles, config.quantiles),
+    }
+    point = combine(on_test, weights)
+    members = {k: score(v, actual) for k, v in on_test.items()}
+    members["lstm_median"] = result.model
+    return dataclasses.replace(
+        result,
+        model=score(point, actual),
+        coverage=coverage(calibrated_interval(quantiles, point, scale), actual),
+        point="ensemble",
+        members=members,
+        weights=weights,
+        interval_scale=scale,
+        validation=validation,
+        validation_windows=len(picked),
+        train_seconds=result.train_seconds + time.perf_counter() - started,
     )
 
 
