@@ -116,8 +116,8 @@ def score(
         "mase_ratio_best_naive": round(mase["model"] / best, 4),
         "mase_fallback": round(mase["fallback"], 4),
         "coverage_80": round(float(inside[valid].mean()), 4),
-        "households": int(len(np.unique(households[rows]))),
-        "windows": int(len(rows)),
+        "households": len(np.unique(households[rows])),
+        "windows": len(rows),
         "points": int(valid.sum()),
     }
     return {**result, **out}
@@ -179,7 +179,7 @@ def split(
     result = evaluate(model, grid, test_rows, midnights, scales)
     result["streaming"] = evaluate(model, grid, test_rows, stream, scales)
     result["train_seconds"] = round(train_s, 1)
-    result["train_households"] = int(len(train_rows))
+    result["train_households"] = len(train_rows)
     result["model_version"] = trained.spec.version
     result["validation"] = trained.metrics["validation"]
     return result

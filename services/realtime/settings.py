@@ -30,6 +30,9 @@ class RealtimeSettings(BaseSettings):
     model_bundle: Path | None = Field(default=None, validation_alias="MODEL_BUNDLE")
     model_version: str | None = Field(default=None, validation_alias="MODEL_VERSION")
     model_threads: int = Field(default=1, ge=1, validation_alias="MODEL_THREADS")
+    #: Fleet model bundle for energy-only meters (default: the newest one shipped under
+    #: ``services/realtime/artifacts/fleet/``).
+    fleet_bundle: Path | None = Field(default=None, validation_alias="FLEET_MODEL_BUNDLE")
     anomaly_threshold: float = Field(default=0.0, ge=0, validation_alias="ANOMALY_THRESHOLD")
 
     @model_validator(mode="after")

@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.realtime.core.anomaly import DEFAULT_MIN_WIDTH_KW, Prior, score_steps
+from services.realtime.core.energy import energy_forecast, rows_of
 from services.realtime.core.fallback import SeasonalNaive, missing_reason, power_kw
 from services.realtime.core.features import (
     CALENDAR,
@@ -92,6 +93,9 @@ class StreamConfig:
     anomaly_threshold: float = 0.0
     min_interval_width_kw: float = DEFAULT_MIN_WIDTH_KW
     fallback_history_days: int = 7
+    #: The global model for energy-only meters (:mod:`services.realtime.core.energy`);
+    #: ``None``: they get seasonal naive, as before.
+    energy_model: ForecastModel | None = field(default=None, compare=False, hash=False)
     _fallbacks: dict[int, tuple[SeasonalNaive, WindowConfig]] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
@@ -205,6 +209,8 @@ class ForecastRows:
     anomaly: npt.NDArray[np.bool_]
     model_version: str
     fallback_reason: tuple[str | None, ...]
+    #: Per-forecast model versions when they differ (energy meters: model or last resort).
+    model_versions: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.household_ids)
@@ -236,7 +242,9 @@ class ForecastRows:
                     "issued_at": f"{stamps[i][0]}Z",
                     "resolution_s": self.resolution_s,
                     "points": row,
-                    "model_version": self.model_version,
+                    "model_version": (
+                        self.model_versions[i] if self.model_versions else self.model_version
+                    ),
                     "anomaly_score": float(self.anomaly_score[i]),
                     "anomaly": bool(self.anomaly[i]),
                     "fallback_reason": self.fallback_reason[i],
@@ -271,6 +279,7 @@ class StepStats:
     late_ignored: int = 0
     superseded_steps: int = 0
     model_windows: int = 0
+    energy_model_windows: int = 0
     fallback_windows: int = 0
     forecasts: int = 0
     anomalies: int = 0
@@ -533,7 +542,27 @@ def finish(prepared: Prepared, predictions: npt.ArrayLike | None) -> StepResult:
             continue
         adv = group.advanced
         count = len(adv.step_bins)
-        if group.mode == "model":
+        row_reasons: Sequence[str | None] | None = None
+        row_versions: Sequence[str] | None = None
+        if group.mode == "fallback" and config.energy_model is not None:
+            energy = energy_forecast(
+                config.energy_model,
+                adv.windows[:, :, 0],
+                adv.step_bins,
+                adv.end_known,
+                group.window.resolution_s,
+                history_days=config.fallback_history_days,
+            )
+            reasons = energy.skip_reasons
+            group = _with_valid(group, energy.valid)
+            quantiles = energy.quantiles[group.valid]
+            horizon, resolution_s = energy.horizon_steps, group.window.resolution_s
+            version = config.energy_model.spec.version
+            row_reasons, row_versions = energy.fallback_reasons, energy.versions
+            last_resort = sum(v != version for v in rows_of(row_versions, group.valid))
+            stats.energy_model_windows += len(quantiles) - last_resort
+            stats.fallback_windows += last_resort
+        elif group.mode == "model":
             quantiles = predictions[used : used + int(group.valid.sum())]
             used += len(quantiles)
             horizon, resolution_s = config.spec.horizon_steps, config.spec.resolution_s
@@ -579,8 +608,15 @@ def finish(prepared: Prepared, predictions: npt.ArrayLike | None) -> StepResult:
                 anomaly_score=scores[keep],
                 anomaly=flags[keep],
                 model_version=version,
-                fallback_reason=tuple(
-                    adv.before[h].fallback_reason for h in adv.step_household[keep]
+                fallback_reason=(
+                    rows_of(row_reasons, keep)
+                    if row_reasons is not None
+                    else tuple(adv.before[h].fallback_reason for h in adv.step_household[keep])
+                ),
+                model_versions=(
+                    tuple(v or version for v in rows_of(row_versions, keep))
+                    if row_versions is not None
+                    else None
                 ),
             )
         )

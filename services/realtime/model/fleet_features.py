@@ -13,8 +13,9 @@ network serves a 0.1 kW flat and a 2 kW house. Features:
 * the normalised history (missing bins imputed by the same-slot median, plus the
   fraction of known days);
 * per horizon slot (the next 48 half-hours), statistics of the same slot on the previous
-  7 days: median, mean, min, max, yesterday, a week ago (the rules a forecaster would
-  start from; the network predicts a correction to the 7-day median);
+  7 days: median (also with the neighbouring slots), mean, min, max, yesterday, a week
+  ago (the rules a forecaster would start from; the network predicts a correction to
+  the neighbour median, which alone beats the 7-day median by ~2 % MASE on London);
 * calendar: time of day (sine/cosine), weekday of today and tomorrow (one-hot), UK bank
   holiday today and tomorrow, recent level changes.
 
@@ -57,7 +58,7 @@ MIN_KNOWN_BINS: Final = DAY_BINS
 #: Floor of the household level (kW): an empty flat must not blow up the normalisation.
 MIN_LEVEL_KW: Final = 0.02
 _EPOCH_DAY: Final = dt.date(1970, 1, 1)
-_SLOT_STATS: Final = 6
+_SLOT_STATS: Final = 7
 _SCALARS: Final = 4
 _CALENDAR: Final = 2 + 14 + 2
 
@@ -72,7 +73,8 @@ class FleetInputs:
     """Features of a set of windows, with what turns the network's output back into kW.
 
     ``x`` ``(n, feature_count())`` float32; ``level`` ``(n,)`` kW; ``base`` ``(n, 48)``
-    the normalised 7-day same-slot median (the network predicts a correction to it);
+    the normalised median of the slot and its neighbours over 7 days (the network
+    predicts a correction to it);
     ``ok`` whether the window has enough data (:data:`MIN_KNOWN_BINS`).
     """
 
@@ -128,15 +130,25 @@ def fleet_features(
     norm = h / level[:, None]
     days = norm.reshape(n, HISTORY_DAYS, DAY_BINS)
     median = nan_median_days(days)
+    # The same slot and its two neighbours on each of the 7 days: a steadier median (a
+    # better MAE rule than the 7-day median alone), the anchor the network corrects.
+    padded = np.concatenate([np.full((n, 1), np.nan), norm, np.full((n, 1), np.nan)], axis=1)
+    neighbours = np.concatenate(
+        [padded[:, k : k + INPUT_BINS].reshape(n, HISTORY_DAYS, DAY_BINS) for k in range(3)],
+        axis=1,
+    )
+    smooth = nan_median_days(neighbours)
     known_days = (~np.isnan(days)).sum(axis=1)
     with np.errstate(invalid="ignore"):
         mean = np.nansum(days, axis=1) / np.maximum(known_days, 1)
     mean = np.where(known_days > 0, mean, np.nan)
     fill = np.where(np.isnan(median), 1.0, median)  # a slot never seen: the level
+    anchor = np.where(np.isnan(smooth), fill, smooth)
     lo = np.fmin.reduce(days, axis=1)
     hi = np.fmax.reduce(days, axis=1)
     yesterday, last_week = days[:, -1], days[:, 0]
     stats = [
+        anchor,
         fill,
         np.where(np.isnan(mean), fill, mean),
         np.where(np.isnan(lo), fill, lo),
@@ -147,9 +159,7 @@ def fleet_features(
     imputed = np.where(known, norm, np.tile(fill, HISTORY_DAYS))
     recent = imputed[:, -4:].mean(axis=1)
     last_day = imputed[:, -DAY_BINS:].mean(axis=1)
-    scalars = np.column_stack(
-        [count / INPUT_BINS, recent, last_day, np.log(level)]
-    )
+    scalars = np.column_stack([count / INPUT_BINS, recent, last_day, np.log(level)])
     day = np.floor(issue / 86_400).astype(np.int64)
     frac = (issue - day * 86_400) / 86_400
     weekday = (day + 3) % 7  # 1970-01-01 was a Thursday (Monday = 0)
@@ -169,7 +179,7 @@ def fleet_features(
         ]
     )
     x = np.concatenate([imputed, *stats, scalars, calendar], axis=1).astype(np.float32)
-    return FleetInputs(x=x, level=level, base=fill, ok=ok)
+    return FleetInputs(x=x, level=level, base=anchor, ok=ok)
 
 
 # ------------------------------------------------------------------------ bank holidays
@@ -201,7 +211,10 @@ def _monday(year: int, month: int, last: bool) -> dt.date:
 _SPECIAL: Final = {
     2012: ([dt.date(2012, 6, 4), dt.date(2012, 6, 5)], [dt.date(2012, 5, 28)]),
     2020: ([dt.date(2020, 5, 8)], [dt.date(2020, 5, 4)]),
-    2022: ([dt.date(2022, 6, 2), dt.date(2022, 6, 3), dt.date(2022, 9, 19)], [dt.date(2022, 5, 30)]),
+    2022: (
+        [dt.date(2022, 6, 2), dt.date(2022, 6, 3), dt.date(2022, 9, 19)],
+        [dt.date(2022, 5, 30)],
+    ),
     2023: ([dt.date(2023, 5, 8)], []),
 }
 

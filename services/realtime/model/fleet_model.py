@@ -47,6 +47,7 @@ __all__ = [
     "FleetModel",
     "FleetSpec",
     "inner_spec",
+    "open_fleet_model",
     "read_fleet_spec",
     "shipped_fleet_bundle",
 ]
@@ -147,7 +148,9 @@ class FleetModel:
         w = np.asarray(windows, dtype=np.float64)
         expected = (self.spec.input_steps, len(FLEET_FEATURES))
         if w.ndim != 3 or w.shape[1:] != expected:
-            raise ValueError(f"windows must be (batch, {expected[0]}, {expected[1]}), got {w.shape}")
+            raise ValueError(
+                f"windows must be (batch, {expected[0]}, {expected[1]}), got {w.shape}"
+            )
         issue_s = w[:, -1, 1] + self.spec.resolution_s
         return self.forecast(w[:, :, 0], issue_s)
 
@@ -172,3 +175,13 @@ class FleetModel:
         calibrated = center + (raw - center) * scale
         return (calibrated + base[:, :, None]) * level[:, None, None]
 
+
+def open_fleet_model(
+    bundle: Path | None = None, *, num_threads: int | None = 1, max_batch: int = 512
+) -> FleetModel | None:
+    """The fleet model of ``bundle``, else of the newest shipped bundle, else ``None``
+    (energy-only meters then get seasonal naive)."""
+    bundle = bundle or shipped_fleet_bundle()
+    if bundle is None:
+        return None
+    return FleetModel.from_bundle(bundle, num_threads=num_threads, max_batch=max_batch)

@@ -93,8 +93,8 @@ class FleetConfig:
 
     hidden: tuple[int, ...] = (256, 128)
     epochs: int = 8
-    batch_size: int = 512
-    learning_rate: float = 2e-3
+    batch_size: int = 128
+    learning_rate: float = 1e-3
     #: Training windows sampled per household (random origins in the training period).
     windows_per_household: int = 1200
     #: Share of training windows whose oldest 1-6 days are masked (cold start).
@@ -174,7 +174,9 @@ def build_fleet_network(config: FleetConfig, n_features: int | None = None) -> k
     return keras.Model(inputs, outputs, name="fleet_quantiles")
 
 
-def calibrate(raw: npt.NDArray[np.floating], y: npt.NDArray[np.floating], quantiles: tuple[float, ...]) -> tuple[float, float]:
+def calibrate(
+    raw: npt.NDArray[np.floating], y: npt.NDArray[np.floating], quantiles: tuple[float, ...]
+) -> tuple[float, float]:
     """Conformal scales of the lower and upper gaps so that, on these (validation)
     windows, each tail holds its nominal share (0.1 below, 0.1 above by default)."""
     middle = raw.shape[-1] // 2
@@ -270,14 +272,16 @@ def train_fleet_model(
     kw = served.to_kw(raw, val.base, val.level)
     actual = (val.y + val.base) * val.level[:, None]
     metrics = {
-        "train_windows": int(len(train.x)),
-        "val_windows": int(len(val.x)),
-        "households": int(len(rows)),
+        "train_windows": len(train.x),
+        "val_windows": len(val.x),
+        "households": len(rows),
         "best_epoch": int(best["epoch"]),
         "history": {k: [round(float(v), 6) for v in vs] for k, vs in history.history.items()},
         "validation": {
             "mae_kw": round(float(np.abs(kw[..., 1] - actual).mean()), 5),
-            "mae_median7_kw": round(float(np.abs(val.base * val.level[:, None] - actual).mean()), 5),
+            "mae_median7_kw": round(
+                float(np.abs(val.base * val.level[:, None] - actual).mean()), 5
+            ),
             "coverage_80": round(
                 float(((actual >= kw[..., 0]) & (actual <= kw[..., -1])).mean()), 4
             ),
