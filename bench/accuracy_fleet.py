@@ -29,6 +29,7 @@ import argparse
 import json
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Final
 
@@ -64,8 +65,8 @@ def naive_scales(grid: EnergyGrid, stop: int) -> FloatArray:
 def baselines(history: FloatArray) -> dict[str, FloatArray]:
     """Point forecasts ``(n, 48)`` of the naive rules from 7-day histories."""
     days = history.reshape(len(history), HISTORY_DAYS, DAY_BINS)
-    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean7 = np.nanmean(days, axis=1)
     fallback = SeasonalNaive.for_meter(1800, DAY_BINS, (0.1, 0.5, 0.9), 1800)
     quantiles, _ = fallback.predict(history)
