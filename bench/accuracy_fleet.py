@@ -40,7 +40,7 @@ from services.realtime.core.fallback import SeasonalNaive
 from services.realtime.model.fleet_data import (
     EnergyGrid,
     cut_windows,
-    load_bank_holidays,
+    holidays_for,
     load_energy_grid,
 )
 from services.realtime.model.fleet_features import DAY_BINS, HISTORY_DAYS, nan_median_days
@@ -196,7 +196,7 @@ def goals_met(result: dict[str, Any]) -> bool:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     grid = load_energy_grid(args.data, args.households)
-    holidays = load_bank_holidays(args.data)
+    holidays = holidays_for(args.data, grid)
     rows = np.arange(len(grid.households))
     rng = np.random.default_rng(args.seed)
     shuffled = rng.permutation(rows)

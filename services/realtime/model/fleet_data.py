@@ -27,6 +27,7 @@ __all__ = [
     "HOLIDAYS_FILE",
     "EnergyGrid",
     "cut_windows",
+    "holidays_for",
     "load_bank_holidays",
     "load_energy_grid",
 ]
@@ -121,6 +122,16 @@ def load_bank_holidays(path: Path) -> frozenset[int]:
             found.add((day - _EPOCH_DAY).days)
             years.add(day.year)
     return frozenset(found) | england_bank_holidays(years)
+
+
+def holidays_for(path: Path, grid: EnergyGrid) -> frozenset[int]:
+    """The bank holidays next to the data (:func:`load_bank_holidays`), else the
+    statutory rules for the grid's years."""
+    try:
+        return load_bank_holidays(path if path.is_dir() else path.parent)
+    except FileNotFoundError:
+        first = dt.datetime.fromtimestamp(grid.start_s, dt.UTC).year
+        return england_bank_holidays(range(first - 1, first + 3))
 
 
 def cut_windows(

@@ -22,6 +22,7 @@ import json
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -41,14 +42,13 @@ from services.realtime.model.export import (
 from services.realtime.model.fleet_data import (
     EnergyGrid,
     cut_windows,
-    load_bank_holidays,
+    holidays_for,
     load_energy_grid,
 )
 from services.realtime.model.fleet_features import (
     DAY_BINS,
     HISTORY_DAYS,
     INPUT_BINS,
-    england_bank_holidays,
     feature_count,
     fleet_features,
 )
@@ -104,6 +104,9 @@ class FleetConfig:
     #: Validation windows start every ``validation_stride`` bins.
     validation_stride: int = 5
     quantiles: tuple[float, ...] = QUANTILES_DEFAULT
+    #: Weigh each window by its household's level / in-sample seasonal-naive MAE, so the
+    #: loss ranks errors as MASE does (a steady household counts as much as a noisy one).
+    mase_weights: bool = True
     seed: int = 7
     version_prefix: str = "fleet30"
 
@@ -116,6 +119,7 @@ class FleetSamples:
     y: npt.NDArray[np.float32]  # (n, 48): actual / level - base
     level: npt.NDArray[np.float64]
     base: npt.NDArray[np.float64]
+    households: npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,7 +148,8 @@ def sample_windows(
     keep = inputs.ok & ~np.isnan(target).any(axis=1)
     level, base = inputs.level[keep], inputs.base[keep]
     y = target[keep] / level[:, None] - base
-    return FleetSamples(inputs.x[keep], y.astype(np.float32), level, base)
+    rows = np.asarray(households, dtype=np.int64)[keep]
+    return FleetSamples(inputs.x[keep], y.astype(np.float32), level, base, rows)
 
 
 def build_fleet_network(config: FleetConfig, n_features: int | None = None) -> keras.Model:
@@ -190,6 +195,20 @@ def calibrate(
     return max(s_low, 0.05), max(s_high, 0.05)
 
 
+def _mase_weights(grid: EnergyGrid, samples: FleetSamples, stop: int) -> npt.NDArray[np.float32]:
+    """Per-window loss weights ``level / scale`` (mean 1), ``scale`` = the household's
+    seasonal-naive MAE (season 48) before ``stop``: pinball on level-normalised errors
+    times this is the MASE of the window."""
+    y = grid.kw[:, :stop]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        scale = np.nanmean(np.abs(y[:, DAY_BINS:] - y[:, :-DAY_BINS]), axis=1)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, np.nanmedian(scale))
+    weight = samples.level / scale[samples.households]
+    weight = np.clip(weight, 0.1 * np.median(weight), 10 * np.median(weight))
+    return (weight / weight.mean()).astype(np.float32)
+
+
 def _origins(
     rng: np.random.Generator, households: npt.NDArray[np.int64], lo: int, hi: int, count: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -223,6 +242,7 @@ def train_fleet_model(
     cold = rng.random(len(h)) < config.cold_start_fraction
     mask = np.where(cold, rng.integers(1, HISTORY_DAYS, size=len(h)), 0)
     train = sample_windows(grid, h, t, holidays, mask_days=mask)
+    weights = _mase_weights(grid, train, val_start) if config.mase_weights else None
     vt = np.arange(val_start, stop - DAY_BINS + 1, config.validation_stride)
     vh, vt = np.repeat(rows, len(vt)), np.tile(vt, len(rows))
     val = sample_windows(grid, vh, vt, holidays)
@@ -247,6 +267,7 @@ def train_fleet_model(
     history = model.fit(
         train.x[order][:, None, :],
         train.y[order],
+        sample_weight=None if weights is None else weights[order],
         batch_size=config.batch_size,
         epochs=config.epochs,
         validation_data=(val.x[:, None, :], val.y),
@@ -359,12 +380,7 @@ def train_fleet(
     ``out_dir/<version>``."""
     on_progress(TrainProgress("load", f"reading {data}"))
     grid = load_energy_grid(data, households)
-    holidays_path = data if data.is_dir() else data.parent
-    try:
-        holidays = load_bank_holidays(holidays_path)
-    except FileNotFoundError:
-        first = dt.datetime.fromtimestamp(grid.start_s, dt.UTC).year
-        holidays = england_bank_holidays(range(first - 1, first + 3))
+    holidays = holidays_for(data, grid)
     config = FleetConfig()
     changes: dict[str, Any] = {}
     if epochs is not None:
