@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 import warnings
@@ -38,6 +39,7 @@ import numpy.typing as npt
 
 from services.realtime.core.fallback import SeasonalNaive
 from services.realtime.model.fleet_data import (
+    HALF_HOURLY_FILE,
     EnergyGrid,
     cut_windows,
     holidays_for,
@@ -248,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
+    source = args.data / HALF_HOURLY_FILE if args.data.is_dir() else args.data
+    if not source.is_file():
+        print(f"data file not found: {source} (pass --data DIR)", file=sys.stderr)
+        return 2
     result = run(args)
     print(
         "| split | MASE model | seasonal naive | mean7 | median7 | fallback | ratio vs SN "

@@ -254,7 +254,13 @@ def train_fleet_model(
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=steps * config.epochs, alpha=0.05
     )
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=pinball_loss(config.quantiles))
+    pinball = pinball_loss(config.quantiles)
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        # one value per window, so a per-window weight applies (no broadcasting)
+        return keras.ops.mean(pinball(y_true, y_pred), axis=-1)
+
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss)
     best: dict[str, Any] = {"loss": np.inf, "weights": None, "epoch": 0}
 
     class _Best(keras.callbacks.Callback):
