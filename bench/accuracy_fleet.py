@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -80,54 +81,68 @@ def baselines(history: FloatArray) -> dict[str, FloatArray]:
     }
 
 
-def score(
-    households: npt.NDArray[np.int64],
-    target: FloatArray,
-    forecasts: dict[str, FloatArray],
-    interval: tuple[FloatArray, FloatArray],
-    scales: FloatArray,
-) -> dict[str, Any]:
-    """The contract's fields over the points where the target and every forecast exist."""
-    valid = ~np.isnan(target)
-    for values in forecasts.values():
-        valid &= np.isfinite(values)
-    rows = np.flatnonzero(valid.any(axis=1))
-    out: dict[str, Any] = {}
-    mase: dict[str, float] = {}
-    for name, values in forecasts.items():
-        err = np.where(valid, np.abs(values - target), 0.0)
-        per_household = []
-        for h in np.unique(households[rows]):
-            mine = households == h
-            points = valid[mine].sum()
-            if points and scales[h] > 0:
-                per_household.append(err[mine].sum() / points / scales[h])
-        mase[name] = float(np.mean(per_household))
-        sq = np.where(valid, (values - target) ** 2, 0.0)
-        out[f"rmse{_suffix(name)}"] = round(float(np.sqrt(sq.sum() / valid.sum())), 4)
-        out[f"mae{_suffix(name)}"] = round(float(err.sum() / valid.sum()), 4)
-    lower, upper = interval
-    inside = (target >= lower) & (target <= upper)
-    best = min(mase["seasonal_naive"], mase["mean7"], mase["median7"])
-    result = {
-        "mase": round(mase["model"], 4),
-        "mase_seasonal_naive": round(mase["seasonal_naive"], 4),
-        "mase_ratio": round(mase["model"] / mase["seasonal_naive"], 4),
-        "mase_mean7": round(mase["mean7"], 4),
-        "mase_median7": round(mase["median7"], 4),
-        "mase_best_naive": round(best, 4),
-        "mase_ratio_best_naive": round(mase["model"] / best, 4),
-        "mase_fallback": round(mase["fallback"], 4),
-        "coverage_80": round(float(inside[valid].mean()), 4),
-        "households": len(np.unique(households[rows])),
-        "windows": len(rows),
-        "points": int(valid.sum()),
-    }
-    return {**result, **out}
+@dataclass
+class Tally:
+    """Error sums per household and method, over the points where the target and every
+    forecast exist (accumulated household by household: memory stays one household's)."""
 
+    abs_err: dict[str, dict[int, float]] = field(default_factory=dict)
+    sq_err: dict[str, float] = field(default_factory=dict)
+    points: dict[int, int] = field(default_factory=dict)
+    windows: int = 0
+    inside: int = 0
 
-def _suffix(name: str) -> str:
-    return "" if name == "model" else f"_{name}"
+    def add(
+        self,
+        household: int,
+        target: FloatArray,
+        forecasts: dict[str, FloatArray],
+        interval: tuple[FloatArray, FloatArray],
+    ) -> None:
+        valid = ~np.isnan(target)
+        for values in forecasts.values():
+            valid &= np.isfinite(values)
+        if not valid.any():
+            return
+        self.points[household] = self.points.get(household, 0) + int(valid.sum())
+        self.windows += int(valid.any(axis=1).sum())
+        for name, values in forecasts.items():
+            diff = np.where(valid, values - target, 0.0)
+            per = self.abs_err.setdefault(name, {})
+            per[household] = per.get(household, 0.0) + float(np.abs(diff).sum())
+            self.sq_err[name] = self.sq_err.get(name, 0.0) + float((diff**2).sum())
+        lower, upper = interval
+        self.inside += int(((target >= lower) & (target <= upper) & valid).sum())
+
+    def result(self, scales: FloatArray) -> dict[str, Any]:
+        """The contract's fields (MASE averaged over households), RMSE and MAE in kW."""
+        total = sum(self.points.values())
+        households = [h for h, n in self.points.items() if n and scales[h] > 0]
+        mase = {
+            name: float(np.mean([per[h] / self.points[h] / scales[h] for h in households]))
+            for name, per in self.abs_err.items()
+        }
+        out: dict[str, Any] = {}
+        for name in self.abs_err:
+            suffix = "" if name == "model" else f"_{name}"
+            out[f"rmse{suffix}"] = round(float(np.sqrt(self.sq_err[name] / total)), 4)
+            out[f"mae{suffix}"] = round(sum(self.abs_err[name].values()) / total, 4)
+        best = min(mase["seasonal_naive"], mase["mean7"], mase["median7"])
+        return {
+            "mase": round(mase["model"], 4),
+            "mase_seasonal_naive": round(mase["seasonal_naive"], 4),
+            "mase_ratio": round(mase["model"] / mase["seasonal_naive"], 4),
+            "mase_mean7": round(mase["mean7"], 4),
+            "mase_median7": round(mase["median7"], 4),
+            "mase_best_naive": round(best, 4),
+            "mase_ratio_best_naive": round(mase["model"] / best, 4),
+            "mase_fallback": round(mase["fallback"], 4),
+            "coverage_80": round(self.inside / total, 4),
+            "households": len(households),
+            "windows": self.windows,
+            "points": total,
+            **out,
+        }
 
 
 def evaluate(
@@ -138,12 +153,13 @@ def evaluate(
     scales: FloatArray,
 ) -> dict[str, Any]:
     """Forecast every (household, origin) pair with the model and the baselines."""
-    h = np.repeat(households, len(origins))
-    t = np.tile(origins, len(households))
-    history, target, issue = cut_windows(grid, h, t)
-    quantiles = np.maximum(model.forecast(history, issue), 0.0)
-    forecasts = {"model": quantiles[:, :, 1], **baselines(history)}
-    return score(h, target, forecasts, (quantiles[:, :, 0], quantiles[:, :, -1]), scales)
+    tally = Tally()
+    for h in households.tolist():
+        history, target, issue = cut_windows(grid, np.full(len(origins), h), origins)
+        quantiles = np.maximum(model.forecast(history, issue), 0.0)
+        forecasts = {"model": quantiles[:, :, 1], **baselines(history)}
+        tally.add(h, target, forecasts, (quantiles[:, :, 0], quantiles[:, :, -1]))
+    return tally.result(scales)
 
 
 def split(
