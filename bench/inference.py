@@ -268,6 +268,8 @@ def run_fleet(args: argparse.Namespace) -> dict[str, Any]:
     bundle = args.fleet_bundle or shipped_fleet_bundle()
     if bundle is None:
         raise SystemExit("no fleet bundle shipped; train one: wattstream train fleet --data DIR")
+    if not args.fleet_source.is_file():
+        raise SystemExit(f"London half-hourly file not found: {args.fleet_source}")
     lstm = LiteRtModel.from_bundle(args.bundle or shipped_bundle_dir(), num_threads=1)
     fleet_model = FleetModel.from_bundle(bundle, num_threads=1, max_batch=args.max_batch)
     timed = _Timed(fleet_model)

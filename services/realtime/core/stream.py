@@ -14,8 +14,10 @@ Per household, in one batch:
    redelivered batch changes nothing and forecasts nothing (a reading published twice in
    different records is dropped by the window state's slot bitmap instead);
 2. the meter decides the path: all the model's measurements -> the multivariate model;
-   otherwise the univariate fallback (:mod:`services.realtime.core.fallback`), marked in
-   ``fallback_reason``. A household switching path, or a state built for another model
+   otherwise the univariate window (:mod:`services.realtime.core.fallback`), forecast by
+   the global energy model when ``StreamConfig.energy_model`` is set (one batched call
+   for every such window of the batch, :mod:`services.realtime.core.energy`), with
+   seasonal naive as the last resort, marked in ``fallback_reason``. A household switching path, or a state built for another model
    shape, starts a fresh window (reported in ``resets``);
 3. readings go into the window state (:mod:`services.realtime.core.window`); every
    completed step with a complete window is forecast; the others are reported, with the
