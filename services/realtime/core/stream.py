@@ -17,8 +17,9 @@ Per household, in one batch:
    otherwise the univariate window (:mod:`services.realtime.core.fallback`), forecast by
    the global energy model when ``StreamConfig.energy_model`` is set (one batched call
    for every such window of the batch, :mod:`services.realtime.core.energy`), with
-   seasonal naive as the last resort, marked in ``fallback_reason``. A household switching path, or a state built for another model
-   shape, starts a fresh window (reported in ``resets``);
+   seasonal naive as the last resort, marked in ``fallback_reason``. A household
+   switching path, or a state built for another model shape, starts a fresh window
+   (reported in ``resets``);
 3. readings go into the window state (:mod:`services.realtime.core.window`); every
    completed step with a complete window is forecast; the others are reported, with the
    reason, in ``skipped``;

@@ -95,8 +95,7 @@ def nan_median_days(days: FloatArray) -> FloatArray:
     ordered = np.sort(days, axis=1)  # NaN last
     known = (~np.isnan(days)).sum(axis=1)
     lo = np.maximum(known - 1, 0) // 2
-    hi = known // 2
-    hi = np.minimum(hi, days.shape[1] - 1)
+    hi = np.minimum(known // 2, days.shape[1] - 1)
     a = np.take_along_axis(ordered, lo[:, None, :], axis=1)[:, 0]
     b = np.take_along_axis(ordered, hi[:, None, :], axis=1)[:, 0]
     median = np.where(known % 2 == 1, a, 0.5 * (a + b))
@@ -165,9 +164,10 @@ def fleet_features(
     weekday = (day + 3) % 7  # 1970-01-01 was a Thursday (Monday = 0)
     today = np.eye(7)[weekday]
     tomorrow = np.eye(7)[(weekday + 1) % 7]
-    hol = np.array(sorted(holidays), dtype=np.int64)
-    hol_today = np.isin(day, hol).astype(np.float64)
-    hol_tomorrow = np.isin(day + 1, hol).astype(np.float64)
+    # a batch spans a few days: look each distinct one up once
+    distinct, where = np.unique(day, return_inverse=True)
+    flags = np.array([[d in holidays, d + 1 in holidays] for d in distinct.tolist()], float)
+    hol_today, hol_tomorrow = flags.reshape(-1, 2)[where.reshape(-1)].T
     calendar = np.column_stack(
         [
             np.sin(2 * np.pi * frac),

@@ -37,6 +37,7 @@ def test_realtime_composition_root_loads_the_shipped_fleet_model(environment):
 def test_realtime_composition_root_fleet_bundle_from_the_environment(
     environment, monkeypatch, tmp_path
 ):
+    monkeypatch.setenv("FLEET_MODEL_BUNDLE", str(tmp_path / "missing"))
+
     with pytest.raises(FileNotFoundError):
-        monkeypatch.setenv("FLEET_MODEL_BUNDLE", str(tmp_path / "missing"))
         deps_from_environment()

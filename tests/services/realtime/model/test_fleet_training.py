@@ -80,7 +80,8 @@ def test_fleet_bundle_litert_serves_calibrated_quantiles(fleet_bundle: Path):
     assert quantiles.shape == (4, 48, 3)
     assert np.isfinite(quantiles).all()
     assert (np.diff(quantiles, axis=-1) >= 0).all()  # lower <= median <= upper
-    assert spec.scale_low > 0 and spec.scale_high > 0
+    assert spec.scale_low > 0
+    assert spec.scale_high > 0
     assert (fleet_bundle / "model.keras").is_file()
 
 
