@@ -181,6 +181,7 @@ def split(
     test_start = grid.bin_of(TEST_START)
     end = grid.kw.shape[1]
     config = FleetConfig(
+        hidden=tuple(int(u) for u in args.hidden.split(",")),
         epochs=args.epochs,
         seed=args.seed,
         windows_per_household=args.windows_per_household,
@@ -234,6 +235,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "streaming": f"issued every {args.stream_stride} half-hour(s), 48 half-hours",
             "heldout_households": int(held),
             "epochs": args.epochs,
+            "hidden": args.hidden,
             "seed": args.seed,
         },
         "goals": {
@@ -261,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=8, help="training epochs")
     parser.add_argument(
         "--windows-per-household", type=int, default=1200, help="training windows sampled"
+    )
+    parser.add_argument(
+        "--hidden", default="256,128", help="hidden layer sizes of the network, comma-separated"
     )
     parser.add_argument("--stream-stride", type=int, default=1, help="streaming origin stride")
     parser.add_argument("--heldout-fraction", type=float, default=0.2)

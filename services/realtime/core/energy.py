@@ -116,7 +116,7 @@ def energy_forecast(
         issue_s = step_bins.astype(np.float64) * resolution_s
         starts = issue_s[:, None] - spec.resolution_s * np.arange(spec.input_steps, 0, -1)
         predicted = model.predict(np.stack([grid, starts], axis=-1))
-        served = np.isfinite(predicted).all(axis=(1, 2))
+        served = np.asarray(np.isfinite(predicted).all(axis=(1, 2)), dtype=bool)
         if served.any():
             out[served] = _from_model_grid(predicted[served], factor, horizon)
         known = (~np.isnan(grid)).sum(axis=1)

@@ -547,6 +547,7 @@ def finish(prepared: Prepared, predictions: npt.ArrayLike | None) -> StepResult:
         count = len(adv.step_bins)
         row_reasons: Sequence[str | None] | None = None
         row_versions: Sequence[str] | None = None
+        reasons: list[str | None]
         if group.mode == "fallback" and config.energy_model is not None:
             energy = energy_forecast(
                 config.energy_model,
@@ -570,7 +571,7 @@ def finish(prepared: Prepared, predictions: npt.ArrayLike | None) -> StepResult:
             used += len(quantiles)
             horizon, resolution_s = config.spec.horizon_steps, config.spec.resolution_s
             version = config.spec.version
-            reasons: list[str | None] = [None] * count
+            reasons = [None] * count
             stats.model_windows += len(quantiles)
         else:
             fallback = group.fallback
