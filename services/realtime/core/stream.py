@@ -396,6 +396,20 @@ class _Readings:
         values = values[~np.isnan(values)]
         return round(float(np.median(values))) if len(values) else 60
 
+    def intervals_s(self) -> list[int]:
+        """:meth:`interval_s` of every household, vectorised: a meter sending one interval
+        (the usual case) needs no median."""
+        if not len(self.counts):
+            return []
+        values = self.column("interval_s")
+        known = ~np.isnan(values)
+        low = np.minimum.reduceat(np.where(known, values, np.inf), self.starts)
+        high = np.maximum.reduceat(np.where(known, values, -np.inf), self.starts)
+        out = [round(v) if np.isfinite(v) else 60 for v in low.tolist()]
+        for i in np.flatnonzero(np.isfinite(low) & (low != high)).tolist():
+            out[i] = self.interval_s(i)
+        return out
+
     def rows(self, households: Sequence[int], measurements: Sequence[str] | None) -> Rows:
         """The rows of ``households`` (numbered 0.. in that order) for :func:`advance`:
         the named measurements, or (``None``) the active power alone, measured or derived
@@ -455,6 +469,10 @@ def prepare(
     members: list[tuple[str, WindowState, _Pending]] = []
     resets: list[tuple[str, str]] = []
     model_window = config.model_window
+    # per-household values of the univariate meters, computed in one pass each
+    intervals = readings.intervals_s() if not all(complete) else []
+    present_rows = [row.tobytes() for row in present] if not all(complete) else []
+    reasons: dict[tuple[int, bytes], str] = {}
     for i, (household, entry) in enumerate(active):
         reason: str | None = None
         if complete[i]:
@@ -462,11 +480,14 @@ def prepare(
             window, interval = model_window, 60
         else:
             mode = "fallback"
-            interval = readings.interval_s(i)
+            interval = intervals[i]
             fallback, window = config.fallback(interval)
             fallbacks[window] = fallback
-            missing = [name for name, ok in zip(required, present[i], strict=True) if not ok]
-            reason = f"{missing_reason(missing)}; {fallback.version}"
+            pattern = (interval, present_rows[i])
+            reason = reasons.get(pattern)
+            if reason is None:
+                missing = [n for n, ok in zip(required, present[i], strict=True) if not ok]
+                reason = reasons[pattern] = f"{missing_reason(missing)}; {fallback.version}"
         state = entry.state
         if state is None or state.mode != mode or not state.fits(window):
             if state is not None:
