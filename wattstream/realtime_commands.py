@@ -128,15 +128,18 @@ def train_fleet_command(
     """
     from services.realtime.model.fleet_training import train_fleet
 
-    with _progress() as (_, update):
-        bundle, trained = train_fleet(
-            data_path,
-            out_dir,
-            epochs=epochs,
-            seed=seed,
-            households=households,
-            on_progress=update,
-        )
+    try:
+        with _progress() as (_, update):
+            bundle, trained = train_fleet(
+                data_path,
+                out_dir,
+                epochs=epochs,
+                seed=seed,
+                households=households,
+                on_progress=update,
+            )
+    except ValueError as error:  # data that cannot train a model: say why, no traceback
+        raise click.ClickException(str(error)) from error
     console.print(
         f"model {trained.spec.version} written to {bundle} "
         f"(training {trained.metrics['train_seconds']:.0f} s)"
