@@ -81,9 +81,11 @@ __all__ = [
 ]
 
 ATTRIBUTION: Final = (
-    "Trained on the *SmartMeter Energy Consumption Data in London Households* (UK Power "
-    "Networks, Low Carbon London project, via the London Datastore), half-hourly readings "
-    "of 100 households in 2013, licensed CC BY 4.0."
+    "Contains data from UK Power Networks' Low Carbon London project, via the London "
+    "Datastore (*SmartMeter Energy Consumption Data in London Households*) and the Kaggle "
+    "'Smart meters in London' repackaging: half-hourly readings of 100 households in 2013. "
+    "The licence is published as open data by the London Datastore; check it there before "
+    "publishing anything built on it."
 )
 
 
