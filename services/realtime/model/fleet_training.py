@@ -308,7 +308,7 @@ def train_fleet_model(
         "history": {k: [round(float(v), 6) for v in vs] for k, vs in history.history.items()},
         "validation": {
             "mae_kw": round(float(np.abs(kw[..., 1] - actual).mean()), 5),
-            "mae_median7_kw": round(
+            "mae_neighbour_median_kw": round(
                 float(np.abs(val.base * val.level[:, None] - actual).mean()), 5
             ),
             "coverage_80": round(
@@ -337,7 +337,7 @@ def _readme(spec: FleetSpec, metrics: dict[str, Any]) -> str:
             "Made by `wattstream train fleet --data DIR` "
             "(`services.realtime.model.fleet_training.train_fleet`).",
             f"Validation slice ({metrics.get('val_windows')} windows): MAE {val.get('mae_kw')} "
-            f"kW (7-day median {val.get('mae_median7_kw')}), 80 % interval coverage "
+            f"kW (median of the slot and its neighbours, 7 days: {val.get('mae_neighbour_median_kw')}), 80 % interval coverage "
             f"{val.get('coverage_80')}.",
             "",
             ATTRIBUTION,
