@@ -337,7 +337,8 @@ def _readme(spec: FleetSpec, metrics: dict[str, Any]) -> str:
             "Made by `wattstream train fleet --data DIR` "
             "(`services.realtime.model.fleet_training.train_fleet`).",
             f"Validation slice ({metrics.get('val_windows')} windows): MAE {val.get('mae_kw')} "
-            f"kW (median of the slot and its neighbours, 7 days: {val.get('mae_neighbour_median_kw')}), 80 % interval coverage "
+            "kW (median of the slot and its neighbours, 7 days: "
+            f"{val.get('mae_neighbour_median_kw')}), 80 % interval coverage "
             f"{val.get('coverage_80')}.",
             "",
             ATTRIBUTION,
