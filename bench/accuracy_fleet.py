@@ -180,7 +180,11 @@ def split(
 
     test_start = grid.bin_of(TEST_START)
     end = grid.kw.shape[1]
+    extra = {}
+    if args.calibration_households is not None:
+        extra["calibration_households"] = args.calibration_households
     config = FleetConfig(
+        **extra,
         hidden=tuple(int(u) for u in args.hidden.split(",")),
         epochs=args.epochs,
         seed=args.seed,
@@ -266,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--hidden", default="256,128", help="hidden layer sizes of the network, comma-separated"
+    )
+    parser.add_argument(
+        "--calibration-households",
+        type=float,
+        default=None,
+        help="share of training households held out of fitting to calibrate the intervals "
+        "(default: the training default)",
     )
     parser.add_argument("--stream-stride", type=int, default=1, help="streaming origin stride")
     parser.add_argument("--heldout-fraction", type=float, default=0.2)

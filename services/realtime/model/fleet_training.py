@@ -103,6 +103,10 @@ class FleetConfig:
     cold_start_fraction: float = 0.25
     #: The last days of the training period: best epoch and interval calibration.
     validation_days: int = 21
+    #: Share of the households left out of fitting; the validation slice of these (new
+    #: meters to the network) calibrates the intervals. 0: calibrate on the validation
+    #: slice of the fitted households.
+    calibration_households: float = 0.1
     #: Validation windows start every ``validation_stride`` bins.
     validation_stride: int = 5
     quantiles: tuple[float, ...] = QUANTILES_DEFAULT
@@ -240,14 +244,26 @@ def train_fleet_model(
     if val_start - DAY_BINS <= INPUT_BINS + DAY_BINS:
         raise ValueError("not enough data: need the validation slice plus 2 days of history")
     on_progress(TrainProgress("load", f"sampling windows of {len(rows)} households"))
+    calibration_rows = np.empty(0, dtype=np.int64)
+    if config.calibration_households > 0 and len(rows) > 1:
+        count = max(1, round(len(rows) * config.calibration_households))
+        calibration_rows = np.sort(rng.permutation(rows)[:count])
+        rows = np.setdiff1d(rows, calibration_rows)
     h, t = _origins(rng, rows, INPUT_BINS, val_start - DAY_BINS, config.windows_per_household)
     cold = rng.random(len(h)) < config.cold_start_fraction
     mask = np.where(cold, rng.integers(1, HISTORY_DAYS, size=len(h)), 0)
     train = sample_windows(grid, h, t, holidays, mask_days=mask)
     weights = _mase_weights(grid, train, val_start) if config.mase_weights else None
-    vt = np.arange(val_start, stop - DAY_BINS + 1, config.validation_stride)
-    vh, vt = np.repeat(rows, len(vt)), np.tile(vt, len(rows))
-    val = sample_windows(grid, vh, vt, holidays)
+    origins = np.arange(val_start, stop - DAY_BINS + 1, config.validation_stride)
+    val = sample_windows(grid, np.repeat(rows, len(origins)), np.tile(origins, len(rows)), holidays)
+    calibration = val
+    if len(calibration_rows):
+        calibration = sample_windows(
+            grid,
+            np.repeat(calibration_rows, len(origins)),
+            np.tile(origins, len(calibration_rows)),
+            holidays,
+        )
     if not len(train.x) or not len(val.x):
         raise ValueError("no complete training or validation windows in the data")
 
@@ -285,8 +301,8 @@ def train_fleet_model(
     )
     model.set_weights(best["weights"])
     on_progress(TrainProgress("evaluate", "calibrating intervals on the validation slice"))
-    raw = np.asarray(model(val.x[:, None, :], training=False), dtype=np.float64)
-    s_low, s_high = calibrate(raw, val.y, config.quantiles)
+    raw = np.asarray(model(calibration.x[:, None, :], training=False), dtype=np.float64)
+    s_low, s_high = calibrate(raw, calibration.y, config.quantiles)
     version = model_version(model, config.version_prefix, dt.datetime.now(dt.UTC))
     spec = FleetSpec(
         version=version,
@@ -298,18 +314,20 @@ def train_fleet_model(
     )
     served = FleetModel.__new__(FleetModel)
     served.fleet = spec  # to_kw only reads the calibration
-    kw = served.to_kw(raw, val.base, val.level)
-    actual = (val.y + val.base) * val.level[:, None]
+    kw = served.to_kw(raw, calibration.base, calibration.level)
+    actual = (calibration.y + calibration.base) * calibration.level[:, None]
     metrics = {
         "train_windows": len(train.x),
         "val_windows": len(val.x),
         "households": len(rows),
+        "calibration_households": len(calibration_rows),
+        "calibration_windows": len(calibration.x),
         "best_epoch": int(best["epoch"]),
         "history": {k: [round(float(v), 6) for v in vs] for k, vs in history.history.items()},
         "validation": {
             "mae_kw": round(float(np.abs(kw[..., 1] - actual).mean()), 5),
             "mae_neighbour_median_kw": round(
-                float(np.abs(val.base * val.level[:, None] - actual).mean()), 5
+                float(np.abs(calibration.base * calibration.level[:, None] - actual).mean()), 5
             ),
             "coverage_80": round(
                 float(((actual >= kw[..., 0]) & (actual <= kw[..., -1])).mean()), 4

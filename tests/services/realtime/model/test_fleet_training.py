@@ -111,3 +111,17 @@ def test_fleet_model_rejects_windows_of_another_shape(fleet_bundle: Path):
 
     with pytest.raises(ValueError, match="336"):
         model.predict(np.zeros((2, 48, 2)))
+
+
+def test_train_fleet_model_calibrates_on_households_left_out_of_fitting():
+    from dataclasses import replace
+
+    from services.realtime.model.fleet_training import train_fleet_model
+
+    config = replace(_config(), calibration_households=0.25, epochs=1)
+
+    trained = train_fleet_model(_grid(), frozenset(), config=config)
+
+    assert trained.metrics["calibration_households"] == 1
+    assert trained.metrics["households"] == 3  # fitted on the other three
+    assert 0 < trained.metrics["calibration_windows"] < trained.metrics["val_windows"]
