@@ -7,8 +7,10 @@ non-crossing head as in :func:`~services.realtime.model.training.build_model`) t
 a minute on two cores and serves >10k windows per CPU second.
 
 Honest splits: windows are sampled from the training households and the training period
-only; the last ``validation_days`` of it pick the best epoch and calibrate the interval
-widths (conformal scale of each tail), so no test month is ever looked at.
+only; the last ``validation_days`` of it pick the best epoch, and the same days of
+``calibration_households`` (left out of fitting: new meters, as most of a fleet is)
+calibrate the interval widths (conformal scale of each tail), so no test month is ever
+looked at.
 
 Determinism: :func:`~services.realtime.model.training.seed_everything` (seeds, op
 determinism) and a NumPy generator of the same seed for sampling and shuffling: same
