@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,33 @@ import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wattstream.cli import _settings, console, load_stack
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[tuple[Progress, Callable[[Any], None]]]:
+    """A rich progress bar fed by training's ``TrainProgress`` events."""
+    with Progress(
+        TextColumn("[bold]{task.fields[stage]}[/]"),
+        BarColumn(),
+        TextColumn("{task.fields[message]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("train", total=None, stage="load", message="")
+
+        def update(event: Any) -> None:
+            loss = f" loss {event.loss:.4f}" if event.loss is not None else ""
+            val = f" val {event.val_loss:.4f}" if event.val_loss is not None else ""
+            epoch = f"epoch {event.epoch}/{event.epochs} " if event.epochs else ""
+            progress.update(
+                task,
+                stage=event.stage,
+                message=f"{epoch}{event.message}{loss}{val}",
+                total=event.steps or None,
+                completed=event.step,
+            )
+
+        yield progress, update
 
 
 @click.group()
@@ -49,33 +78,73 @@ def train_realtime_command(
     """
     from services.realtime.model.training import train_realtime
 
-    with Progress(
-        TextColumn("[bold]{task.fields[stage]}[/]"),
-        BarColumn(),
-        TextColumn("{task.fields[message]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task("train", total=None, stage="load", message="")
-
-        def update(event: Any) -> None:
-            loss = f" loss {event.loss:.4f}" if event.loss is not None else ""
-            val = f" val {event.val_loss:.4f}" if event.val_loss is not None else ""
-            epoch = f"epoch {event.epoch}/{event.epochs} " if event.epochs else ""
-            progress.update(
-                task,
-                stage=event.stage,
-                message=f"{epoch}{event.message}{loss}{val}",
-                total=event.steps or None,
-                completed=event.step,
-            )
-
+    with _progress() as (_, update):
         report = train_realtime(data_path, out_dir, epochs=epochs, seed=seed, on_progress=update)
     console.print(
         f"model {report.version} written to {report.bundle_dir} "
         f"(training {report.train_seconds:.0f} s, total {report.total_seconds:.0f} s)"
     )
     console.print_json(data=report.metrics)
+
+
+@train.command("fleet")
+@click.option(
+    "--data",
+    "data_path",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="London half-hourly file (LCLid,tstp,energy(kWh/hh)) or its folder; bank holidays "
+    "are read from lcl_uk_bank_holidays.csv.gz next to it when present.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("services/realtime/artifacts/fleet"),
+    show_default=True,
+    help="Folder for the new versioned bundle.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training epochs (default: the shipped model's setting).",
+)
+@click.option(
+    "--households",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train on the first N households of the file only (default: all).",
+)
+@click.option("--seed", type=int, default=None, help="Random seed (default: fixed, reproducible).")
+def train_fleet_command(
+    data_path: Path, out_dir: Path, epochs: int | None, households: int | None, seed: int | None
+) -> None:
+    """Train the global model for energy-only meters (30-min grid, 7 days in, one day of
+    quantiles out) across households, and export it (Keras + LiteRT).
+
+    The last 21 days of the data pick the best epoch and calibrate the 80 % interval.
+    Writes OUT/<version>/; seeded and deterministic.
+    """
+    from services.realtime.model.fleet_training import train_fleet
+
+    try:
+        with _progress() as (_, update):
+            bundle, trained = train_fleet(
+                data_path,
+                out_dir,
+                epochs=epochs,
+                seed=seed,
+                households=households,
+                on_progress=update,
+            )
+    except ValueError as error:  # data that cannot train a model: say why, no traceback
+        raise click.ClickException(str(error)) from error
+    console.print(
+        f"model {trained.spec.version} written to {bundle} "
+        f"(training {trained.metrics['train_seconds']:.0f} s)"
+    )
+    console.print_json(data=trained.metrics["validation"])
 
 
 @click.group()

@@ -32,6 +32,9 @@ class RealtimeSettings(BaseSettings):
     model_bundle: Path | None = Field(default=None, validation_alias="MODEL_BUNDLE")
     model_version: str | None = Field(default=None, validation_alias="MODEL_VERSION")
     model_threads: int = Field(default=1, ge=1, validation_alias="MODEL_THREADS")
+    #: Fleet model bundle for energy-only meters (default: the newest one shipped under
+    #: ``services/realtime/artifacts/fleet/``).
+    fleet_bundle: Path | None = Field(default=None, validation_alias="FLEET_MODEL_BUNDLE")
     #: Multiple of the anomaly detector's limits above which a bin is flagged (the default
     #: was measured: at most 1 % of normal bins flagged; ``python -m bench anomalies``).
     anomaly_threshold: float = Field(

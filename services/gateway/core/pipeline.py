@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.gateway.core.queries import QueryError
 from shared.schema import HOUSEHOLD_ID_PATTERN
-from shared.uci import UTC_OFFSET_METADATA, format_utc_offset, parse_utc_offset
+from shared.clock import UTC_OFFSET_METADATA, format_utc_offset, parse_utc_offset
 
 __all__ = [
     "REPORT_PREFIX",

@@ -14,9 +14,12 @@ Per household, in one batch:
    redelivered batch changes nothing and forecasts nothing (a reading published twice in
    different records is dropped by the window state's slot bitmap instead);
 2. the meter decides the path: all the model's measurements -> the multivariate model;
-   otherwise the univariate fallback (:mod:`services.realtime.core.fallback`), marked in
-   ``fallback_reason``. A household switching path, or a state built for another model
-   shape, starts a fresh window (reported in ``resets``);
+   otherwise the univariate window (:mod:`services.realtime.core.fallback`), forecast by
+   the global energy model when ``StreamConfig.energy_model`` is set (one batched call
+   for every such window of the batch, :mod:`services.realtime.core.energy`), with
+   seasonal naive as the last resort, marked in ``fallback_reason``. A household
+   switching path, or a state built for another model shape, starts a fresh window
+   (reported in ``resets``);
 3. readings go into the window state (:mod:`services.realtime.core.window`); every
    completed step with a complete window is forecast; the others are reported, with the
    reason, in ``skipped``;
@@ -43,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.realtime.core.anomaly import KINDS, AnomalyConfig, AnomalyState, Verdicts, detect
+from services.realtime.core.energy import energy_forecast, rows_of
 from services.realtime.core.fallback import SeasonalNaive, missing_reason, power_kw
 from services.realtime.core.features import (
     CALENDAR,
@@ -93,6 +97,9 @@ class StreamConfig:
     max_catch_up_steps: int = DEFAULT_MAX_CATCH_UP_STEPS
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
     fallback_history_days: int = 7
+    #: The global model for energy-only meters (:mod:`services.realtime.core.energy`);
+    #: ``None``: they get seasonal naive, as before.
+    energy_model: ForecastModel | None = field(default=None, compare=False, hash=False)
     _fallbacks: dict[int, tuple[SeasonalNaive, WindowConfig]] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
@@ -209,6 +216,8 @@ class ForecastRows:
     #: The anomaly detector's verdicts, row for row (kind, size, duration); ``None``
     #: leaves those optional fields out of the documents.
     verdicts: Verdicts | None = None
+    #: Per-forecast model versions when they differ (energy meters: model or last resort).
+    model_versions: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.household_ids)
@@ -241,7 +250,9 @@ class ForecastRows:
                     "issued_at": f"{stamps[i][0]}Z",
                     "resolution_s": self.resolution_s,
                     "points": row,
-                    "model_version": self.model_version,
+                    "model_version": (
+                        self.model_versions[i] if self.model_versions else self.model_version
+                    ),
                     "anomaly_score": float(self.anomaly_score[i]),
                     "anomaly": bool(self.anomaly[i]),
                     "fallback_reason": self.fallback_reason[i],
@@ -306,6 +317,7 @@ class StepStats:
     late_ignored: int = 0
     superseded_steps: int = 0
     model_windows: int = 0
+    energy_model_windows: int = 0
     fallback_windows: int = 0
     forecasts: int = 0
     anomalies: int = 0
@@ -418,6 +430,20 @@ class _Readings:
         values = values[~np.isnan(values)]
         return round(float(np.median(values))) if len(values) else 60
 
+    def intervals_s(self) -> list[int]:
+        """:meth:`interval_s` of every household, vectorised: a meter sending one interval
+        (the usual case) needs no median."""
+        if not len(self.counts):
+            return []
+        values = self.column("interval_s")
+        known = ~np.isnan(values)
+        low = np.minimum.reduceat(np.where(known, values, np.inf), self.starts)
+        high = np.maximum.reduceat(np.where(known, values, -np.inf), self.starts)
+        out = [round(v) if np.isfinite(v) else 60 for v in low.tolist()]
+        for i in np.flatnonzero(np.isfinite(low) & (low != high)).tolist():
+            out[i] = self.interval_s(i)
+        return out
+
     def rows(self, households: Sequence[int], measurements: Sequence[str] | None) -> Rows:
         """The rows of ``households`` (numbered 0.. in that order) for :func:`advance`:
         the named measurements, or (``None``) the active power alone, measured or derived
@@ -477,6 +503,10 @@ def prepare(
     members: list[tuple[str, WindowState, _Pending]] = []
     resets: list[tuple[str, str]] = []
     model_window = config.model_window
+    # per-household values of the univariate meters, computed in one pass each
+    intervals = readings.intervals_s() if not all(complete) else []
+    present_rows = [row.tobytes() for row in present] if not all(complete) else []
+    reasons: dict[tuple[int, bytes], str] = {}
     for i, (household, entry) in enumerate(active):
         reason: str | None = None
         if complete[i]:
@@ -484,11 +514,14 @@ def prepare(
             window, interval = model_window, 60
         else:
             mode = "fallback"
-            interval = readings.interval_s(i)
+            interval = intervals[i]
             fallback, window = config.fallback(interval)
             fallbacks[window] = fallback
-            missing = [name for name, ok in zip(required, present[i], strict=True) if not ok]
-            reason = f"{missing_reason(missing)}; {fallback.version}"
+            pattern = (interval, present_rows[i])
+            reason = reasons.get(pattern)
+            if reason is None:
+                missing = [n for n, ok in zip(required, present[i], strict=True) if not ok]
+                reason = reasons[pattern] = f"{missing_reason(missing)}; {fallback.version}"
         state = entry.state
         if state is None or state.mode != mode or not state.fits(window):
             if state is not None:
@@ -566,12 +599,33 @@ def finish(prepared: Prepared, predictions: npt.ArrayLike | None) -> StepResult:
             continue
         adv = group.advanced
         count = len(adv.step_bins)
-        if group.mode == "model":
+        row_reasons: Sequence[str | None] | None = None
+        row_versions: Sequence[str] | None = None
+        reasons: list[str | None]
+        if group.mode == "fallback" and config.energy_model is not None:
+            energy = energy_forecast(
+                config.energy_model,
+                adv.windows[:, :, 0],
+                adv.step_bins,
+                adv.end_known,
+                group.window.resolution_s,
+                history_days=config.fallback_history_days,
+            )
+            reasons = energy.skip_reasons
+            group = _with_valid(group, energy.valid)
+            quantiles = energy.quantiles[group.valid]
+            horizon, resolution_s = energy.horizon_steps, group.window.resolution_s
+            version = config.energy_model.spec.version
+            row_reasons, row_versions = energy.fallback_reasons, energy.versions
+            last_resort = sum(v != version for v in rows_of(row_versions, group.valid))
+            stats.energy_model_windows += len(quantiles) - last_resort
+            stats.fallback_windows += last_resort
+        elif group.mode == "model":
             quantiles = predictions[used : used + int(group.valid.sum())]
             used += len(quantiles)
             horizon, resolution_s = config.spec.horizon_steps, config.spec.resolution_s
             version = config.spec.version
-            reasons: list[str | None] = [None] * count
+            reasons = [None] * count
             stats.model_windows += len(quantiles)
         else:
             fallback = group.fallback
@@ -602,8 +656,15 @@ def finish(prepared: Prepared, predictions: npt.ArrayLike | None) -> StepResult:
                 anomaly_score=verdicts.score[keep],
                 anomaly=flags[keep],
                 model_version=version,
-                fallback_reason=tuple(
-                    adv.before[h].fallback_reason for h in adv.step_household[keep]
+                fallback_reason=(
+                    rows_of(row_reasons, keep)
+                    if row_reasons is not None
+                    else tuple(adv.before[h].fallback_reason for h in adv.step_household[keep])
+                ),
+                model_versions=(
+                    tuple(v or version for v in rows_of(row_versions, keep))
+                    if row_versions is not None
+                    else None
                 ),
                 verdicts=verdicts.take(keep),
             )

@@ -64,6 +64,7 @@ from services.realtime.core.stream import (
 )
 from services.realtime.core.window import WindowState
 from services.realtime.model.bundle import download_bundle, shipped_bundle_dir
+from services.realtime.model.fleet_model import open_fleet_model
 from services.realtime.ports import ForecastModel, StateStore
 from services.realtime.settings import RealtimeSettings
 from shared.batch import MAX_TIMESTAMP_US
@@ -347,7 +348,11 @@ def deps_from_environment() -> RealtimeDeps:
         logger=Logger(),
         metrics=Metrics(),
         config=StreamConfig(
-            model.spec, anomaly=AnomalyConfig(threshold=settings.anomaly_threshold)
+            model.spec,
+            anomaly=AnomalyConfig(threshold=settings.anomaly_threshold),
+            energy_model=open_fleet_model(
+                settings.fleet_bundle, num_threads=settings.model_threads
+            ),
         ),
     )
 
