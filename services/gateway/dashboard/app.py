@@ -30,8 +30,9 @@ from services.gateway.dashboard import views
 from services.gateway.dashboard.client import GatewayApiError, GatewayClient, Viewer
 
 WINDOWS_H = {"1 h": 1, "6 h": 6, "24 h": 24, "3 days": 72, "7 days": 168}
+# The operator's anomaly table asks for at most this many households (latest first). A
+# comment, not a docstring: Streamlit's "magic" would print a bare string on the page.
 FLEET_ANOMALY_HOUSEHOLDS = 50
-"""The operator's anomaly table asks for at most this many households (latest first)."""
 
 
 def _parse(value: str | None) -> dt.datetime | None:
@@ -58,7 +59,8 @@ def live_panel(client: GatewayClient, household: str, hours: int) -> None:
     actual, predicted, marks = views.live_frames(consumption, forecast, anomalies)
     past = views.history_frame(client.forecast_history(household, start, end))
     cols = st.columns(4)
-    cols[0].metric("latest reading (UTC)", f"{last:%Y-%m-%d %H:%M}")
+    cols[0].metric("latest reading (UTC)", f"{last:%d %b %H:%M}")
+    cols[0].caption(f"{last:%Y-%m-%d %H:%M} UTC")
     cols[1].metric(f"energy, last {hours} h", f"{consumption['total_kwh']:.2f} kWh")
     if forecast:
         point = forecast["forecast"]["points"][0]
@@ -132,17 +134,17 @@ def month_panel(
         ("forecast to month end", summary.rest_kwh),
         ("month total", summary.total_kwh),
     ]
-    cols = st.columns(5)
-    for col, (label, kwh) in zip(cols, terms, strict=False):
+    cols = st.columns(4)
+    for col, (label, kwh) in zip(cols, terms, strict=True):
         col.metric(label, f"{kwh:.1f} kWh")
         col.caption(f"cost {views.money(summary.cost(kwh), currency)}")
     lo80, hi80 = summary.total_80
     lo95, hi95 = summary.total_95
-    cols[4].metric("month total, 80 % interval", f"{lo80:.0f} to {hi80:.0f} kWh")
-    cols[4].caption(
-        f"95 % interval {lo95:.0f} to {hi95:.0f} kWh; cost "
-        f"{views.money(summary.cost(lo80), currency)} to "
-        f"{views.money(summary.cost(hi80), currency)} (80 %)"
+    cols[3].caption(
+        f"80 % interval {lo80:.0f} to {hi80:.0f} kWh "
+        f"({views.money(summary.cost(lo80), currency)} to "
+        f"{views.money(summary.cost(hi80), currency)}); 95 % interval {lo95:.0f} to "
+        f"{hi95:.0f} kWh"
     )
     st.markdown(views.month_sum_line(summary, currency))
     frame = views.month_frame(monthly, tariff)
@@ -196,7 +198,7 @@ def health_panel(client: GatewayClient) -> None:
     if queues:
         cols = st.columns(len(queues))
         for col, (name, depth) in zip(cols, queues.items(), strict=True):
-            col.metric(name, "?" if depth is None else depth)
+            col.metric(f"messages in {name}", "?" if depth is None else depth)
 
 
 def controls_panel(client: GatewayClient, refresh_s: float) -> None:
@@ -313,7 +315,8 @@ def sign_in(url: str, notice: str | None = None) -> None:
         submitted = st.form_submit_button("sign in")
     st.caption(
         "A household token shows that household's consumption, forecasts and month; an "
-        "operator token shows the whole fleet and the pipeline controls."
+        "operator token shows the whole fleet and the pipeline controls. Get one with "
+        "`wattstream token --household ID` (or `wattstream token --operator`)."
     )
     if not submitted:
         return

@@ -70,6 +70,8 @@ def dashboard_command(*, host: str = "127.0.0.1", port: int = 8501) -> list[str]
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "viewer",  # no "Deploy" button or developer menu for households
         "--server.fileWatcherType",
         "none",
     ]
