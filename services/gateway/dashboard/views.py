@@ -54,8 +54,9 @@ def money(amount: float, currency: str) -> str:
 
 
 def _time_x(title: str = f"time ({TIMEZONE})") -> alt.X:
-    """A time axis drawn in UTC whatever the browser's timezone, titled with it."""
-    return alt.X("time:T", title=title, scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M"))
+    """A time axis drawn in UTC whatever the browser's timezone, titled with it (vega's
+    multi-scale labels: hours, and the date where a day starts)."""
+    return alt.X("time:T", title=title, scale=alt.Scale(type="utc"))
 
 
 def _time_tooltip(field: str = "time") -> alt.Tooltip:
@@ -315,7 +316,12 @@ MONTH_COLORS: dict[str, str] = {
 def month_chart(frame: pd.DataFrame, currency: str = "GBP") -> alt.LayerChart:
     """Daily kWh: actual, estimated (gap days) and forecast bars, with labelled 80 % and
     95 % interval whiskers on the estimated days."""
-    x = alt.X("date:T", title=f"day ({TIMEZONE})", scale=alt.Scale(type="utc"))
+    x = alt.X(
+        "date:T",
+        title=f"day ({TIMEZONE})",
+        scale=alt.Scale(type="utc"),
+        axis=alt.Axis(format="%d %b", formatType="utc"),
+    )
     colors = alt.Scale(domain=list(MONTH_COLORS), range=list(MONTH_COLORS.values()))
     tips = [
         alt.Tooltip("date:T", title="day", format="%Y-%m-%d", formatType="utc"),
