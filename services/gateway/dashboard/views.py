@@ -54,9 +54,13 @@ def money(amount: float, currency: str) -> str:
 
 
 def _time_x(title: str = f"time ({TIMEZONE})") -> alt.X:
-    """A time axis drawn in UTC whatever the browser's timezone, titled with it (vega's
-    multi-scale labels: hours, and the date where a day starts)."""
-    return alt.X("time:T", title=title, scale=alt.Scale(type="utc"))
+    """A time axis drawn in UTC whatever the browser's timezone, titled with it: 24-hour
+    labels, and the date where a day starts."""
+    midnight = "utchours(datum.value) == 0 && utcminutes(datum.value) == 0"
+    labels = f"utcFormat(datum.value, {midnight} ? '%d %b' : '%H:%M')"
+    return alt.X(
+        "time:T", title=title, scale=alt.Scale(type="utc"), axis=alt.Axis(labelExpr=labels)
+    )
 
 
 def _time_tooltip(field: str = "time") -> alt.Tooltip:
