@@ -8,6 +8,7 @@ import pytest
 
 from services.gateway.dashboard import views
 from services.gateway.dashboard.client import GatewayApiError, GatewayClient, Viewer
+from services.gateway.shells import serve
 from wattstream.reliability.gateway_world import NOW, PNG, A, B
 
 
@@ -258,3 +259,22 @@ def test_dashboard_views_fleet_rows(client):
     assert accuracy[0]["horizon"] == "next interval"
     assert accuracy[0]["households"] == 2
     assert views.fleet_rows([], None) == ([], [])
+
+
+def test_dashboard_process_gets_no_token(monkeypatch):
+    """`wattstream run` / `serve gateway` start the dashboard without any token: visitors
+    sign in with their own (even one left in the caller's environment is not passed on)."""
+    started = {}
+
+    class FakePopen:
+        def __init__(self, command, *, env, stdout, stderr):
+            started.update(command=command, env=env)
+
+    monkeypatch.setenv("WATTSTREAM_API_TOKEN", "an-operator-token")
+    monkeypatch.setattr(serve.subprocess, "Popen", FakePopen)
+
+    serve.start_dashboard("http://127.0.0.1:8090", port=8501)
+
+    assert "WATTSTREAM_API_TOKEN" not in started["env"]
+    assert started["env"]["WATTSTREAM_API_URL"] == "http://127.0.0.1:8090"
+    assert "viewer" in started["command"]  # no Deploy button or developer menu
