@@ -177,6 +177,7 @@ def health_panel(client: GatewayClient) -> None:
     except GatewayApiError as error:
         st.info(f"pipeline health needs an operator token ({error.reason})")
         return
+    st.subheader("Pipeline health")
     consumers = health["consumers"]
     if consumers:
         st.dataframe(
@@ -186,7 +187,7 @@ def health_panel(client: GatewayClient) -> None:
                     "lag (s)": round(c["lag_s"], 2),
                     "idle (s)": round(c["idle_s"], 1),
                     "records/s": round(c["records_per_s"], 2),
-                    "last event": c["last_event_at"],
+                    "last event (UTC)": c["last_event_at"],
                 }
                 for c in consumers
             ],

@@ -395,4 +395,5 @@ def test_dashboard_browser_household_and_operator_sign_in(deploy_stack, clients,
     assert "Anomalies, last 24 h of each household" in fleet_text
     assert "Replay real data" in pipeline_text
     assert "messages in QuarantineQueue" in pipeline_text
+    assert "Pipeline health" in pipeline_text
     assert "pipeline health needs an operator token" not in pipeline_text
