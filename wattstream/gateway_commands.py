@@ -52,7 +52,6 @@ def _api_deps(description: Any) -> Any:
 
 def start_gateway(description: Any, settings: LocalSettings, *, dashboard: bool) -> list[Any]:
     """Start the API (and the dashboard) against the stack; returns what to stop."""
-    from services.gateway.core.tokens import issue_token
     from services.gateway.shells.api_app import create_app
     from services.gateway.shells.serve import start_api, start_dashboard
 
@@ -61,11 +60,10 @@ def start_gateway(description: Any, settings: LocalSettings, *, dashboard: bool)
     console.print(f"gateway API on {api.url} (OpenAPI at {api.url}/docs)")
     running: list[Any] = [api]
     if dashboard:
-        token = issue_token(deps.token_secret, operator=True, ttl_s=7 * 86_400)
         log = (settings.state_dir / "dashboard.log").open("ab")
         process = start_dashboard(
-            api.url, token, host=settings.host, port=settings.dashboard_port, log=log
-        )
+            api.url, host=settings.host, port=settings.dashboard_port, log=log
+        )  # no token: each visitor signs in with their own (`wattstream token`)
         running.append(process)
         console.print(
             f"[bold green]dashboard on http://{settings.host}:{settings.dashboard_port}[/]"

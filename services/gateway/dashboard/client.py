@@ -7,11 +7,21 @@ Why a client and not the store: the dashboard must see exactly what any API user
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-__all__ = ["GatewayApiError", "GatewayClient"]
+__all__ = ["GatewayApiError", "GatewayClient", "Viewer"]
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who signed in, as the API sees their token: an operator (the fleet) or the holder
+    of some households' token (only those)."""
+
+    operator: bool
+    households: tuple[str, ...]
 
 
 class GatewayApiError(RuntimeError):
@@ -63,6 +73,21 @@ class GatewayClient:
             if error.status == 404:
                 return None
             raise
+
+    def whoami(self) -> Viewer:
+        """Check the token with the API and learn its scope, without knowing the secret.
+
+        ``/households`` refuses a bad or expired token (401, raised); an operator-only
+        route then tells an operator (200) from a household (403).
+        """
+        households = tuple(h["household_id"] for h in self.households())
+        try:
+            self._request("GET", "/health/pipeline")
+        except GatewayApiError as error:
+            if error.status != 403:
+                raise
+            return Viewer(operator=False, households=households)
+        return Viewer(operator=True, households=households)
 
     def households(self) -> list[dict[str, Any]]:
         return self._json("GET", "/households")["households"]  # type: ignore[no-any-return]

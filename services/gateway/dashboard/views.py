@@ -15,16 +15,21 @@ import altair as alt
 import pandas as pd
 
 __all__ = [
+    "MONTH_COLORS",
     "SERIES_COLORS",
+    "TIMEZONE",
     "MonthSummary",
     "accuracy_frame",
     "accuracy_rows",
     "fallback_notice",
+    "fleet_rows",
     "history_frame",
     "live_chart",
     "live_frames",
+    "money",
     "month_chart",
     "month_frame",
+    "month_sum_line",
     "month_summary",
 ]
 
@@ -38,6 +43,41 @@ SERIES_COLORS: dict[str, str] = {
 }
 """One legend for the live chart: every series and band is named in it."""
 _PAST = "past forecasts (next interval)"
+TIMEZONE = "UTC"
+"""Every time on the dashboard is UTC (the API's clock); axes and captions say so."""
+_STEP_S = {"minute": 60, "hour": 3600}
+
+
+def money(amount: float, currency: str) -> str:
+    """An amount with its currency code in front (``GBP 14.87``): never a bare number."""
+    return f"{currency} {amount:,.2f}"
+
+
+def _time_x(title: str = f"time ({TIMEZONE})") -> alt.X:
+    """A time axis drawn in UTC whatever the browser's timezone, titled with it: 24-hour
+    labels, and the date where a day starts."""
+    midnight = "utchours(datum.value) == 0 && utcminutes(datum.value) == 0"
+    labels = f"utcFormat(datum.value, {midnight} ? '%d %b' : '%H:%M')"
+    return alt.X(
+        "time:T", title=title, scale=alt.Scale(type="utc"), axis=alt.Axis(labelExpr=labels)
+    )
+
+
+def _time_tooltip(field: str = "time") -> alt.Tooltip:
+    return alt.Tooltip(
+        f"{field}:T", title=f"{field} ({TIMEZONE})", format="%Y-%m-%d %H:%M", formatType="utc"
+    )
+
+
+def _segments(times: pd.Series, step_s: float) -> pd.Series:
+    """A run number per point that changes after each gap, so a line is never drawn across
+    missing data (each run is its own path)."""
+    if times.empty:
+        return pd.Series([], dtype=int)
+    jumps = times.diff().dt.total_seconds() > 1.5 * step_s
+    return jumps.cumsum().astype(int)
+
+
 _PAST_BAND = "past forecasts' interval"
 
 
@@ -88,13 +128,17 @@ def live_frames(
     forecast: Mapping[str, Any] | None,
     anomalies: Sequence[Mapping[str, Any]],
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Actuals (time, kW), the forecast (time, kW, lower, upper) and anomaly times."""
+    """Actuals (time, kW, gap-separated ``segment``), the forecast (time, kW, lower,
+    upper) and anomaly times."""
     points = (consumption or {}).get("points", [])
+    step_s = _STEP_S.get((consumption or {}).get("resolution", "minute"), 60)
+    times = pd.Series(pd.to_datetime([p["start"] for p in points], utc=True))
     actual = pd.DataFrame(
         {
-            "time": pd.to_datetime([p["start"] for p in points], utc=True),
+            "time": times,
             "kw": [p["mean_kw"] for p in points],
             "series": "actual",
+            "segment": _segments(times, step_s),
         }
     )
     steps = (forecast or {}).get("forecast", {}).get("points", [])
@@ -124,7 +168,8 @@ def live_chart(
 ) -> alt.LayerChart:
     """Actual kW, past forecasts (a step per interval) with their band, the latest
     forecast with its band, anomalies as red rules; the legend names every series/band."""
-    x = alt.X("time:T", title=None)
+    x = _time_x()
+    kw = alt.Y("kw:Q", title="power (kW)")
     scale = alt.Scale(domain=list(SERIES_COLORS), range=list(SERIES_COLORS.values()))
     color = alt.Color("series:N", scale=scale, title=None, legend=alt.Legend(labelLimit=260))
     layers: list[Any] = []
@@ -137,7 +182,7 @@ def live_chart(
                 y="lower:Q",
                 y2="upper:Q",
                 color=alt.Color("band:N", scale=scale, title=None),
-                tooltip=["time:T", "lower:Q", "upper:Q", "actual:Q"],
+                tooltip=[_time_tooltip(), *_kw_tips("lower", "upper", "actual")],
             )
         )
     if not predicted.empty:
@@ -145,35 +190,63 @@ def live_chart(
         layers.append(
             alt.Chart(band)
             .mark_area(opacity=0.45)
-            .encode(x=x, y="lower:Q", y2="upper:Q", color=alt.Color("band:N", scale=scale))
+            .encode(
+                x=x,
+                y=alt.Y("lower:Q", title="power (kW)"),
+                y2="upper:Q",
+                color=alt.Color("band:N", scale=scale),
+                tooltip=[_time_tooltip(), *_kw_tips("lower", "kw", "upper")],
+            )
         )
     layers.append(
         alt.Chart(actual)
         .mark_line(strokeWidth=1)
-        .encode(x=x, y=alt.Y("kw:Q", title="kW"), color=color)
+        .encode(
+            x=x,
+            y=kw,
+            color=color,
+            detail="segment:N",  # one path per run of readings: gaps stay gaps
+            tooltip=[_time_tooltip(), *_kw_tips("kw")],
+        )
     )
     if past is not None and not past.empty:
         layers.append(
             alt.Chart(past)
             .mark_line(interpolate="step-after", strokeWidth=2)
-            .encode(x=x, y="kw:Q", color=color, tooltip=["time:T", "kw:Q", "actual:Q"])
+            .encode(x=x, y=kw, color=color, tooltip=[_time_tooltip(), *_kw_tips("kw", "actual")])
         )
     if not predicted.empty:
-        layers.append(alt.Chart(predicted).mark_line(point=True).encode(x=x, y="kw:Q", color=color))
+        layers.append(
+            alt.Chart(predicted)
+            .mark_line(point=True)
+            .encode(x=x, y=kw, color=color, tooltip=[_time_tooltip(), *_kw_tips("kw")])
+        )
     if not marks.empty:
         layers.append(
             alt.Chart(marks)
             .mark_rule(color="red", strokeDash=[4, 2])
-            .encode(x=x, tooltip=["time:T", "score:Q"])
+            .encode(x=x, tooltip=[_time_tooltip(), "score:Q"])
         )
     return alt.LayerChart(layer=layers, height=320)
 
 
+def _kw_tips(*fields: str) -> list[alt.Tooltip]:
+    return [alt.Tooltip(f"{f}:Q", title=f"{f} (kW)", format=".3f") for f in fields]
+
+
 @dataclass(frozen=True)
 class MonthSummary:
-    """The month's energy and cost: to date, rest, total, and the 80 %/95 % intervals."""
+    """The month's energy and cost: to date, the estimate of the days without (complete)
+    readings, the rest, the total, and the 80 %/95 % intervals.
+
+    ``actual_kwh + gap_kwh + rest_kwh == total_kwh``: the monthly service estimates the
+    days of the month so far that are missing or incomplete and counts them only in the
+    total, so the dashboard shows them as their own term (``gap_days`` of them).
+    """
 
     actual_kwh: float
+    gap_kwh: float
+    gap_days: int
     rest_kwh: float
     total_kwh: float
     total_80: tuple[float, float]
@@ -186,13 +259,36 @@ class MonthSummary:
 
 def month_summary(monthly: Mapping[str, Any], tariff: float) -> MonthSummary:
     f = monthly["forecast"]
+    as_of = pd.Timestamp(f["as_of"]).date()
+    gap_days = sum(
+        1 for d in f["daily"] if not d["is_actual"] and pd.Timestamp(d["date"]).date() <= as_of
+    )
+    gap_kwh = f["month_total_kwh"] - f["actual_to_date_kwh"] - f["rest_of_month_kwh"]
     return MonthSummary(
         actual_kwh=f["actual_to_date_kwh"],
+        gap_kwh=0.0 if abs(gap_kwh) < 1e-9 else gap_kwh,
+        gap_days=gap_days,
         rest_kwh=f["rest_of_month_kwh"],
         total_kwh=f["month_total_kwh"],
         total_80=(f["month_total_lower_80"], f["month_total_upper_80"]),
         total_95=(f["month_total_lower_95"], f["month_total_upper_95"]),
         tariff=tariff,
+    )
+
+
+def month_sum_line(summary: MonthSummary, currency: str) -> str:
+    """The month's sum written out, so the numbers on screen visibly add up."""
+    terms = [f"{summary.actual_kwh:.1f} kWh measured"]
+    if summary.gap_days or summary.gap_kwh:
+        terms.append(
+            f"{summary.gap_kwh:.1f} kWh estimated for {summary.gap_days} day(s) so far "
+            "without complete readings"
+        )
+    terms.append(f"{summary.rest_kwh:.1f} kWh forecast to month end")
+    return (
+        " + ".join(terms)
+        + f" = {summary.total_kwh:.1f} kWh month total"
+        + f" ({money(summary.cost(summary.total_kwh), currency)})"
     )
 
 
@@ -203,33 +299,60 @@ def month_frame(monthly: Mapping[str, Any], tariff: float) -> pd.DataFrame:
     if frame.empty:
         return frame
     frame["date"] = pd.to_datetime(frame["date"])
-    frame["kind"] = frame["is_actual"].map({True: "actual", False: "forecast"})
+    as_of = pd.Timestamp(monthly["forecast"]["as_of"])
+    frame["kind"] = "forecast"
+    frame.loc[frame["is_actual"], "kind"] = "actual"
+    frame.loc[~frame["is_actual"] & (frame["date"] <= as_of), "kind"] = "estimated (gap day)"
     frame["cost"] = frame["kwh"] * tariff
     return frame
 
 
-def month_chart(frame: pd.DataFrame) -> alt.LayerChart:
-    """Daily kWh: actual bars, forecast bars with 80 % and 95 % interval whiskers."""
-    x = alt.X("date:T", title=None)
-    colors = alt.Scale(domain=["actual", "forecast"], range=["#1f77b4", "#ff7f0e"])
+MONTH_COLORS: dict[str, str] = {
+    "actual": "#1f77b4",
+    "estimated (gap day)": "#9467bd",
+    "forecast": "#ff7f0e",
+    "80 % interval": "#333333",
+    "95 % interval": "#999999",
+}
+"""The month chart's legend: bars by kind and both interval whiskers, each named."""
+
+
+def month_chart(frame: pd.DataFrame, currency: str = "GBP") -> alt.LayerChart:
+    """Daily kWh: actual, estimated (gap days) and forecast bars, with labelled 80 % and
+    95 % interval whiskers on the estimated days."""
+    x = alt.X(
+        "date:T",
+        title=f"day ({TIMEZONE})",
+        scale=alt.Scale(type="utc"),
+        axis=alt.Axis(format="%d %b", formatType="utc"),
+    )
+    colors = alt.Scale(domain=list(MONTH_COLORS), range=list(MONTH_COLORS.values()))
+    tips = [
+        alt.Tooltip("date:T", title="day", format="%Y-%m-%d", formatType="utc"),
+        alt.Tooltip("kwh:Q", title="energy (kWh)", format=".2f"),
+        alt.Tooltip("cost:Q", title=f"cost ({currency})", format=".2f"),
+        alt.Tooltip("kind:N"),
+    ]
     bars = (
         alt.Chart(frame)
         .mark_bar(opacity=0.8)
         .encode(
             x=x,
-            y=alt.Y("kwh:Q", title="kWh per day"),
-            color=alt.Color("kind:N", scale=colors),
-            tooltip=["date:T", "kwh:Q", "cost:Q", "kind:N"],
+            y=alt.Y("kwh:Q", title="energy per day (kWh)"),
+            color=alt.Color("kind:N", scale=colors, title=None),
+            tooltip=tips,
         )
     )
-    forecast = frame[~frame["is_actual"]] if not frame.empty else frame
+    estimated = frame[~frame["is_actual"]] if not frame.empty else frame
     band95 = (
-        alt.Chart(forecast).mark_rule(color="#999").encode(x=x, y="lower_95:Q", y2="upper_95:Q")
+        alt.Chart(estimated.assign(band="95 % interval"))
+        .mark_rule(strokeWidth=1)
+        .encode(x=x, y="lower_95:Q", y2="upper_95:Q", color=alt.Color("band:N", scale=colors))
     )
     band80 = (
-        alt.Chart(forecast)
-        .mark_rule(color="#333", strokeWidth=3)
-        .encode(x=x, y="lower_80:Q", y2="upper_80:Q")
+        alt.Chart(estimated.assign(band="80 % interval"))
+        .mark_rule(strokeWidth=3)
+        .encode(x=x, y="lower_80:Q", y2="upper_80:Q", color=alt.Color("band:N", scale=colors))
     )
     return alt.LayerChart(layer=[bars, band95, band80], height=280)
 
@@ -244,6 +367,36 @@ def fallback_notice(monthly: Mapping[str, Any]) -> str | None:
         f"fallback model ({monthly['forecast']['model_version']}); there are no Prophet "
         "components to show."
     )
+
+
+def fleet_rows(
+    households: Sequence[Mapping[str, Any]], fleet: Mapping[str, Any] | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The operator's fleet tables: households by latest reading (UTC), and the pooled
+    accuracy per horizon (MAE in kW, MASE, interval coverage, share beating naive)."""
+    names = {"next": "next interval", "day_ahead": "day ahead"}
+    homes = [
+        {"household": h["household_id"], f"latest reading ({TIMEZONE})": h.get("last_reading_at")}
+        for h in households
+    ]
+    accuracy = []
+    for horizon, f in ((fleet or {}).get("horizons") or {}).items():
+        pooled = f.get("pooled") or {}
+        if not pooled.get("pairs"):
+            continue
+        accuracy.append(
+            {
+                "horizon": names.get(horizon, horizon),
+                "households": f["households"],
+                "intervals scored": pooled["pairs"],
+                "MAE (kW)": _rounded(pooled.get("mae_kw"), 3),
+                "MASE, pooled": _rounded(pooled.get("mase"), 2),
+                "median household MASE": _rounded(f.get("median_household_mase"), 2),
+                "households beating same as yesterday": _rounded(f.get("share_beating_naive"), 3),
+                "inside the interval": _rounded(pooled.get("coverage"), 3),
+            }
+        )
+    return homes, accuracy
 
 
 def accuracy_frame(accuracy: Mapping[str, Any] | None) -> pd.DataFrame:

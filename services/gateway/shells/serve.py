@@ -70,6 +70,8 @@ def dashboard_command(*, host: str = "127.0.0.1", port: int = 8501) -> list[str]
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "viewer",  # no "Deploy" button or developer menu for households
         "--server.fileWatcherType",
         "none",
     ]
@@ -77,21 +79,21 @@ def dashboard_command(*, host: str = "127.0.0.1", port: int = 8501) -> list[str]
 
 def start_dashboard(
     api_url: str,
-    token: str,
     *,
     host: str = "127.0.0.1",
     port: int = 8501,
     refresh_s: float = 5.0,
     log: Any = subprocess.DEVNULL,
 ) -> subprocess.Popen[bytes]:
-    """Start the dashboard process talking to ``api_url`` with ``token``; the caller stops it.
+    """Start the dashboard process talking to ``api_url``; the caller stops it.
 
-    The dashboard is ready when ``http://host:port/_stcore/health`` answers ``ok``.
+    No token is handed to it: each visitor signs in with their own, so the dashboard shows
+    what that token may read and nothing more. Ready when ``http://host:port/_stcore/health``
+    answers ``ok``.
     """
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "WATTSTREAM_API_TOKEN"},
         "WATTSTREAM_API_URL": api_url,
-        "WATTSTREAM_API_TOKEN": token,
         "WATTSTREAM_REFRESH_S": str(refresh_s),
     }
     return subprocess.Popen(  # noqa: S603  # our own command line, no shell
