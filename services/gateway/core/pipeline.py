@@ -22,8 +22,8 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.gateway.core.queries import QueryError
-from shared.schema import HOUSEHOLD_ID_PATTERN
 from shared.clock import UTC_OFFSET_METADATA, format_utc_offset, parse_utc_offset
+from shared.schema import HOUSEHOLD_ID_PATTERN
 
 __all__ = [
     "REPORT_PREFIX",
