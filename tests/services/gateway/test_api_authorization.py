@@ -27,7 +27,7 @@ ROUTES = [
     ("GET", "/fleet/accuracy", "operator"),
     ("POST", "/pipeline/replay", "operator"),
     ("GET", "/pipeline/replay", "operator"),
-    ("POST", "/pipeline/uploads?name=april.txt", "operator"),
+    ("POST", "/pipeline/uploads?name=april.txt&utc_offset=uci", "operator"),
     ("GET", "/pipeline/uploads?key=uploads/april.txt", "operator"),
 ]
 PUBLIC = {("GET", "/health")}
