@@ -50,6 +50,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from services.monthly.core.fleet_model import FleetModel, HouseholdInfo, Situation, situation
 from services.monthly.core.prophet_map import MapBackend, MapFit, MapOptions
 from services.monthly.core.series import (
     DEFAULT_MIN_COVERAGE,
@@ -101,6 +102,8 @@ class ModelSettings:
     ``residual_scale``: widens the residual blocks of the sample paths (in-sample
     residuals are smaller than out-of-sample errors; calibrated by measurement).
     ``subdaily_days``: how many recent days of sub-daily data fit the daily profile.
+    ``fleet_weight``: the fleet model's share of the point forecast of the remaining days
+    (the rest is Prophet's); 0 turns the fleet model off (Prophet's own intervals then).
     """
 
     history_days: int | None = None
@@ -119,6 +122,7 @@ class ModelSettings:
     residual_scale: float = 1.6
     subdaily_days: int = 28
     fallback_window_days: int = 28
+    fleet_weight: float = 1.0
     seed: int = 0
 
     @property
@@ -649,6 +653,40 @@ def _expected(
     return np.asarray(mean - future + now[0] + level, dtype=np.float64)
 
 
+_DEFAULT_FLEET: Final = "default"
+
+
+def _resolve_fleet(fleet: FleetModel | str | None, settings: ModelSettings) -> FleetModel | None:
+    if settings.fleet_weight <= 0 or fleet is None:
+        return None
+    if isinstance(fleet, FleetModel):
+        return fleet
+    from services.monthly.artifacts import default_fleet_model  # the shipped weights
+
+    return default_fleet_model()
+
+
+def _fleet_paths(
+    fleet: FleetModel, sit: Situation, month: _Month, n: int, rng: np.random.Generator
+) -> tuple[FloatArray, FloatArray]:
+    """The fleet model's point and paths on the month's predicted days.
+
+    Days after the as-of day come from :meth:`FleetModel.paths`; missing days before it
+    (rare: gaps in the month so far) are the household's level with its own noise.
+    """
+    point_rest, paths_rest = fleet.paths(sit, n, rng)
+    predicted = month.predicted
+    after = month.after_as_of[predicted]
+    point = np.full(int(predicted.sum()), sit.base)
+    paths = np.full((paths_rest.shape[0], len(point)), sit.base)
+    if (~after).any() and len(sit.noise) >= 2:
+        noise = rng.choice(sit.noise, size=(paths.shape[0], int((~after).sum())))
+        paths[:, ~after] = sit.base * np.maximum(1.0 + noise, 0.0)
+    point[after] = point_rest
+    paths[:, after] = paths_rest
+    return point, paths
+
+
 def forecast_month(
     series: DailySeries,
     as_of: dt.date,
@@ -657,6 +695,8 @@ def forecast_month(
     warm_start: dict[str, Any] | None = None,
     hourly: HourlySeries | None = None,
     checkpoint: bool = True,
+    fleet: FleetModel | str | None = _DEFAULT_FLEET,
+    info: HouseholdInfo | None = None,
 ) -> MonthlyResult:
     """Forecast the rest of ``as_of``'s month from the history up to ``as_of`` (inclusive).
 
@@ -688,20 +728,40 @@ def forecast_month(
         >>> round(r.forecast.daily[-1].kwh)  # a Sunday
         13
     """
+    model = _resolve_fleet(fleet, settings)
+    sit = situation(series, as_of, info, min_coverage=settings.min_coverage) if model else None
     fitted = _fit(series, as_of, settings, warm_start)
-    if isinstance(fitted, str):
-        return fallback_forecast(series, as_of, fitted, settings)
     month = _Month.of(series, as_of, settings.min_coverage)
+    rng = np.random.default_rng(stable_seed(settings.seed, series.household_id, as_of))
+    n = settings.uncertainty_samples
+    if isinstance(fitted, str):
+        if model is None or sit is None:
+            return fallback_forecast(series, as_of, fitted, settings)
+        point, paths = _fleet_paths(model, sit, month, n, rng)
+        reason = f"{fitted}; Prophet not fitted, forecast by the fleet model"
+        result = fallback_forecast(series, as_of, reason, settings)
+        forecast = _assemble(series.household_id, month, point, paths, model.version, reason)
+        return dataclasses.replace(result, forecast=forecast)
     dates = month.days[month.predicted]
     mean = _expected(fitted, as_of, dates, settings.level_half_life_days)
     if not np.all(np.isfinite(mean)):
         return fallback_forecast(series, as_of, "fit_failed: non-finite forecast", settings)
-    rng = np.random.default_rng(stable_seed(settings.seed, series.household_id, as_of))
-    n = settings.uncertainty_samples
-    paths = mean + settings.residual_scale * _residual_paths(fitted.residuals, len(dates), n, rng)
-    if fitted.extrapolate:
-        paths = paths + _trend_paths(fitted.model, dates, n, rng)
-    forecast = _assemble(series.household_id, month, mean, paths, settings.model_version, None)
+    if model is not None and sit is not None:
+        point, paths = _fleet_paths(model, sit, month, n, rng)
+        w = min(settings.fleet_weight, 1.0)
+        blended = w * point + (1.0 - w) * np.maximum(mean, 0.0)
+        # The fleet's calibrated band, moved with the point where Prophet shifts it.
+        ratio = blended.sum() / point.sum() if point.sum() > 0 else 1.0
+        paths = paths * ratio
+        version = f"{settings.model_version}+{model.version}"
+        forecast = _assemble(series.household_id, month, blended, paths, version, None)
+    else:
+        paths = mean + settings.residual_scale * _residual_paths(
+            fitted.residuals, len(dates), n, rng
+        )
+        if fitted.extrapolate:
+            paths = paths + _trend_paths(fitted.model, dates, n, rng)
+        forecast = _assemble(series.household_id, month, mean, paths, settings.model_version, None)
     components = _components(
         fitted.model, fitted.frame, month, hourly, settings, series.household_id
     )
