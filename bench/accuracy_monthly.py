@@ -365,6 +365,7 @@ def rest_of_month_rows(
                     f.month_total_lower_95 <= task.actual_total <= f.month_total_upper_95
                 )
                 row[f"{name}:fallback"] = f.fallback_reason is not None
+                row[f"{name}:model"] = f.model_version
                 if result.fit is not None:
                     row[f"{name}:iterations"] = result.fit.iterations
                 warm[name] = result.params  # the service warm-starts from the last fit
@@ -694,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         "--households",
         type=int,
         default=200,
-        help="seeded sample of London households for 2013 (0: all 5,566)",
+        help="seeded sample of London households (0: all 5,566)",
     )
     parser.add_argument(
         "--short-households",
@@ -707,6 +708,12 @@ def main(argv: list[str] | None = None) -> int:
         type=_days,
         default=ORIGINS,
         help="as-of days of the month, comma-separated (default 1,8,15,22)",
+    )
+    parser.add_argument(
+        "--year",
+        type=int,
+        default=2013,
+        help="London year of the main protocol (2012 for validation: 2013 is the test)",
     )
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -770,8 +777,8 @@ def main(argv: list[str] | None = None) -> int:
         _Job(
             "rom",
             s,
-            tuple(rest_of_month_tasks(s, 2013, origins=origins)),
-            "london_2013",
+            tuple(rest_of_month_tasks(s, args.year, origins=origins)),
+            f"london_{args.year}",
             configs,
             models,
         )
