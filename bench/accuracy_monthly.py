@@ -103,8 +103,9 @@ CACHE_DIR: Final = (
     / "accuracy-monthly"
 )
 BASELINES: Final = ("trailing_28d_mean", "same_weekday_4w_mean", "last_year_scaled")
-FIRST_UNTIL: Final = dt.date(2012, 4, 1)
-"""The first fleet model's cut-off: London data starts 2011-11-23 (four months before)."""
+FIRST_UNTIL: Final = dt.date(2012, 7, 1)
+"""The first fleet model's cut-off: London data starts 2011-11-23; a model needs a few
+months to train on and three more to be calibrated on."""
 LAST_UNTIL: Final = dt.date(2014, 1, 1)
 PROPHET_ALONE: Final = dataclasses.replace(DEFAULT_SETTINGS, fleet_weight=0.0)
 """The seed's model (Prophet with its own intervals), reported next to ours."""
@@ -513,6 +514,28 @@ def summarize(rows: list[dict[str, Any]], ours: str) -> dict[str, Any]:
     return out
 
 
+def blend_sweep(rows: list[dict[str, Any]], ours: str) -> dict[float, float]:
+    """Pooled MAPE of other fleet weights, from the same forecasts (the blend is linear:
+    ours = w * fleet + (1 - w) * Prophet), over the histories where Prophet is blended."""
+    w0 = DEFAULT_SETTINGS.fleet_weight
+    chosen = [
+        r
+        for r in rows
+        if "prophet" in r
+        and "fleet-mlp" in r.get(f"{ours}:model", "")
+        and r["history_days"] >= DEFAULT_SETTINGS.fleet_short_days
+    ]
+    if not chosen or w0 <= 0:
+        return {}
+    out = {}
+    for w in (0.0, 0.25, 0.5, 0.75, 1.0):
+        errors = [
+            ape(r["actual"], r["prophet"] + (w / w0) * (r[ours] - r["prophet"])) for r in chosen
+        ]
+        out[w] = float(np.mean(errors))
+    return out
+
+
 def _line(label: str, s: dict[str, Any]) -> str:
     if not s.get("forecasts"):
         return f"  {label:26s} {'no forecasts':>8s}"
@@ -576,8 +599,13 @@ def report(
         f"  goals: >= {IMPROVEMENT_GOAL_PCT:.0f} % better than the best naive, win rate >= 60 %, "
         "in80 80 +/- 5 %, in95 95 +/- 3 %"
     )
+    sweep = blend_sweep(rows, ours)
+    if sweep:
+        cells = ", ".join(f"{w:.2f} -> {m:.2f} %" for w, m in sweep.items())
+        print(f"  fleet weight for >= {DEFAULT_SETTINGS.fleet_short_days} days of history: {cells}")
     fallbacks = int(sum(r[f"{ours}:fallback"] for r in rows))
     return {
+        "fleet_weight_sweep_mape": {f"{w:.2f}": round(m, 2) for w, m in sweep.items()},
         "brownlee_weekly_rmse": round(brownlee[ours], 1),
         "brownlee_baselines": {
             k: round(brownlee[k], 1)

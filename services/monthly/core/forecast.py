@@ -80,6 +80,7 @@ __all__ = [
 FALLBACK_VERSION: Final = "fallback-trailing-mean-v1"
 _QUANTILES: Final = (0.025, 0.10, 0.90, 0.975)
 _US_PER_DAY: Final = 86_400_000_000
+_MIN_BLOCK_STARTS: Final = 50  # distinct whole-length residual blocks for a block bootstrap
 _DIGITS: Final = 4  # 0.1 Wh: stable JSON, far below any meter's resolution
 
 FloatArray = npt.NDArray[np.float64]
@@ -104,6 +105,8 @@ class ModelSettings:
     ``subdaily_days``: how many recent days of sub-daily data fit the daily profile.
     ``fleet_weight``: the fleet model's share of the point forecast of the remaining days
     (the rest is Prophet's); 0 turns the fleet model off (Prophet's own intervals then).
+    ``fleet_weight_short``: its share for a household with fewer than
+    ``fleet_short_days`` usable days (Prophet has seen too little to hold its own).
     """
 
     history_days: int | None = None
@@ -122,7 +125,9 @@ class ModelSettings:
     residual_scale: float = 1.6
     subdaily_days: int = 28
     fallback_window_days: int = 28
-    fleet_weight: float = 1.0
+    fleet_weight: float = 0.5
+    fleet_weight_short: float = 1.0
+    fleet_short_days: int = 61
     seed: int = 0
 
     @property
@@ -392,8 +397,15 @@ def _residual_paths(
         return np.empty((n_samples, 0))
     if len(residuals) < length + 7:
         return rng.choice(residuals, size=(n_samples, length), replace=True)
-    starts = rng.integers(0, len(residuals) - length + 1, size=n_samples)
-    return residuals[starts[:, None] + np.arange(length)[None, :]]
+    if len(residuals) - length + 1 >= _MIN_BLOCK_STARTS:
+        starts = rng.integers(0, len(residuals) - length + 1, size=n_samples)
+        return residuals[starts[:, None] + np.arange(length)[None, :]]
+    # Few whole-length blocks (a month of history has ~10: the intervals collapsed onto
+    # a handful of paths): circular weekly blocks instead, many distinct paths.
+    blocks = -(-length // 7)
+    starts = rng.integers(0, len(residuals), size=(n_samples, blocks))
+    index = (starts[:, :, None] + np.arange(7)[None, None, :]) % len(residuals)
+    return residuals[index.reshape(n_samples, -1)[:, :length]]
 
 
 def daily_profile(hourly: HourlySeries | None, settings: ModelSettings) -> FloatArray | None:
@@ -748,7 +760,8 @@ def forecast_month(
         return fallback_forecast(series, as_of, "fit_failed: non-finite forecast", settings)
     if model is not None and sit is not None:
         point, paths = _fleet_paths(model, sit, month, n, rng)
-        w = min(settings.fleet_weight, 1.0)
+        short = sit.usable_days < settings.fleet_short_days
+        w = min(settings.fleet_weight_short if short else settings.fleet_weight, 1.0)
         blended = w * point + (1.0 - w) * np.maximum(mean, 0.0)
         # The fleet's calibrated band, moved with the point where Prophet shifts it.
         ratio = blended.sum() / point.sum() if point.sum() > 0 else 1.0

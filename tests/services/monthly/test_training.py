@@ -71,11 +71,11 @@ def test_sample_fleet_is_seeded_by_household(samples):
 
 
 def test_roles_split_households_not_samples(samples):
-    options = TrainOptions(holdout=0.2, calibration=0.2)
+    options = TrainOptions(holdout=0.2)
     r = roles(samples, options)
     for household in np.unique(samples.household):
         assert len(set(r[samples.household == household])) == 1
-    assert {"train", "calibration", "holdout"} == set(r)
+    assert {"train", "holdout"} == set(r)
     assert household_split("H001") == household_split("H001")
 
 
@@ -86,18 +86,19 @@ def test_mask_info_hides_ids_consistently(samples):
 
 
 def test_train_is_reproducible_and_honest_in_time(samples):
-    options = TrainOptions(until=dt.date(2013, 1, 1), epochs=2, holdout=0.2, calibration=0.3)
+    options = TrainOptions(until=dt.date(2013, 1, 1), epochs=2, holdout=0.2)
 
     a = train(samples, options)
     b = train(samples, options)
 
     assert a.to_json() == b.to_json()
     assert a.meta["last_month_end"] < "2013-01-01"
+    assert a.meta["calibration_from"] < a.meta["last_month_end"]  # calibrated out of time
     assert a.meta["until"] == "2013-01-01"
 
 
 def test_train_calibrates_the_bands_on_unseen_households(samples):
-    options = TrainOptions(epochs=4, holdout=0.25, calibration=0.35, seed=1)
+    options = TrainOptions(epochs=4, holdout=0.3, seed=1)
     model = train(samples, options)
     test = samples.take(roles(samples, options) == "holdout")
 
