@@ -72,7 +72,7 @@ from services.monthly.core.backtest import (
     week_one_year_ago,
     weekly_persistence,
 )
-from services.monthly.core.fleet_model import FEATURES, FleetModel
+from services.monthly.core.fleet_model import FEATURES, FleetModel, situation
 from services.monthly.core.forecast import (
     DEFAULT_SETTINGS,
     ModelSettings,
@@ -107,7 +107,9 @@ FIRST_UNTIL: Final = dt.date(2012, 7, 1)
 """The first fleet model's cut-off: London data starts 2011-11-23; a model needs a few
 months to train on and three more to be calibrated on."""
 LAST_UNTIL: Final = dt.date(2014, 1, 1)
-PROPHET_ALONE: Final = dataclasses.replace(DEFAULT_SETTINGS, fleet_weight=0.0)
+PROPHET_ALONE: Final = dataclasses.replace(
+    DEFAULT_SETTINGS, fleet_weight=0.0, fleet_weight_short=0.0
+)
 """The seed's model (Prophet with its own intervals), reported next to ours."""
 _SINGLE_THREAD_ENV: Final = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -341,6 +343,13 @@ def rest_of_month_rows(
                 for name, rest in baseline_rests(history, task).items()
             },
         }
+        if fleet is not None:  # the fleet model alone (no Prophet), for the blend sweep
+            started = cpu_seconds()
+            s = situation(history, task.as_of)
+            if s is not None:
+                q = fleet.quantiles(s.x, [s.usable_days])[0]
+                row["fleet"] = task.actual_to_date + s.base * q[2] * task.days_left
+                row["fleet:cpu"] = cpu_seconds() - started
         for name, config in configs.items():
             started = cpu_seconds()
             if config == DEFAULT_PROPHET:
@@ -514,26 +523,24 @@ def summarize(rows: list[dict[str, Any]], ours: str) -> dict[str, Any]:
     return out
 
 
-def blend_sweep(rows: list[dict[str, Any]], ours: str) -> dict[float, float]:
-    """Pooled MAPE of other fleet weights, from the same forecasts (the blend is linear:
-    ours = w * fleet + (1 - w) * Prophet), over the histories where Prophet is blended."""
-    w0 = DEFAULT_SETTINGS.fleet_weight
+def blend_sweep(rows: list[dict[str, Any]]) -> dict[float, float]:
+    """Pooled MAPE of Prophet blended with the fleet model alone at other weights (the
+    blend is linear in the totals), over histories of ``fleet_short_days`` or more."""
     chosen = [
         r
         for r in rows
         if "prophet" in r
-        and "fleet-mlp" in r.get(f"{ours}:model", "")
+        and "fleet" in r
         and r["history_days"] >= DEFAULT_SETTINGS.fleet_short_days
     ]
-    if not chosen or w0 <= 0:
+    if not chosen:
         return {}
-    out = {}
-    for w in (0.0, 0.25, 0.5, 0.75, 1.0):
-        errors = [
-            ape(r["actual"], r["prophet"] + (w / w0) * (r[ours] - r["prophet"])) for r in chosen
-        ]
-        out[w] = float(np.mean(errors))
-    return out
+    return {
+        w: float(
+            np.mean([ape(r["actual"], w * r["fleet"] + (1 - w) * r["prophet"]) for r in chosen])
+        )
+        for w in (0.0, 0.25, 0.5, 0.75, 1.0)
+    }
 
 
 def _line(label: str, s: dict[str, Any]) -> str:
@@ -599,7 +606,7 @@ def report(
         f"  goals: >= {IMPROVEMENT_GOAL_PCT:.0f} % better than the best naive, win rate >= 60 %, "
         "in80 80 +/- 5 %, in95 95 +/- 3 %"
     )
-    sweep = blend_sweep(rows, ours)
+    sweep = blend_sweep(rows)
     if sweep:
         cells = ", ".join(f"{w:.2f} -> {m:.2f} %" for w, m in sweep.items())
         print(f"  fleet weight for >= {DEFAULT_SETTINGS.fleet_short_days} days of history: {cells}")

@@ -88,7 +88,8 @@ def test_rest_of_month_rows_use_only_models_trained_before_the_as_of_day(tmp_pat
     fleet = ["fleet-mlp" in r["ours:model"] for r in rows]
     assert fleet == [False] * 4 + [True] * 4
     for r in rows:
-        assert r["ours"] > 0 and r["actual"] > 0
+        assert r["ours"] > 0
+        assert r["actual"] > 0
         assert {"trailing_28d_mean", "same_weekday_4w_mean", "last_year_scaled"} <= set(r)
     assert models.for_day(dt.date(2024, 2, 20)) is None
     assert models.for_day(dt.date(2024, 3, 3)) is not None
@@ -106,6 +107,7 @@ def test_bench_accuracy_monthly_small_run_prints_the_contract(capsys: pytest.Cap
     assert main([*args, "--as-of-days", "5,19", "--workers", "1"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("win_rate", "coverage_80", "coverage_95", "rest_of_month_mape", "best_naive"):
-        assert key in result and key in result["short_history"]
+        assert key in result
+        assert key in result["short_history"]
     assert result["as_of_days"] == [5, 19]
     assert result["brownlee_weekly_rmse"] == pytest.approx(340.3, abs=0.5)

@@ -19,7 +19,9 @@ calendar of the remainder, and the household's ACORN group and tariff when known
 The household's own last year is *not* a feature: a model trained on the months
 before an as-of day in 2012 had almost no household with a last year, and with it the
 2013 forecasts were worse (measured: 3.3 % better than the trailing mean without the
-cap and these features' removal, 7.1 % with). The quantiles are then *conformalised* on
+cap and these features' removal, 7.1 % with). Nor is the level itself (its unit differs
+between fleets: UCI's days are in kW*min, and a London-trained model read them as
+enormous houses). The quantiles are then *conformalised* on
 households and months the network did not train on (split conformal, per band and per
 history-length bucket), so the month-total intervals hold their nominal coverage from
 a household's first week on.
@@ -92,7 +94,6 @@ FEATURES: Final = (
     "cos_doy_rest",
     "christmas_share_rest",
     "christmas_share_window",
-    "log_base",
     *(f"acorn_{g.lower()}" for g in ACORN_GROUPS),
     "tariff_tou",
     "info_known",
@@ -255,7 +256,6 @@ def situation(
         *_doy(mid_rest),
         share([_christmas(d) for d in rest_days]),
         share([_christmas(d) for d in valid_window]),
-        float(np.clip(np.log(base), -10, 10)),
         *(float(info.acorn_group == g) for g in ACORN_GROUPS),
         float(info.tariff == "ToU"),
         float(info.acorn_group is not None or info.tariff is not None),
@@ -368,7 +368,8 @@ class FleetModel:
         Each path's level comes from the calibrated quantile function of ``y`` at a
         stratified uniform draw (linear between the five quantiles, with linear tails
         to 0 and 1, so no two paths share a level); its days are ``level * shape``
-        plus the household's own relative noise, centred within the path so the path's total stays its level's.
+        plus the household's own relative noise, centred within the path so the path's
+        total stays its level's.
         """
         days = len(s.rest_dates)
         q = self.quantiles(s.x, [s.usable_days])[0]

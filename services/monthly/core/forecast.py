@@ -104,9 +104,9 @@ class ModelSettings:
     residuals are smaller than out-of-sample errors; calibrated by measurement).
     ``subdaily_days``: how many recent days of sub-daily data fit the daily profile.
     ``fleet_weight``: the fleet model's share of the point forecast of the remaining days
-    (the rest is Prophet's); 0 turns the fleet model off (Prophet's own intervals then).
-    ``fleet_weight_short``: its share for a household with fewer than
-    ``fleet_short_days`` usable days (Prophet has seen too little to hold its own).
+    (the rest is Prophet's) once a household has ``fleet_short_days`` usable days; at 0
+    Prophet answers alone with its own intervals. ``fleet_weight_short``: the share
+    before that (Prophet has seen too little to hold its own). Both 0: no fleet model.
     """
 
     history_days: int | None = None
@@ -125,7 +125,7 @@ class ModelSettings:
     residual_scale: float = 1.6
     subdaily_days: int = 28
     fallback_window_days: int = 28
-    fleet_weight: float = 0.5
+    fleet_weight: float = 0.0
     fleet_weight_short: float = 1.0
     fleet_short_days: int = 61
     seed: int = 0
@@ -669,7 +669,7 @@ _DEFAULT_FLEET: Final = "default"
 
 
 def _resolve_fleet(fleet: FleetModel | str | None, settings: ModelSettings) -> FleetModel | None:
-    if settings.fleet_weight <= 0 or fleet is None:
+    if max(settings.fleet_weight, settings.fleet_weight_short) <= 0 or fleet is None:
         return None
     if isinstance(fleet, FleetModel):
         return fleet
@@ -758,10 +758,10 @@ def forecast_month(
     mean = _expected(fitted, as_of, dates, settings.level_half_life_days)
     if not np.all(np.isfinite(mean)):
         return fallback_forecast(series, as_of, "fit_failed: non-finite forecast", settings)
-    if model is not None and sit is not None:
+    short = sit is not None and sit.usable_days < settings.fleet_short_days
+    w = min(settings.fleet_weight_short if short else settings.fleet_weight, 1.0)
+    if model is not None and sit is not None and w > 0:
         point, paths = _fleet_paths(model, sit, month, n, rng)
-        short = sit.usable_days < settings.fleet_short_days
-        w = min(settings.fleet_weight_short if short else settings.fleet_weight, 1.0)
         blended = w * point + (1.0 - w) * np.maximum(mean, 0.0)
         # The fleet's calibrated band, moved with the point where Prophet shifts it.
         ratio = blended.sum() / point.sum() if point.sum() > 0 else 1.0

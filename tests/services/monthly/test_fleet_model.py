@@ -41,7 +41,8 @@ def test_situation_reads_nothing_after_the_as_of_day():
 
     a, b = situation(series, AS_OF), situation(changed, AS_OF)
 
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     assert (AS_OF - series.start).days == 69
     np.testing.assert_array_equal(a.x, b.x)
     assert a.base == b.base
@@ -93,7 +94,8 @@ def test_fleet_model_offsets_widen_each_band_per_history_bucket():
 
     np.testing.assert_allclose(q[0], [0.4, 0.8, 1.0, 1.2, 1.7])  # bucket 0
     np.testing.assert_allclose(q[1], [0.7, 0.9, 1.0, 1.1, 1.4])  # bucket 4
-    assert history_bucket(5) == 0 and history_bucket(400) == 4
+    assert history_bucket(5) == 0
+    assert history_bucket(400) == 4
 
 
 def test_fleet_model_paths_are_distinct_and_keep_the_calibrated_band():

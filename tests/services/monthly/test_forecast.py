@@ -7,6 +7,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
+from services.monthly.artifacts import default_fleet_model
 from services.monthly.core.forecast import (
     DEFAULT_SETTINGS,
     FALLBACK_VERSION,
@@ -15,7 +16,6 @@ from services.monthly.core.forecast import (
     point_forecast,
     warm_start_from_checkpoint,
 )
-from services.monthly.artifacts import default_fleet_model
 from services.monthly.core.series import DailySeries, HourlySeries
 from tests.services.monthly.fakes import START, daily_kwh, series_of
 
