@@ -1,6 +1,8 @@
-"""Monthly backtests: our Prophet model and the naive baselines side by side, in one run.
+"""Monthly backtests: our model and the naive rules side by side, in one run.
 
-``python -m bench accuracy-monthly [--households N] [--seed S] [--workers W] [--tune]``
+``python -m bench accuracy-monthly [--households N] [--short-households N]
+[--as-of-days 1,8,15,22] [--year 2013] [--seed S] [--workers W] [--retrain-months 3]
+[--cache DIR] [--tune]``
 
 1. **Brownlee's weekly protocol** on the full UCI file (46 test weeks of 7-day
    walk-forward, train up to 2010-01-02, RMSE in his units, kW*min per day; see
@@ -9,13 +11,26 @@
    from the previous week's fit, as the service does. Baselines measured in the same run:
    week-one-year-ago, daily and weekly persistence, AR(7) by least squares.
 2. **Rest of month**: every eligible month of 2010 in the UCI data (January..October;
-   November ends on the 26th) and of 2013 in a seeded sample of London households
-   (``--households``, default 200 of 5,566, ``numpy.random.default_rng(seed).choice`` over
-   the sorted ids; all 5,566 x 48 forecasts take hours on two shared cores), as-of days
-   1, 8, 15, 22. The UCI truth is Brownlee's gap-filled series (the August and September
-   2010 gaps hold the previous day's values; a percentage error does not depend on the
-   unit). MAPE of the month total for ours and each baseline, pooled over both data sets
-   and per data set, with the 80 %/95 % interval coverage of ours.
+   November ends on the 26th) and of ``--year`` (2013) in a seeded sample of London
+   households (``--households``, default 200 of 5,566), as of each of ``--as-of-days``.
+   The UCI truth is Brownlee's gap-filled series. MAPE of the month total for ours, for
+   Prophet alone (the seed's model) and for each naive rule (trailing 28-day mean,
+   same-weekday mean of the last 4 weeks, last year's same weekdays scaled by this
+   year's last 28 days over last year's); the best rule (lowest MAPE on the same
+   forecasts), the improvement over it, the **win rate** (share of forecasts whose
+   error is below that rule's) and the 80 %/95 % **coverage** of ours; pooled, per
+   data set, and for the London households no fleet model trained on.
+3. **Short history**: ``--short-households`` new London households (seeded), as of
+   their 7th, 10th, 14th, 21st, ..., 56th day of data (the month counted from their
+   first day), the same figures.
+
+**Honest splits.** The fleet model is trained every ``--retrain-months`` months from
+2012-07-01 on, each time only on months that end before that day
+(:func:`services.monthly.training.train`, 20 % of households held out by hash); a London
+forecast as of day D uses the newest model trained before D. UCI (one house in France,
+2010) gets the earliest London model: its data are later in time but share no weather
+or households with UCI. Trained models and their samples are cached in ``--cache``
+(keyed by the data files, the features and the options).
 
 ``--tune`` instead prints the settings table (accuracy vs CPU time per forecast, same
 households, same run) from which :data:`services.monthly.core.forecast.DEFAULT_SETTINGS`

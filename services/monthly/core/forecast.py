@@ -28,6 +28,16 @@ zero over a day), so it comes from a second, small fit on the household's recent
 *sub-daily* data (hourly mean kW, :func:`daily_profile`) when the archive has it, and is
 reported for the plot only; it does not change the daily totals.
 
+**The fleet model** (:mod:`services.monthly.core.fleet_model`, weights shipped in
+:mod:`services.monthly.artifacts`): a network trained across the 5,566 London households
+that predicts calibrated quantiles of the remaining days' mean relative to the recent
+level. It answers for a household's first ``fleet_short_days`` (61) usable days, where
+Prophet has too little to learn from (below 28 days it cannot be fitted at all; the
+components plot then has no Prophet panels and ``fallback_reason`` says so), with its
+month-total intervals conformalised across the fleet per history length, from 500
+distinct paths. From 61 days on, Prophet answers with its own intervals (a blend with
+the fleet model measured no better there; see :data:`DEFAULT_SETTINGS`).
+
 **Fallback** (statsforecast's ``fallback_model``): when the history is too short, constant,
 empty or the fit fails, the forecast is the trailing mean of the last usable days for each
 remaining day, with empirical intervals (bootstrap of those days), and says why in
