@@ -532,9 +532,11 @@ def summarize(rows: list[dict[str, Any]], ours: str) -> dict[str, Any]:
         "forecasts": len(rows),
         "households": len({r["household_id"] for r in rows}),
     }
-    for name in {k.split(":")[0] for r in rows[:1] for k in r} - {ours}:
-        if f"{name}:cpu" in rows[0]:
-            out[f"{name}_rest_of_month_mape"] = round(mape_table(rows, [name])[name], 2)
+    for name in sorted({k.split(":")[0] for r in rows for k in r if k.endswith(":cpu")} - {ours}):
+        having = [r for r in rows if name in r]
+        out[f"{name}_rest_of_month_mape"] = round(mape_table(having, [name])[name], 2)
+        if len(having) < len(rows):
+            out[f"{name}_forecasts"] = len(having)
     return out
 
 
@@ -841,6 +843,8 @@ def main(argv: list[str] | None = None) -> int:
     results = run_jobs(jobs, args.workers)
     brownlee = next(r for kind, r in results if kind == "brownlee")
     rows = [row for kind, r in results if kind == "rom" for row in r]
+    args.cache.mkdir(parents=True, exist_ok=True)
+    (args.cache / "last-rows.json").write_text(json.dumps(rows))  # to re-read, not rerun
     main_rows = [r for r in rows if r["dataset"] != "short_history"]
     short_rows = [r for r in rows if r["dataset"] == "short_history"]
     meta = {

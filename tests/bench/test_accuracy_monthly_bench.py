@@ -56,6 +56,16 @@ def test_summarize_win_rate_is_against_the_best_naive_rule_on_the_same_forecasts
     assert summarize([], "ours") == {"forecasts": 0}
 
 
+def test_summarize_reports_a_column_only_some_forecasts_have():
+    rows = [row(100, 101, 110, 104, True), row(100, 106, 110, 104, False)]
+    rows[1] |= {"fleet": 103.0, "fleet:cpu": 0.0}  # no fleet model for the first one
+
+    s = summarize(rows, "ours")
+
+    assert s["fleet_rest_of_month_mape"] == 3.0
+    assert s["fleet_forecasts"] == 1
+
+
 def test_as_of_days_option_parses_and_rejects():
     assert _days("22,1,8") == (1, 8, 22)
     for bad in ("0", "32", "a,b", ""):
