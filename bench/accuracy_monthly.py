@@ -1,6 +1,8 @@
-"""Monthly backtests: our Prophet model and the naive baselines side by side, in one run.
+"""Monthly backtests: our model and the naive rules side by side, in one run.
 
-``python -m bench accuracy-monthly [--households N] [--seed S] [--workers W] [--tune]``
+``python -m bench accuracy-monthly [--households N] [--short-households N]
+[--as-of-days 1,8,15,22] [--year 2013] [--seed S] [--workers W] [--retrain-months 3]
+[--cache DIR] [--tune]``
 
 1. **Brownlee's weekly protocol** on the full UCI file (46 test weeks of 7-day
    walk-forward, train up to 2010-01-02, RMSE in his units, kW*min per day; see
@@ -9,13 +11,26 @@
    from the previous week's fit, as the service does. Baselines measured in the same run:
    week-one-year-ago, daily and weekly persistence, AR(7) by least squares.
 2. **Rest of month**: every eligible month of 2010 in the UCI data (January..October;
-   November ends on the 26th) and of 2013 in a seeded sample of London households
-   (``--households``, default 200 of 5,566, ``numpy.random.default_rng(seed).choice`` over
-   the sorted ids; all 5,566 x 48 forecasts take hours on two shared cores), as-of days
-   1, 8, 15, 22. The UCI truth is Brownlee's gap-filled series (the August and September
-   2010 gaps hold the previous day's values; a percentage error does not depend on the
-   unit). MAPE of the month total for ours and each baseline, pooled over both data sets
-   and per data set, with the 80 %/95 % interval coverage of ours.
+   November ends on the 26th) and of ``--year`` (2013) in a seeded sample of London
+   households (``--households``, default 200 of 5,566), as of each of ``--as-of-days``.
+   The UCI truth is Brownlee's gap-filled series. MAPE of the month total for ours, for
+   Prophet alone (the seed's model) and for each naive rule (trailing 28-day mean,
+   same-weekday mean of the last 4 weeks, last year's same weekdays scaled by this
+   year's last 28 days over last year's); the best rule (lowest MAPE on the same
+   forecasts), the improvement over it, the **win rate** (share of forecasts whose
+   error is below that rule's) and the 80 %/95 % **coverage** of ours; pooled, per
+   data set, and for the London households no fleet model trained on.
+3. **Short history**: ``--short-households`` new London households (seeded), as of
+   their 7th, 10th, 14th, 21st, ..., 56th day of data (the month counted from their
+   first day), the same figures.
+
+**Honest splits.** The fleet model is trained every ``--retrain-months`` months from
+2012-07-01 on, each time only on months that end before that day
+(:func:`services.monthly.training.train`, 20 % of households held out by hash); a London
+forecast as of day D uses the newest model trained before D. UCI (one house in France,
+2010) gets the earliest London model: its data are later in time but share no weather
+or households with UCI. Trained models and their samples are cached in ``--cache``
+(keyed by the data files, the features and the options).
 
 ``--tune`` instead prints the settings table (accuracy vs CPU time per forecast, same
 households, same run) from which :data:`services.monthly.core.forecast.DEFAULT_SETTINGS`
@@ -39,10 +54,13 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import dataclasses
 import datetime as dt
+import functools
+import hashlib
 import json
 import logging
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -53,19 +71,23 @@ import numpy as np
 from services.monthly.adapters.datasets import lcl_blocks, read_lcl_block, uci_daily_kw_minutes
 from services.monthly.core.backtest import (
     BROWNLEE_REFERENCES,
+    ORIGINS,
+    SHORT_HISTORY_DAYS,
     RestOfMonthTask,
     ape,
     ar_forecast,
     brownlee_weeks,
     daily_persistence,
+    last_year_scaled,
     rest_of_month_tasks,
     rmse,
-    same_dates_last_year,
-    same_weekdays_last_year,
+    same_weekday_mean,
+    short_history_tasks,
     trailing_mean,
     week_one_year_ago,
     weekly_persistence,
 )
+from services.monthly.core.fleet_model import FEATURES, FleetModel, situation
 from services.monthly.core.forecast import (
     DEFAULT_SETTINGS,
     ModelSettings,
@@ -74,6 +96,14 @@ from services.monthly.core.forecast import (
 )
 from services.monthly.core.prophet_map import quiet_prophet_logging
 from services.monthly.core.series import DailySeries
+from services.monthly.training import (
+    SampleSet,
+    TrainOptions,
+    household_split,
+    read_household_info,
+    sample_dataset,
+    train,
+)
 
 DATA_DIR: Final = Path(
     os.environ.get("WATTSTREAM_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -82,7 +112,20 @@ UCI_FILE: Final = DATA_DIR / "uci_household_power_consumption.txt.gz"
 LCL_DIR: Final = DATA_DIR / "lcl_daily_dataset"
 BROWNLEE_GOAL: Final = 360.0
 IMPROVEMENT_GOAL_PCT: Final = 15.0
-BASELINES: Final = ("trailing_28d_mean", "same_dates_last_year", "same_weekdays_last_year")
+INFO_FILE: Final = DATA_DIR / "lcl_informations_households.csv.gz"
+CACHE_DIR: Final = (
+    Path(os.environ.get("WATTSTREAM_CACHE_DIR", Path.home() / ".cache" / "wattstream"))
+    / "accuracy-monthly"
+)
+BASELINES: Final = ("trailing_28d_mean", "same_weekday_4w_mean", "last_year_scaled")
+FIRST_UNTIL: Final = dt.date(2012, 7, 1)
+"""The first fleet model's cut-off: London data starts 2011-11-23; a model needs a few
+months to train on and three more to be calibrated on."""
+LAST_UNTIL: Final = dt.date(2014, 1, 1)
+PROPHET_ALONE: Final = dataclasses.replace(
+    DEFAULT_SETTINGS, fleet_weight=0.0, fleet_weight_short=0.0
+)
+"""The seed's model (Prophet with its own intervals), reported next to ours."""
 _SINGLE_THREAD_ENV: Final = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 DEFAULT_PROPHET: Final = "default_prophet"
@@ -105,17 +148,29 @@ def cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def load_lcl(lcl_dir: Path) -> tuple[list[DailySeries], int]:
+    """Every London household, and how many there are."""
+    everything = [s for path in lcl_blocks(lcl_dir) for s in read_lcl_block(path)]
+    return everything, len(everything)
+
+
+def choose(
+    everything: Sequence[DailySeries], households: int | None, seed: int
+) -> list[DailySeries]:
+    """A seeded sample of households (None: all), sorted by id."""
+    ids = sorted(s.household_id for s in everything)
+    if households is None or households >= len(ids):
+        return sorted(everything, key=lambda s: s.household_id)
+    chosen = set(np.random.default_rng(seed).choice(ids, size=households, replace=False))
+    return sorted((s for s in everything if s.household_id in chosen), key=lambda s: s.household_id)
+
+
 def load_lcl_sample(
     lcl_dir: Path, households: int | None, seed: int
 ) -> tuple[list[DailySeries], int]:
     """A seeded sample of London households (None: all), and how many there are."""
-    everything = [s for path in lcl_blocks(lcl_dir) for s in read_lcl_block(path)]
-    ids = sorted(s.household_id for s in everything)
-    if households is None or households >= len(ids):
-        return sorted(everything, key=lambda s: s.household_id), len(ids)
-    chosen = set(np.random.default_rng(seed).choice(ids, size=households, replace=False))
-    sample = [s for s in everything if s.household_id in chosen]
-    return sorted(sample, key=lambda s: s.household_id), len(ids)
+    everything, total = load_lcl(lcl_dir)
+    return choose(everything, households, seed), total
 
 
 def uci_series(uci_file: Path) -> DailySeries:
@@ -143,40 +198,173 @@ def default_prophet_rest(history: DailySeries, as_of: dt.date, days_left: int) -
     return float(np.maximum(model.predict(future)["yhat"].to_numpy(), 0.0).sum())
 
 
+# ------------------------------------------------------------------------ fleet models
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetModels:
+    """The fleet models of one run, each trained only on months that end before its
+    ``until`` day; a forecast as of day D uses the newest one with ``until <= D``.
+
+    ``paths``: (until, artifact file) sorted by day. Loaded lazily in each worker.
+    ``holdout``: the share of households no model trained on (by stable hash, seed).
+    """
+
+    paths: tuple[tuple[dt.date, str], ...]
+    seed: int
+    holdout: float
+
+    def for_day(self, as_of: dt.date) -> FleetModel | None:
+        usable = [path for until, path in self.paths if until <= as_of]
+        return _load_model(usable[-1]) if usable else None
+
+    def earliest(self) -> FleetModel | None:
+        return _load_model(self.paths[0][1]) if self.paths else None
+
+    def unseen(self, household_id: str) -> bool:
+        return household_split(household_id, self.seed) < self.holdout
+
+
+@functools.lru_cache(maxsize=32)
+def _load_model(path: str) -> FleetModel:
+    return FleetModel.from_json(Path(path).read_text())
+
+
+def retrain_days(first: dt.date, last: dt.date, months: int) -> list[dt.date]:
+    """The first day of every ``months``-th month from ``first`` up to ``last``."""
+    days, day = [], first.replace(day=1)
+    while day <= last:
+        days.append(day)
+        index = day.month - 1 + months
+        day = dt.date(day.year + index // 12, index % 12 + 1, 1)
+    return days
+
+
+def fleet_models(
+    lcl_dir: Path,
+    info_file: Path,
+    cache: Path,
+    untils: Sequence[dt.date],
+    options: TrainOptions,
+    workers: int,
+) -> FleetModels:
+    """Train (or reuse from ``cache``) one fleet model per ``until`` day, with progress.
+
+    The cache key is the data files (names and sizes), the features and the options, so
+    a change of any of them retrains.
+    """
+    files = [*sorted(lcl_dir.glob("block_*")), info_file]
+    key_text = json.dumps(
+        [
+            [(f.name, f.stat().st_size) for f in files],
+            FEATURES,
+            dataclasses.asdict(dataclasses.replace(options, until=None)),
+        ],
+        default=str,
+    )
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:12]
+    folder = cache / key
+    folder.mkdir(parents=True, exist_ok=True)
+    samples_file = folder / "samples.npz"
+    samples: SampleSet | None = None
+    paths = []
+    for until in sorted(untils):
+        path = folder / f"fleet-until-{until}.json"
+        if not path.exists():
+            if samples is None:
+                samples = _samples(lcl_dir, info_file, samples_file, options, workers)
+            print(f"  training the fleet model on months before {until} ...", flush=True)
+            started = time.perf_counter()
+            model = train(samples, dataclasses.replace(options, until=until))
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(model.to_json())
+            tmp.replace(path)
+            print(
+                f"    {model.meta['samples_train']:,} samples of "
+                f"{model.meta['households_train']:,} households, "
+                f"{time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
+        paths.append((until, str(path)))
+    return FleetModels(tuple(paths), options.seed, options.holdout)
+
+
+def _samples(
+    lcl_dir: Path, info_file: Path, path: Path, options: TrainOptions, workers: int
+) -> SampleSet:
+    if path.exists():
+        return SampleSet.load(path)
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if done % 14 == 0 or done == total:
+            print(
+                f"  fleet samples: {done}/{total} blocks, {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
+
+    samples = sample_dataset(
+        lcl_dir, read_household_info(info_file), options, workers=workers, on_block=progress
+    )
+    samples.save(path)
+    return samples
+
+
 # ----------------------------------------------------------------------- rest of month
 
 
 def baseline_rests(history: DailySeries, task: RestOfMonthTask) -> dict[str, float]:
-    """Every naive baseline's rest-of-month kWh (the last-year ones may fall back)."""
+    """Every naive rule's rest-of-month kWh (last year's falls back to the trailing mean)."""
     n = task.days_left
     return {
         "trailing_28d_mean": trailing_mean(history, task.as_of, n),
-        "same_dates_last_year": same_dates_last_year(history, task.as_of, n)[0],
-        "same_weekdays_last_year": same_weekdays_last_year(history, task.as_of, n)[0],
+        "same_weekday_4w_mean": same_weekday_mean(history, task.as_of, n),
+        "last_year_scaled": last_year_scaled(history, task.as_of, n)[0],
     }
 
 
 def rest_of_month_rows(
     series: DailySeries,
-    year: int,
+    tasks: Sequence[RestOfMonthTask],
     dataset: str,
     configs: dict[str, ModelSettings | str],
+    models: FleetModels | None,
 ) -> list[dict[str, Any]]:
-    """One row per task: the truth, the baselines and every config's total, with CPU time."""
+    """One row per task: the truth, the baselines and every config's total, with CPU time.
+
+    The fleet model of a London task is the newest trained before its as-of day; UCI
+    (another country, 2010) gets the earliest one (see the module docstring).
+    """
     rows: list[dict[str, Any]] = []
     warm: dict[str, dict[str, Any] | None] = dict.fromkeys(configs)
-    for task in rest_of_month_tasks(series, year):
+    for task in tasks:
         history = task.history(series)
+        if models is None:
+            fleet = None
+        elif dataset.startswith("uci"):
+            fleet = models.earliest()
+        else:
+            fleet = models.for_day(task.as_of)
         row: dict[str, Any] = {
             "dataset": dataset,
             "household_id": task.household_id,
             "as_of": task.as_of.isoformat(),
+            "days_left": task.days_left,
+            "history_days": int(history.usable().sum()),
+            "unseen": models.unseen(task.household_id) if models else True,
             "actual": task.actual_total,
             **{
                 name: task.actual_to_date + rest
                 for name, rest in baseline_rests(history, task).items()
             },
         }
+        if fleet is not None:  # the fleet model alone (no Prophet), for the blend sweep
+            started = cpu_seconds()
+            s = situation(history, task.as_of)
+            if s is not None:
+                q = fleet.quantiles(s.x, [s.usable_days])[0]
+                row["fleet"] = task.actual_to_date + s.base * q[2] * task.days_left
+                row["fleet:cpu"] = cpu_seconds() - started
         for name, config in configs.items():
             started = cpu_seconds()
             if config == DEFAULT_PROPHET:
@@ -186,7 +374,12 @@ def rest_of_month_rows(
             else:
                 assert isinstance(config, ModelSettings)
                 result = forecast_month(
-                    history, task.as_of, settings=config, warm_start=warm[name], checkpoint=False
+                    history,
+                    task.as_of,
+                    settings=config,
+                    warm_start=warm[name],
+                    checkpoint=False,
+                    fleet=fleet,
                 )
                 f = result.forecast
                 row[name] = f.month_total_kwh
@@ -197,6 +390,7 @@ def rest_of_month_rows(
                     f.month_total_lower_95 <= task.actual_total <= f.month_total_upper_95
                 )
                 row[f"{name}:fallback"] = f.fallback_reason is not None
+                row[f"{name}:model"] = f.model_version
                 if result.fit is not None:
                     row[f"{name}:iterations"] = result.fit.iterations
                 warm[name] = result.params  # the service warm-starts from the last fit
@@ -264,9 +458,10 @@ def _default_prophet_days(history: DailySeries, as_of: dt.date, horizon: int) ->
 class _Job:
     kind: str  # "brownlee", "rom"
     series: DailySeries
-    year: int
+    tasks: tuple[RestOfMonthTask, ...]
     dataset: str
     configs: dict[str, ModelSettings | str]
+    models: FleetModels | None
 
 
 def _run(job: _Job) -> tuple[str, Any]:
@@ -274,7 +469,7 @@ def _run(job: _Job) -> tuple[str, Any]:
     logging.getLogger("cmdstanpy").disabled = True
     if job.kind == "brownlee":
         return job.kind, brownlee_rows(job.series, job.configs)
-    return job.kind, rest_of_month_rows(job.series, job.year, job.dataset, job.configs)
+    return job.kind, rest_of_month_rows(job.series, job.tasks, job.dataset, job.configs, job.models)
 
 
 def run_jobs(jobs: Sequence[_Job], workers: int, progress: bool = True) -> list[tuple[str, Any]]:
@@ -311,15 +506,79 @@ def mape_table(rows: list[dict[str, Any]], names: Sequence[str]) -> dict[str, fl
     }
 
 
-def _fmt(value: float) -> str:
-    return f"{value:8.2f}"
+def summarize(rows: list[dict[str, Any]], ours: str) -> dict[str, Any]:
+    """The issue's figures for one set of forecasts: ours against the best naive rule.
+
+    The best naive rule is the one with the lowest MAPE on these rows; the win rate is
+    the share of forecasts whose error is below that rule's on the same forecast.
+    """
+    if not rows:
+        return {"forecasts": 0}
+    table = mape_table(rows, [ours, *BASELINES])
+    best_name = min(BASELINES, key=lambda n: table[n])
+    best = table[best_name]
+    wins = [ape(r["actual"], r[ours]) < ape(r["actual"], r[best_name]) for r in rows]
+    out: dict[str, Any] = {
+        "rest_of_month_mape": round(table[ours], 2),
+        "best_naive": best_name,
+        "best_naive_rest_of_month_mape": round(best, 2),
+        "improvement_over_best_naive_pct": round((best - table[ours]) / best * 100, 1)
+        if best > 0
+        else 0.0,
+        "win_rate": round(float(np.mean(wins)), 3),
+        "coverage_80": round(float(np.mean([r[f"{ours}:in80"] for r in rows])), 3),
+        "coverage_95": round(float(np.mean([r[f"{ours}:in95"] for r in rows])), 3),
+        "rest_of_month_baselines": {n: round(table[n], 2) for n in BASELINES},
+        "forecasts": len(rows),
+        "households": len({r["household_id"] for r in rows}),
+    }
+    for name in sorted({k.split(":")[0] for r in rows for k in r if k.endswith(":cpu")} - {ours}):
+        having = [r for r in rows if name in r]
+        out[f"{name}_rest_of_month_mape"] = round(mape_table(having, [name])[name], 2)
+        if len(having) < len(rows):
+            out[f"{name}_forecasts"] = len(having)
+    return out
+
+
+def blend_sweep(rows: list[dict[str, Any]]) -> dict[float, float]:
+    """Pooled MAPE of Prophet blended with the fleet model alone at other weights (the
+    blend is linear in the totals), over histories of ``fleet_short_days`` or more."""
+    chosen = [
+        r
+        for r in rows
+        if "prophet" in r
+        and "fleet" in r
+        and r["history_days"] >= DEFAULT_SETTINGS.fleet_short_days
+    ]
+    if not chosen:
+        return {}
+    return {
+        w: float(
+            np.mean([ape(r["actual"], w * r["fleet"] + (1 - w) * r["prophet"]) for r in chosen])
+        )
+        for w in (0.0, 0.25, 0.5, 0.75, 1.0)
+    }
+
+
+def _line(label: str, s: dict[str, Any]) -> str:
+    if not s.get("forecasts"):
+        return f"  {label:26s} {'no forecasts':>8s}"
+    return (
+        f"  {label:26s} {s['rest_of_month_mape']:8.2f} {s['best_naive_rest_of_month_mape']:8.2f} "
+        f"{s['best_naive']:>22s} {s['improvement_over_best_naive_pct']:7.1f} "
+        f"{s['win_rate'] * 100:6.1f} {s['coverage_80'] * 100:6.1f} {s['coverage_95'] * 100:6.1f} "
+        f"{s['forecasts']:7d}"
+    )
 
 
 def report(
-    brownlee: dict[str, Any], rows: list[dict[str, Any]], ours: str, meta: dict[str, Any]
+    brownlee: dict[str, Any],
+    rows: list[dict[str, Any]],
+    short_rows: list[dict[str, Any]],
+    ours: str,
+    meta: dict[str, Any],
 ) -> dict[str, Any]:
     """Print the side-by-side tables; return the JSON summary."""
-    names = [ours, *BASELINES]
     print("\nBrownlee weekly protocol (UCI, 46 weeks x 7 days, RMSE in kW*min/day)")
     print(f"  {'method':28s} {'this run':>9s} {'reference':>10s}")
     refs = {**BROWNLEE_REFERENCES}
@@ -330,34 +589,47 @@ def report(
     print(f"  {'best published (ConvLSTM)':28s} {'':>9s} {refs['best_published_convlstm']:10.1f}")
     print(f"  goal: < {BROWNLEE_GOAL:.0f}")
 
+    pooled = summarize(rows, ours)
     by_dataset = {
-        dataset: mape_table([r for r in rows if r["dataset"] == dataset], names)
-        for dataset in sorted({r["dataset"] for r in rows})
+        d: summarize([r for r in rows if r["dataset"] == d], ours)
+        for d in sorted({r["dataset"] for r in rows})
     }
-    pooled = mape_table(rows, names)
-    print("\nRest-of-month total, MAPE % (as-of days 1, 8, 15, 22)")
-    header = "".join(f"{d:>16s}" for d in [*by_dataset, "pooled"])
-    print(f"  {'method':28s}{header}")
-    for name in names:
-        cells = "".join(f"{by_dataset[d][name]:16.2f}" for d in by_dataset)
-        print(f"  {('ours' if name == ours else name):28s}{cells}{pooled[name]:16.2f}")
-    counts = "".join(f"{sum(r['dataset'] == d for r in rows):16d}" for d in by_dataset)
-    print(f"  {'forecasts':28s}{counts}{len(rows):16d}")
-    best_name = min(BASELINES, key=lambda n: pooled[n])
-    best = pooled[best_name]
-    improvement = (best - pooled[ours]) / best * 100
-    in80 = float(np.mean([r[f"{ours}:in80"] for r in rows]))
-    in95 = float(np.mean([r[f"{ours}:in95"] for r in rows]))
+    unseen = summarize([r for r in rows if r["dataset"].startswith("london") and r["unseen"]], ours)
+    short = summarize(short_rows, ours)
+    short_unseen = summarize([r for r in short_rows if r["unseen"]], ours)
+    days = ", ".join(str(d) for d in meta["as_of_days"])
+    print(
+        f"\nMonth total, MAPE % (as-of days {days}; short history: days "
+        f"{', '.join(str(d) for d in meta['short_history_days'])} of a new household)"
+    )
+    print(
+        f"  {'forecasts':26s} {'ours':>8s} {'naive':>8s} {'best naive rule':>22s} "
+        f"{'better%':>7s} {'win%':>6s} {'in80%':>6s} {'in95%':>6s} {'count':>7s}"
+    )
+    for d, summary in by_dataset.items():
+        print(_line(d, summary))
+    print(_line("london, unseen households", unseen))
+    print(_line("pooled", pooled))
+    print(_line("short history (London)", short))
+    print(_line("short history, unseen", short_unseen))
+    for name in ("prophet",):
+        key = f"{name}_rest_of_month_mape"
+        if key in pooled:
+            print(
+                f"  {name} alone (the seed's model): pooled {pooled[key]:.2f} %, "
+                f"short history {short.get(key, float('nan')):.2f} %"
+            )
+    print(
+        f"  goals: >= {IMPROVEMENT_GOAL_PCT:.0f} % better than the best naive, win rate >= 60 %, "
+        "in80 80 +/- 5 %, in95 95 +/- 3 %"
+    )
+    sweep = blend_sweep(rows)
+    if sweep:
+        cells = ", ".join(f"{w:.2f} -> {m:.2f} %" for w, m in sweep.items())
+        print(f"  fleet weight for >= {DEFAULT_SETTINGS.fleet_short_days} days of history: {cells}")
     fallbacks = int(sum(r[f"{ours}:fallback"] for r in rows))
-    print(
-        f"  ours vs best naive ({best_name}): {improvement:.1f} % better "
-        f"(goal >= {IMPROVEMENT_GOAL_PCT:.0f} %)"
-    )
-    print(
-        f"  interval coverage of the month total: 80 % -> {in80 * 100:.1f} %, "
-        f"95 % -> {in95 * 100:.1f} %; fallbacks {fallbacks}"
-    )
     return {
+        "fleet_weight_sweep_mape": {f"{w:.2f}": round(m, 2) for w, m in sweep.items()},
         "brownlee_weekly_rmse": round(brownlee[ours], 1),
         "brownlee_baselines": {
             k: round(brownlee[k], 1)
@@ -365,18 +637,21 @@ def report(
         },
         "brownlee_references": BROWNLEE_REFERENCES,
         "brownlee_goal": BROWNLEE_GOAL,
-        "rest_of_month_mape": round(pooled[ours], 2),
-        "best_naive_rest_of_month_mape": round(best, 2),
-        "best_naive": best_name,
-        "rest_of_month_baselines": {n: round(pooled[n], 2) for n in BASELINES},
-        "rest_of_month_by_dataset": {
-            d: {("ours" if n == ours else n): round(v, 2) for n, v in t.items()}
-            for d, t in by_dataset.items()
-        },
-        "improvement_over_best_naive_pct": round(improvement, 1),
+        "rest_of_month_mape": pooled["rest_of_month_mape"],
+        "best_naive_rest_of_month_mape": pooled["best_naive_rest_of_month_mape"],
+        "best_naive": pooled["best_naive"],
+        "rest_of_month_baselines": pooled["rest_of_month_baselines"],
+        "rest_of_month_by_dataset": by_dataset,
+        "london_unseen": unseen,
+        "improvement_over_best_naive_pct": pooled["improvement_over_best_naive_pct"],
         "improvement_goal_pct": IMPROVEMENT_GOAL_PCT,
-        "interval_coverage_80": round(in80, 3),
-        "interval_coverage_95": round(in95, 3),
+        "win_rate": pooled["win_rate"],
+        "coverage_80": pooled["coverage_80"],
+        "coverage_95": pooled["coverage_95"],
+        "interval_coverage_80": pooled["coverage_80"],
+        "interval_coverage_95": pooled["coverage_95"],
+        "short_history": {**short, "unseen": short_unseen},
+        "prophet_rest_of_month_mape": pooled.get("prophet_rest_of_month_mape"),
         "fallbacks": fallbacks,
         "forecasts": len(rows),
         **meta,
@@ -442,6 +717,30 @@ def tune_report(
     return {"tune": table, "baselines": {k: round(v, 3) for k, v in naive.items()}}
 
 
+def _days(text: str) -> tuple[int, ...]:
+    try:
+        days = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: comma-separated days, e.g. 1,8,15,22"
+        ) from error
+    if not days or days[0] < 1 or days[-1] > 31:
+        raise argparse.ArgumentTypeError(f"{text!r}: days of the month are 1..31")
+    return days
+
+
+def short_history_sample(
+    lcl: Sequence[DailySeries], size: int, seed: int, first_until: dt.date
+) -> list[DailySeries]:
+    """New households for the short-history protocol: a seeded choice among those whose
+    data starts when a fleet model trained on earlier months exists."""
+    eligible = sorted((s for s in lcl if s.start >= first_until), key=lambda s: s.household_id)
+    if size >= len(eligible):
+        return eligible
+    picks = np.random.default_rng(seed + 1).choice(len(eligible), size=size, replace=False)
+    return [eligible[i] for i in sorted(picks)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench accuracy-monthly")
     parser.add_argument(
@@ -450,14 +749,49 @@ def main(argv: list[str] | None = None) -> int:
         default=200,
         help="seeded sample of London households (0: all 5,566)",
     )
+    parser.add_argument(
+        "--short-households",
+        type=int,
+        default=200,
+        help="seeded sample of new London households for the short-history protocol",
+    )
+    parser.add_argument(
+        "--as-of-days",
+        type=_days,
+        default=ORIGINS,
+        help="as-of days of the month, comma-separated (default 1,8,15,22)",
+    )
+    parser.add_argument(
+        "--year",
+        type=int,
+        default=2013,
+        help="London year of the main protocol (2012 for validation: 2013 is the test)",
+    )
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--uci", type=Path, default=UCI_FILE)
     parser.add_argument("--lcl", type=Path, default=LCL_DIR)
+    parser.add_argument("--info", type=Path, default=INFO_FILE)
+    parser.add_argument(
+        "--retrain-months",
+        type=int,
+        default=3,
+        help="a fleet model is trained every this many months, on earlier months only",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=CACHE_DIR,
+        help="where trained fleet models and their samples are kept between runs",
+    )
     parser.add_argument(
         "--tune", action="store_true", help="print the settings table instead (default sample: 60)"
     )
     args = parser.parse_args(argv)
+    for path in (args.uci, args.lcl, args.info):
+        if not path.exists():
+            print(f"accuracy-monthly: {path} not found", file=sys.stderr)
+            return 2
     single_threaded_blas()
     quiet_prophet_logging()
     started = time.perf_counter()
@@ -465,29 +799,66 @@ def main(argv: list[str] | None = None) -> int:
     if args.tune and args.households == parser.get_default("households"):
         households = 60
     configs: dict[str, ModelSettings | str] = (
-        tune_configs() if args.tune else {"ours": DEFAULT_SETTINGS}
+        tune_configs() if args.tune else {"ours": DEFAULT_SETTINGS, "prophet": PROPHET_ALONE}
     )
     uci = uci_series(args.uci)
-    sample, total = load_lcl_sample(args.lcl, households, args.seed)
+    everything, total = load_lcl(args.lcl)
+    sample = choose(everything, households, args.seed)
+    untils = retrain_days(FIRST_UNTIL, LAST_UNTIL, args.retrain_months)
+    short = short_history_sample(everything, args.short_households, args.seed, untils[0])
     print(
         f"accuracy-monthly: UCI {uci.start}..{uci.end}; London sample {len(sample)} of "
-        f"{total} households (seed {args.seed}); {len(configs)} configuration(s); "
+        f"{total} households (seed {args.seed}), {len(short)} new households; "
+        f"as-of days {','.join(map(str, args.as_of_days))}; {len(configs)} configuration(s); "
         f"{args.workers} workers"
     )
-    jobs = [_Job("brownlee", uci, 0, "uci", configs), _Job("rom", uci, 2010, "uci_2010", configs)]
-    jobs += [_Job("rom", s, 2013, "london_2013", configs) for s in sample]
+    models = fleet_models(args.lcl, args.info, args.cache, untils, TrainOptions(), args.workers)
+    origins = args.as_of_days
+    jobs = [_Job("brownlee", uci, (), "uci", configs, models)]
+    jobs.append(
+        _Job(
+            "rom",
+            uci,
+            tuple(rest_of_month_tasks(uci, 2010, origins=origins)),
+            "uci_2010",
+            configs,
+            models,
+        )
+    )
+    jobs += [
+        _Job(
+            "rom",
+            s,
+            tuple(rest_of_month_tasks(s, args.year, origins=origins)),
+            f"london_{args.year}",
+            configs,
+            models,
+        )
+        for s in sample
+    ]
+    jobs += [
+        _Job("rom", s, tuple(short_history_tasks(s)), "short_history", configs, models)
+        for s in short
+    ]
     results = run_jobs(jobs, args.workers)
     brownlee = next(r for kind, r in results if kind == "brownlee")
     rows = [row for kind, r in results if kind == "rom" for row in r]
+    args.cache.mkdir(parents=True, exist_ok=True)
+    (args.cache / "last-rows.json").write_text(json.dumps(rows))  # to re-read, not rerun
+    main_rows = [r for r in rows if r["dataset"] != "short_history"]
+    short_rows = [r for r in rows if r["dataset"] == "short_history"]
     meta = {
+        "as_of_days": list(origins),
+        "short_history_days": list(SHORT_HISTORY_DAYS),
         "london_households": len(sample),
         "london_households_total": total,
+        "fleet_models_until": [u.isoformat() for u in untils],
         "seed": args.seed,
         "seconds": round(time.perf_counter() - started, 1),
     }
     if args.tune:
-        summary = {**tune_report(brownlee, rows, configs), **meta}
+        summary = {**tune_report(brownlee, main_rows, configs), **meta}
     else:
-        summary = report(brownlee, rows, "ours", meta)
+        summary = report(brownlee, main_rows, short_rows, "ours", meta)
     print(json.dumps(summary))
     return 0

@@ -203,6 +203,92 @@ def sagemaker_deploy(
     console.print(deployment)
 
 
+@train.command("monthly")
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of London block_*.csv.gz files (lcl_daily_dataset).",
+)
+@click.option(
+    "--info",
+    "info_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="lcl_informations_households.csv(.gz) (default: next to --data).",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("services/monthly/artifacts/fleet_model.json"),
+    show_default=True,
+    help="Where the fleet model artifact is written.",
+)
+@click.option(
+    "--until",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Train only on months that end before this day (default: all data).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every draw.")
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0.0, 0.9),
+    default=0.0,
+    show_default=True,
+    help="Share of households never trained on (by stable hash; 0.2 in the benchmark).",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores)."
+)
+def train_monthly(
+    data_dir: Path,
+    info_file: Path | None,
+    out_file: Path,
+    until: Any,
+    seed: int,
+    holdout: float,
+    workers: int | None,
+) -> None:
+    """Train the monthly fleet model on the London households (seeded, reproducible)."""
+    import os
+
+    from services.monthly.training import TrainOptions, read_household_info, sample_dataset
+    from services.monthly.training import train as train_fleet
+
+    info_path = info_file or data_dir.parent / "lcl_informations_households.csv.gz"
+    if not info_path.exists():
+        raise click.ClickException(f"{info_path} not found; pass --info")
+    options = TrainOptions(until=until.date() if until else None, seed=seed, holdout=holdout)
+    with Progress(
+        TextColumn("[bold]{task.description}[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        blocks = progress.add_task("samples (blocks)", total=None)
+        samples = sample_dataset(
+            data_dir,
+            read_household_info(info_path),
+            options,
+            workers=workers or os.cpu_count() or 1,
+            on_block=lambda done, total: progress.update(blocks, completed=done, total=total),
+        )
+        epochs = progress.add_task("training (epochs)", total=options.epochs)
+        model = train_fleet(
+            samples,
+            options,
+            on_epoch=lambda done, total, loss: progress.update(epochs, completed=done),
+        )
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(model.to_json())
+    console.print(f"wrote {out_file} ({out_file.stat().st_size:,} bytes), {model.version}")
+    console.print_json(data=dict(model.meta))
+
+
 @click.group()
 def monthly() -> None:
     """The monthly service's batch commands."""

@@ -53,10 +53,13 @@ __all__ = [
     "brownlee_daily_sums",
     "brownlee_weeks",
     "daily_persistence",
+    "last_year_scaled",
     "rest_of_month_tasks",
     "rmse",
     "same_dates_last_year",
+    "same_weekday_mean",
     "same_weekdays_last_year",
+    "short_history_tasks",
     "trailing_mean",
     "week_one_year_ago",
     "weekly_persistence",
@@ -227,6 +230,8 @@ def rest_of_month_tasks(
         if total < min_daily_kwh * len(values):
             continue
         for day in origins:
+            if day > len(values):  # e.g. as-of day 30 in February
+                continue
             tasks.append(
                 RestOfMonthTask(
                     household_id=series.household_id,
@@ -235,6 +240,45 @@ def rest_of_month_tasks(
                     actual_total=total,
                 )
             )
+    return tasks
+
+
+SHORT_HISTORY_DAYS: Final = (7, 10, 14, 21, 28, 35, 42, 49, 56)
+"""Days of history of the short-history protocol's as-of days (a household's first weeks)."""
+
+
+def short_history_tasks(
+    series: DailySeries,
+    *,
+    history_days: Sequence[int] = SHORT_HISTORY_DAYS,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+    min_daily_kwh: float = 0.5,
+) -> list[RestOfMonthTask]:
+    """The short-history protocol: a new household, as of its ``n``-th day of data.
+
+    The month of each as-of day counts from the household's first day (its first month
+    is partial); a task needs every day of that month from there usable, and at least
+    ``min_daily_kwh`` per day on average.
+    """
+    tasks: list[RestOfMonthTask] = []
+    usable = series.usable(min_coverage)
+    for n in history_days:
+        as_of = series.start + dt.timedelta(days=n - 1)
+        first = max(month_start(as_of), series.start)
+        lo, hi = series.index_of(first), series.index_of(month_end(as_of))
+        if hi >= len(series) or not usable[lo : hi + 1].all():
+            continue
+        values = series.kwh[lo : hi + 1]
+        if values.mean() < min_daily_kwh:
+            continue
+        tasks.append(
+            RestOfMonthTask(
+                household_id=series.household_id,
+                as_of=as_of,
+                actual_to_date=float(values[: series.index_of(as_of) - lo + 1].sum()),
+                actual_total=float(values.sum()),
+            )
+        )
     return tasks
 
 
@@ -308,6 +352,54 @@ def same_weekdays_last_year(
     return _last_year(
         history, as_of, days_left, lambda d: d - dt.timedelta(days=364), fallback, min_coverage
     )
+
+
+def same_weekday_mean(
+    history: DailySeries,
+    as_of: dt.date,
+    days_left: int,
+    *,
+    weeks: int = 4,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+) -> float:
+    """Rest of month: each remaining day is the mean of its weekday over the last ``weeks``
+    weeks (usable days only); a weekday without any falls back to the trailing mean."""
+    if not days_left:
+        return 0.0
+    recent = history.between(as_of - dt.timedelta(days=7 * weeks - 1), as_of)
+    ok = recent.usable(min_coverage)
+    weekday = (recent.dates.astype(np.int64) + 3) % 7  # Monday 0
+    fallback = trailing_mean(history, as_of, 1, window=7 * weeks, min_coverage=min_coverage)
+    total = 0.0
+    for i in range(days_left):
+        day = as_of + dt.timedelta(days=i + 1)
+        values = recent.kwh[ok & (weekday == day.weekday())]
+        total += float(values.mean()) if len(values) else fallback
+    return total
+
+
+def last_year_scaled(
+    history: DailySeries,
+    as_of: dt.date,
+    days_left: int,
+    *,
+    window: int = 28,
+    min_coverage: float = DEFAULT_MIN_COVERAGE,
+) -> tuple[float, bool]:
+    """The same weekdays 364 days earlier, scaled by this year's trailing ``window`` days
+    over the same days last year; (value, False) = fell back to the trailing mean."""
+    fallback = trailing_mean(history, as_of, days_left, window=window, min_coverage=min_coverage)
+    rest, ok = _last_year(
+        history, as_of, days_left, lambda d: d - dt.timedelta(days=364), fallback, min_coverage
+    )
+    if not ok or not days_left:
+        return fallback, ok
+    now = history.between(as_of - dt.timedelta(days=window - 1), as_of)
+    then = history.between(as_of - dt.timedelta(days=364 + window - 1), as_of - dt.timedelta(364))
+    both = now.usable(min_coverage) & then.usable(min_coverage)
+    if both.sum() < window // 2 or then.kwh[both].sum() <= 0:
+        return fallback, False
+    return rest * float(now.kwh[both].sum() / then.kwh[both].sum()), True
 
 
 def ape(actual: float, predicted: float) -> float:

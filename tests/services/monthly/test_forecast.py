@@ -40,7 +40,7 @@ def test_forecast_month_covers_the_month_with_actuals_then_forecasts(result, his
     assert [p.is_actual for p in f.daily] == [True] * 10 + [False] * 20
     assert f.actual_to_date_kwh == pytest.approx(history.kwh[-10:].sum(), abs=1e-3)
     assert f.month_total_kwh == pytest.approx(f.actual_to_date_kwh + f.rest_of_month_kwh, abs=1e-3)
-    assert f.model_version == DEFAULT_SETTINGS.model_version
+    assert f.model_version == DEFAULT_SETTINGS.model_version  # 254 days: Prophet answers
 
 
 def test_forecast_month_intervals_are_nested_and_the_total_comes_from_joint_paths(result):
@@ -124,7 +124,7 @@ def test_forecast_month_falls_back_and_says_why(kwh, coverage, reason):
     series = DailySeries.from_days("h1", days, kwh, coverage)
     as_of = days[-1]
 
-    result = forecast_month(series, as_of)
+    result = forecast_month(series, as_of, fleet=None)
     f = result.forecast
 
     assert f.model_version == FALLBACK_VERSION
@@ -137,11 +137,36 @@ def test_forecast_month_falls_back_and_says_why(kwh, coverage, reason):
         assert np.isfinite([p.kwh, p.lower_95, p.upper_95]).all()
 
 
+@pytest.mark.parametrize(
+    ("kwh", "coverage", "reason", "version"),
+    [
+        ([9.0] * 10, [1.0] * 10, "short_history", "fleet-mlp-"),
+        ([5.0] * 90, [1.0] * 90, "constant_series", "fleet-mlp-"),
+        ([np.nan] * 90, [0.0] * 90, "short_history", FALLBACK_VERSION),
+        ([12.0] * 90, [0.5] * 90, "short_history", FALLBACK_VERSION),
+    ],
+    ids=["short", "constant", "all_nan", "all_incomplete"],
+)
+def test_forecast_month_without_prophet_answers_with_the_fleet_model_when_it_can(
+    kwh, coverage, reason, version
+):
+    days = [dt.date(2024, 5, 1) + dt.timedelta(days=i) for i in range(len(kwh))]
+    result = forecast_month(DailySeries.from_days("h1", days, kwh, coverage), days[-1])
+    f = result.forecast
+
+    assert f.model_version.startswith(version)
+    assert (f.fallback_reason or "").startswith(reason)
+    assert result.fit is None
+    assert result.components.weekly is None  # no Prophet panels to draw
+    assert f.month_total_lower_95 <= f.month_total_lower_80 <= f.month_total_kwh
+    assert f.month_total_kwh <= f.month_total_upper_80 <= f.month_total_upper_95
+
+
 def test_fallback_uses_the_trailing_mean_with_empirical_intervals():
     kwh = [8.0, 12.0] * 6  # 12 days, mean 10
     days = [dt.date(2024, 6, 1) + dt.timedelta(days=i) for i in range(len(kwh))]
 
-    f = forecast_month(DailySeries.from_days("h1", days, kwh), days[-1]).forecast
+    f = forecast_month(DailySeries.from_days("h1", days, kwh), days[-1], fleet=None).forecast
 
     rest = [p for p in f.daily if not p.is_actual]
     assert len(rest) == 18
@@ -246,3 +271,33 @@ def test_forecast_month_after_weeks_without_data_still_uses_prophet(history):
     assert f.fallback_reason is None
     assert all(not p.is_actual for p in f.daily)
     assert 5 < f.daily[-1].kwh < 20
+
+
+@pytest.mark.parametrize("fleet", ["default", None], ids=["fleet", "prophet-alone"])
+def test_forecast_month_one_month_of_history_has_distinct_nested_intervals(fleet):
+    # Jan 1 .. Feb 3: 34 residuals hold ~10 whole-month blocks; the 80 % and 95 % month
+    # intervals used to come out identical, the point on one edge (issue 15).
+    series = series_of(daily_kwh(34))
+    f = forecast_month(series, series.end, checkpoint=False, fleet=fleet).forecast
+
+    assert f.fallback_reason is None
+    assert (
+        f.month_total_lower_95
+        < f.month_total_lower_80
+        < f.month_total_kwh
+        < f.month_total_upper_80
+        < f.month_total_upper_95
+    )
+    for p in f.daily:
+        if not p.is_actual:
+            assert p.lower_95 < p.lower_80 <= p.kwh <= p.upper_80 < p.upper_95
+
+
+def test_forecast_month_first_week_gets_the_fleet_model_with_intervals():
+    series = series_of(daily_kwh(7))
+    f = forecast_month(series, series.end, checkpoint=False).forecast
+
+    assert f.model_version.startswith("fleet-mlp-")
+    assert "Prophet not fitted" in (f.fallback_reason or "")
+    assert f.month_total_lower_95 < f.month_total_lower_80 < f.month_total_kwh
+    assert f.month_total_kwh < f.month_total_upper_80 < f.month_total_upper_95

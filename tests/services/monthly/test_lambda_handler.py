@@ -276,7 +276,7 @@ def test_handler_short_history_falls_back_and_says_so():
 
     [forecast] = deps.results.forecasts().values()  # type: ignore[attr-defined]
     assert forecast["fallback_reason"].startswith("short_history")
-    assert forecast["model_version"].startswith("fallback")
+    assert forecast["model_version"].startswith("fleet-mlp-")  # Prophet not fitted
 
 
 def test_households_of_decodes_url_encoded_keys_and_ignores_removals():
