@@ -200,3 +200,54 @@ def test_cli_runs_as_a_module_with_every_command():
     assert done.returncode == 0, done.stderr[-2000:]
     assert "runner" in done.stdout
     assert "upload" in done.stdout  # registered by ingest_commands
+
+
+def _without_aws_credentials(monkeypatch, tmp_path):
+    """A machine with no AWS credentials anywhere (environment, files, instance metadata)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it caches resolved credentials
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["upload", str(APRIL_2007), "--household", "h-1", "--utc-offset", "uci", "--no-wait"],
+        ["status"],
+        ["replay", "--file", str(APRIL_2007), "--speed", "max"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_cli_stack_commands_work_without_aws_credentials(tmp_path, monkeypatch, deploy_stack, args):
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    deploy_stack().save(tmp_path / "stack.json")
+    _without_aws_credentials(monkeypatch, tmp_path)
+
+    result = CliRunner().invoke(main, args, terminal_width=200)
+
+    assert result.exit_code == 0, result.output
+    assert "NoCredentials" not in result.output
+
+
+def test_cli_state_dir_is_the_checkouts_whatever_the_current_folder(tmp_path, monkeypatch):
+    from wattstream.settings import PACKAGE_ROOT, LocalSettings
+
+    monkeypatch.delenv("WATTSTREAM_STATE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert LocalSettings().state_dir == PACKAGE_ROOT / ".wattstream"
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", "relative")
+    assert LocalSettings().state_dir == tmp_path / "relative"  # named absolute in errors
+
+
+def test_cli_status_without_stack_names_the_state_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path / "elsewhere"))
+    result = CliRunner().invoke(main, ["status"], terminal_width=400)
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert str(tmp_path / "elsewhere" / "stack.json") in text
+    assert "WATTSTREAM_STATE_DIR" in text

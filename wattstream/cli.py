@@ -136,12 +136,11 @@ def stack_up(ctx: click.Context, parameters: tuple[str, ...]) -> None:
 @click.pass_context
 def status(ctx: click.Context) -> None:
     """Show the running local stack: streams, queue depths (DLQs included), buckets."""
-    from wattstream.local.stack import StackDescription, StackError
+    from wattstream.local.stack import StackError
     from wattstream.local.status import collect_status
 
-    settings = _settings(ctx)
+    description = load_stack(_settings(ctx))
     try:
-        description = StackDescription.load(settings.stack_file)
         rows = collect_status(description)
     except StackError as error:
         raise click.ClickException(str(error)) from error
@@ -155,9 +154,8 @@ def status(ctx: click.Context) -> None:
 
 def _build_runner(settings: LocalSettings, description: Any, functions: set[str] | None) -> Any:
     from wattstream.local.runner import EventSourceRunner
-    from wattstream.local.server import client_factory, ensure_local_credentials
+    from wattstream.local.server import client_factory
 
-    ensure_local_credentials()
     return EventSourceRunner(
         description,
         clients=client_factory(description.endpoint_url, description.region),
@@ -179,13 +177,8 @@ def _build_runner(settings: LocalSettings, description: Any, functions: set[str]
 @click.pass_context
 def runner(ctx: click.Context, functions: tuple[str, ...]) -> None:
     """Run the template's Lambda handlers against the running local stack, until Ctrl-C."""
-    from wattstream.local.stack import StackDescription, StackError
-
     settings = _settings(ctx)
-    try:
-        description = StackDescription.load(settings.stack_file)
-    except StackError as error:
-        raise click.ClickException(str(error)) from error
+    description = load_stack(settings)
     unknown = set(functions) - set(description.functions)
     if unknown:
         raise click.BadParameter(
@@ -204,11 +197,16 @@ def runner(ctx: click.Context, functions: tuple[str, ...]) -> None:
 
 
 def load_stack(settings: LocalSettings) -> Any:
-    """The running local stack's description, or a clear error saying how to start one."""
-    from wattstream.local.stack import StackDescription, StackError
+    """The running local stack's description, or a clear error saying how to start one.
+
+    Every command that talks to the local stack comes through here, so each one works on
+    a machine with no AWS credentials (see ``connect_local_stack``).
+    """
+    from wattstream.local.server import connect_local_stack
+    from wattstream.local.stack import StackError
 
     try:
-        return StackDescription.load(settings.stack_file)
+        return connect_local_stack(settings.stack_file)
     except StackError as error:
         raise click.ClickException(str(error)) from error
 
@@ -219,9 +217,6 @@ def use_stack_environment(description: Any, function_logical_id: str) -> None:
     The composition roots then read their settings from the environment exactly as they
     do on Lambda; nothing in them knows the stack is local.
     """
-    from wattstream.local.server import ensure_local_credentials
-
-    ensure_local_credentials()
     os.environ.update(description.functions[function_logical_id].environment)
     os.environ["AWS_ENDPOINT_URL"] = description.endpoint_url
     os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = description.region

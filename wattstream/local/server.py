@@ -22,6 +22,18 @@ def ensure_local_credentials() -> None:
             os.environ.setdefault(key, value)
 
 
+def connect_local_stack(stack_file: Path) -> StackDescription:
+    """The running local stack's description, with credentials moto accepts.
+
+    The one entry of every command that talks to the local stack: boto3 refuses to sign
+    without credentials (NoCredentialsError on a machine with none), so they are set
+    here, once, for every such command, never per command.
+    """
+    description = StackDescription.load(stack_file)
+    ensure_local_credentials()
+    return description
+
+
 def client_factory(endpoint_url: str | None, region: str) -> Callable[[str], Any]:
     """``factory(service) -> boto3 client`` bound to one endpoint and region."""
     import boto3
