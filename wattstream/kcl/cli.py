@@ -25,7 +25,7 @@ from wattstream.kcl.host import (
     render_properties,
     serve,
 )
-from wattstream.local.stack import StackDescription, StackError, load_template
+from wattstream.local.stack import StackError, load_template
 from wattstream.settings import LocalSettings
 
 _STACK_OPTION = click.option(
