@@ -251,3 +251,38 @@ def test_cli_status_without_stack_names_the_state_dir(tmp_path, monkeypatch):
     text = " ".join(result.output.split())
     assert str(tmp_path / "elsewhere" / "stack.json") in text
     assert "WATTSTREAM_STATE_DIR" in text
+
+
+@pytest.fixture
+def busy_port():
+    """A port with a listener on it, as a running `make run` would hold."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("variable", "args"),
+    [
+        ("WATTSTREAM_PORT", ["stack", "up"]),
+        ("WATTSTREAM_PORT", ["run"]),
+        ("WATTSTREAM_INGEST_PORT", ["run"]),
+        ("WATTSTREAM_DASHBOARD_PORT", ["run"]),
+    ],
+)
+def test_cli_port_in_use_fails_fast_with_the_fix(tmp_path, monkeypatch, busy_port, variable, args):
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    for name in ("PORT", "INGEST_PORT", "API_PORT", "DASHBOARD_PORT"):
+        monkeypatch.setenv(f"WATTSTREAM_{name}", "0")
+    monkeypatch.setenv(variable, str(busy_port))
+
+    result = CliRunner().invoke(main, args, terminal_width=400)
+
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert f"{busy_port} ({variable})" in text
+    assert f"{variable}={busy_port + 1}" in text
+    assert not (tmp_path / "stack.json").exists()  # nothing was started

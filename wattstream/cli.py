@@ -59,9 +59,37 @@ def _parse_parameters(values: tuple[str, ...]) -> dict[str, str]:
     return parameters
 
 
-def _start_stack(settings: LocalSettings, parameters: dict[str, str]) -> tuple[Any, Any]:
+def check_ports_free(settings: LocalSettings, *fields: str) -> None:
+    """Fail fast, before anything starts, when a port we would listen on is taken.
+
+    ``fields`` are the settings' port fields (``port``, ``ingest_port``, ...); the error
+    names their variables (WATTSTREAM_PORT, ...) and a command that works.
+    """
+    from wattstream.local.server import busy_ports
+
+    wanted = {f"WATTSTREAM_{field.upper()}": getattr(settings, field) for field in fields}
+    busy = busy_ports(settings.host, wanted)
+    if not busy:
+        return
+    taken = ", ".join(f"{port} ({name})" for name, port in busy.items())
+    fix = " ".join(f"{name}={port + 1}" for name, port in busy.items())
+    raise click.ClickException(
+        f"port in use on {settings.host}: {taken}. Is another `wattstream run` / `make run` "
+        f"running (`wattstream status` shows it)? Stop it with Ctrl-C, or use other ports, "
+        f"e.g. `{fix} make run` (0 picks any free port)."
+    )
+
+
+def _start_stack(
+    settings: LocalSettings, parameters: dict[str, str], *, services: bool = False
+) -> tuple[Any, Any]:
     from wattstream.local.server import EmbeddedAws, provision
 
+    check_ports_free(
+        settings,
+        "port",
+        *(("ingest_port", "api_port", "dashboard_port") if services else ()),
+    )
     server = EmbeddedAws(settings.host, settings.port)
     try:
         endpoint = server.start()
@@ -274,7 +302,7 @@ def run(
     path = data_path or default_data_slice()
     if bus == "kafka" and not bootstrap:
         raise click.BadParameter("--bus kafka needs --bootstrap HOST:PORT", param_hint="--bus")
-    server, description = _start_stack(settings, {})
+    server, description = _start_stack(settings, {}, services=not once)
     workers: list[Any] = []
     if bus == "kafka":
         from wattstream.kafka import run as kafka_run

@@ -121,7 +121,10 @@ def token(ctx: click.Context, households: tuple[str, ...], operator: bool, ttl_s
 @click.pass_context
 def serve_gateway(ctx: click.Context, dashboard: bool) -> None:
     """The gateway API (and dashboard) against the running local stack, until Ctrl-C."""
+    from wattstream.cli import check_ports_free
+
     settings = _settings(ctx)
+    check_ports_free(settings, "api_port", *(("dashboard_port",) if dashboard else ()))
     running = start_gateway(load_stack(settings), settings, dashboard=dashboard)
     try:
         _wait_for_interrupt()

@@ -356,8 +356,10 @@ def serve_ingest(ctx: click.Context) -> None:
 
     from services.ingest.shells.http_app import create_app
     from services.ingest.shells.http_lambda import deps_from_environment
+    from wattstream.cli import check_ports_free
 
     settings = _settings(ctx)
+    check_ports_free(settings, "ingest_port")
     use_stack_environment(load_stack(settings), "IngestHttpFunction")
     uvicorn.run(create_app(deps_from_environment()), host=settings.host, port=settings.ingest_port)
 

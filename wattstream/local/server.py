@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,26 @@ def client_factory(endpoint_url: str | None, region: str) -> Callable[[str], Any
         return boto3.client(service, endpoint_url=endpoint_url, config=config)
 
     return factory
+
+
+def busy_ports(host: str, ports: Mapping[str, int]) -> dict[str, int]:
+    """Those of ``ports`` (setting name -> port) no server could listen on now.
+
+    Checked before anything starts, so a second ``make run`` fails at once with the fix
+    instead of hanging half-started. ``SO_REUSEADDR`` as the servers set it: a port in
+    TIME_WAIT is free, one with a listener is not. Port 0 (any free port) is never busy.
+    """
+    busy = {}
+    for name, port in ports.items():
+        if port == 0:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                busy[name] = port
+    return busy
 
 
 class EmbeddedAws:
