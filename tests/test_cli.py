@@ -286,3 +286,20 @@ def test_cli_port_in_use_fails_fast_with_the_fix(tmp_path, monkeypatch, busy_por
     assert f"{busy_port} ({variable})" in text
     assert f"{variable}={busy_port + 1}" in text
     assert not (tmp_path / "stack.json").exists()  # nothing was started
+
+
+def test_cli_simulate_on_a_fresh_clone_uses_the_shipped_slice(tmp_path, monkeypatch, deploy_stack):
+    import wattstream.settings
+
+    monkeypatch.setattr(wattstream.settings, "shared_data_dir", lambda: tmp_path / "absent")
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    deploy_stack().save(tmp_path / "stack.json")
+    args = ["simulate", "--households", "10", "--days", "1", "--start", "2013-03-01"]
+
+    result = CliRunner().invoke(main, args, terminal_width=400)
+
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert str(wattstream.settings.shipped_london_dir()) in text  # says which data it used
+    assert re.search(r"published [\d,]+ readings of 10 households", text)
+    assert "0 rejected" in text

@@ -208,6 +208,24 @@ def replay(
     )
 
 
+def _fleet_data(data_dir: Path | None) -> tuple[Path, Path | None]:
+    """(London folder, UCI file) for ``simulate``: the one asked for, else the full data
+    set beside the checkout, else the slice shipped in data/ (a fresh clone has no other)."""
+    from services.ingest.sources import LCL_DAILY_DIR
+    from wattstream.settings import default_data_slice, shared_data_dir, shipped_london_dir
+
+    if data_dir is not None:
+        if not (data_dir / LCL_DAILY_DIR).is_dir():
+            raise click.BadParameter(f"no {LCL_DAILY_DIR}/ in {data_dir}", param_hint="--data-dir")
+        full = data_dir / "uci_household_power_consumption.txt.gz"
+        return data_dir, full if full.exists() else None
+    shared = shared_data_dir()
+    if (shared / LCL_DAILY_DIR).is_dir():
+        full = shared / "uci_household_power_consumption.txt.gz"
+        return shared, full if full.exists() else default_data_slice()
+    return shipped_london_dir(), default_data_slice()
+
+
 @click.command()
 @click.option("--households", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--seed", default=0, show_default=True)
@@ -225,7 +243,8 @@ def replay(
     "--data-dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="Folder with lcl_daily_dataset/ and the UCI file (default: ../shared/data).",
+    help="Folder with lcl_daily_dataset/ and the UCI file (default: ../shared/data beside "
+    "the checkout when present, else the London slice shipped in data/london).",
 )
 @click.pass_context
 def simulate(
@@ -242,10 +261,8 @@ def simulate(
     from services.ingest.sources import load_fleet, run_fleet
 
     description = load_stack(_settings(ctx))
-    data = data_dir or Path("..") / "shared" / "data"
-    if not (data / "lcl_daily_dataset").is_dir():
-        raise click.BadParameter(f"no lcl_daily_dataset/ in {data}", param_hint="--data-dir")
-    uci = data / "uci_household_power_consumption.txt.gz"
+    data, uci = _fleet_data(data_dir)
+    console.print(f"real profiles from {data} (London) and {uci.name if uci else 'no'} (UCI)")
     begin: dt.datetime | str = start
     if start != "now":
         try:
@@ -253,9 +270,7 @@ def simulate(
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--start") from error
     with console.status(f"loading real profiles for {households:,} households ..."):
-        fleet, sources = load_fleet(
-            households, seed=seed, data_dir=data, uci_path=uci if uci.exists() else None
-        )
+        fleet, sources = load_fleet(households, seed=seed, data_dir=data, uci_path=uci)
     publisher, quarantine = _stack_publisher_and_quarantine(description)
     _run_source(
         f"simulate {households:,} households",

@@ -20,6 +20,16 @@ def default_data_slice() -> Path:
     return PACKAGE_ROOT / "data" / "uci_household_power_consumption_2007-04.txt.gz"
 
 
+def shared_data_dir() -> Path:
+    """The full real data set beside the checkout (``../shared/data``), if it is there."""
+    return PACKAGE_ROOT.parent / "shared" / "data"
+
+
+def shipped_london_dir() -> Path:
+    """The small real London slice shipped in the repository (see data/README.md)."""
+    return PACKAGE_ROOT / "data" / "london"
+
+
 def default_state_dir() -> Path:
     """Where the running stack is recorded when WATTSTREAM_STATE_DIR is not set.
 
