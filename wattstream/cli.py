@@ -5,11 +5,14 @@ Only commands that work are offered; each has ``--help``. Long work shows progre
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import signal
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _settings(ctx)
+    ctx.obj["verbose"] = verbose
 
 
 @main.group()
@@ -76,7 +80,7 @@ def check_ports_free(settings: LocalSettings, *fields: str) -> None:
     raise click.ClickException(
         f"port in use on {settings.host}: {taken}. Is another `wattstream run` / `make run` "
         f"running (`wattstream status` shows it)? Stop it with Ctrl-C, or use other ports, "
-        f"e.g. `{fix} make run` (0 picks any free port)."
+        f"e.g. `{fix} make run`."
     )
 
 
@@ -90,7 +94,9 @@ def _start_stack(
         "port",
         *(("ingest_port", "api_port", "dashboard_port") if services else ()),
     )
-    server = EmbeddedAws(settings.host, settings.port)
+    server = EmbeddedAws(
+        settings.host, settings.port, log_file=settings.state_dir / "logs" / "moto.log"
+    )
     try:
         endpoint = server.start()
     except OSError as error:
@@ -107,14 +113,23 @@ def _start_stack(
             parameters=parameters,
         )
     description.save(settings.stack_file)
-    _print_resources(description)
-    console.print(
-        f"[green]local stack up[/] at {endpoint}  (state: {settings.stack_file})\n"
-        f"  use it from another shell:  export AWS_ENDPOINT_URL={endpoint} "
-        "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
-        f"AWS_DEFAULT_REGION={settings.region}"
-    )
+    if click.get_current_context().find_object(dict).get("verbose"):
+        _print_resources(description)
+    console.print(f"[green]local stack up[/] at {endpoint}: {resource_summary(description)}")
     return server, description
+
+
+def resource_summary(description: Any) -> str:
+    """One line instead of the resource table (``wattstream status --resources`` has it)."""
+    outputs = description.outputs
+    streams = sum(k.endswith("StreamName") for k in outputs)
+    buckets = sum(k.endswith("BucketName") for k in outputs)
+    queues = sum(v.startswith("http") for v in description.resources.values())
+    return (
+        f"{len(description.resources)} resources ({streams} streams, {queues} queues, "
+        f"{buckets} buckets, {len(description.functions)} functions), "
+        f"{len(description.not_emulated)} AWS-only; `wattstream status --resources` lists them"
+    )
 
 
 def _print_resources(description: Any) -> None:
@@ -161,8 +176,11 @@ def stack_up(ctx: click.Context, parameters: tuple[str, ...]) -> None:
 
 
 @main.command()
+@click.option(
+    "-r", "--resources", is_flag=True, help="Also list every resource and its physical id."
+)
 @click.pass_context
-def status(ctx: click.Context) -> None:
+def status(ctx: click.Context, resources: bool) -> None:
     """Show the running local stack: streams, queue depths (DLQs included), buckets."""
     from wattstream.local.stack import StackError
     from wattstream.local.status import collect_status
@@ -177,7 +195,14 @@ def status(ctx: click.Context) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(*row)
+    if resources:
+        _print_resources(description)
     console.print(table)
+    console.print(
+        f"state: {_settings(ctx).stack_file}; from another shell: export "
+        f"AWS_ENDPOINT_URL={description.endpoint_url} AWS_ACCESS_KEY_ID=testing "
+        f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={description.region}"
+    )
 
 
 def _build_runner(settings: LocalSettings, description: Any, functions: set[str] | None) -> Any:
@@ -237,6 +262,27 @@ def load_stack(settings: LocalSettings) -> Any:
         return connect_local_stack(settings.stack_file)
     except StackError as error:
         raise click.ClickException(str(error)) from error
+
+
+_FUNCTION_LOGS: dict[Path, Any] = {}
+
+
+@contextlib.contextmanager
+def function_log(log_dir: Path | None, name: str) -> Iterator[None]:
+    """Build an in-process service here: its loggers keep this file as their stdout.
+
+    Powertools loggers write JSON to the stdout of the moment they are made; made here,
+    that is ``LOG_DIR/NAME.log`` (kept open for the process's life), not the console.
+    """
+    if log_dir is None:
+        yield
+        return
+    path = log_dir / f"{name}.log"
+    if path not in _FUNCTION_LOGS:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        _FUNCTION_LOGS[path] = path.open("a", buffering=1, encoding="utf-8")
+    with contextlib.redirect_stdout(_FUNCTION_LOGS[path]):
+        yield
 
 
 def use_stack_environment(description: Any, function_logical_id: str) -> None:
@@ -302,25 +348,31 @@ def run(
     path = data_path or default_data_slice()
     if bus == "kafka" and not bootstrap:
         raise click.BadParameter("--bus kafka needs --bootstrap HOST:PORT", param_hint="--bus")
+    started = time.monotonic()
     server, description = _start_stack(settings, {}, services=not once)
     workers: list[Any] = []
-    if bus == "kafka":
-        from wattstream.kafka import run as kafka_run
-
-        assert bootstrap is not None
-        kafka_run.prepare_bus(description, bootstrap, partitions=4)
-        event_runner = _build_runner(settings, description, kafka_run.queue_consumers(description))
-        workers = kafka_run.start_workers(description, bootstrap, settings.state_dir)
-        console.print(f"Kafka bus at {bootstrap}: {len(workers)} faust workers")
-    else:
-        event_runner = _build_runner(settings, description, None)
+    event_runner: Any = None
     api = None
     gateway: list[Any] = []
+    interrupted = False
     try:
+        if bus == "kafka":
+            from wattstream.kafka import run as kafka_run
+
+            assert bootstrap is not None
+            kafka_run.prepare_bus(description, bootstrap, partitions=4)
+            event_runner = _build_runner(
+                settings, description, kafka_run.queue_consumers(description)
+            )
+            workers = kafka_run.start_workers(description, bootstrap, settings.state_dir)
+            console.print(f"Kafka bus at {bootstrap}: {len(workers)} faust workers")
+        else:
+            event_runner = _build_runner(settings, description, None)
         if not once:
             event_runner.start()
-            api = start_ingest_api(description, settings)
-            gateway = start_gateway(description, settings, dashboard=True)
+            api = start_ingest_api(description, settings, announce=False)
+            gateway = start_gateway(description, settings, dashboard=True, announce=False)
+            _print_welcome(settings, description, gateway[0].url, households=households)
         start = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
         if data_path is None:
             _seed_history(description, path, households=households, first_day=start.date())
@@ -338,15 +390,55 @@ def run(
         else:
             console.print("replay finished; still serving. Ctrl-C stops")
             _wait_for_interrupt()
+    except KeyboardInterrupt:  # Ctrl-C is how a demo ends: not an error
+        interrupted = True
     finally:
         stop_all(gateway)
         if api is not None:
             api.should_exit = True
-        event_runner.stop()
+        if event_runner is not None:
+            event_runner.stop()
         for worker in workers:
             worker.stop()
         server.stop()
         settings.stack_file.unlink(missing_ok=True)
+    if not once or interrupted:
+        console.print(
+            f"stopped after {_duration(time.monotonic() - started)}"
+            + (" (Ctrl-C)" if interrupted else "")
+            + f": stack, APIs and dashboard are down; logs in {settings.state_dir / 'logs'}"
+        )
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _print_welcome(settings: LocalSettings, description: Any, api: str, *, households: int) -> None:
+    """One screen: what runs, where to click, how to get a token."""
+    from rich.panel import Panel
+
+    host = settings.host
+    household = "uci-0001"
+    lines = [
+        f"[bold]dashboard[/]    http://{host}:{settings.dashboard_port}",
+        f"[bold]gateway API[/]  {api}/docs  (try GET {api}/households/{household}/forecast)",
+        f"[bold]ingest API[/]   http://{host}:{settings.ingest_port}/docs  (POST /readings)",
+        f"[bold]local AWS[/]    {description.endpoint_url}  ({len(description.resources)} "
+        "resources: `wattstream status`)",
+        "",
+        "[bold]a token[/] (from another shell, in this folder):",
+        f"  .venv/bin/wattstream token --household {household}     # one household's view",
+        "  .venv/bin/wattstream token --operator                 # the fleet (operator)",
+        f'  curl -H "Authorization: Bearer $TOKEN" {api}/households/{household}/forecast',
+        "",
+        f"now replaying {households} real UCI household(s); add a London fleet with",
+        "  .venv/bin/wattstream simulate --households 50 --days 1",
+        f"logs: {settings.state_dir / 'logs'}    Ctrl-C stops everything",
+    ]
+    console.print(Panel("\n".join(lines), title="wattstream is running", expand=False))
 
 
 def _seed_history(description: Any, path: Path, *, households: int, first_day: Any) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wattstream.cli import _settings, console, load_stack, use_stack_environment
+from wattstream.cli import _settings, console, function_log, load_stack, use_stack_environment
 from wattstream.settings import LocalSettings
 
 
@@ -117,7 +117,7 @@ def replay_with_progress(
     )
 
 
-def start_ingest_api(description: Any, settings: LocalSettings) -> Any:
+def start_ingest_api(description: Any, settings: LocalSettings, *, announce: bool = True) -> Any:
     """Serve the ingest HTTP API (the Lambda's FastAPI app) in a background thread."""
     import uvicorn
 
@@ -125,8 +125,10 @@ def start_ingest_api(description: Any, settings: LocalSettings) -> Any:
     from services.ingest.shells.http_lambda import deps_from_environment
 
     use_stack_environment(description, "IngestHttpFunction")
+    with function_log(settings.state_dir / "logs", "IngestApi"):
+        app = create_app(deps_from_environment())
     config = uvicorn.Config(
-        create_app(deps_from_environment()),
+        app,
         host=settings.host,
         port=settings.ingest_port,
         log_level="warning",
@@ -142,10 +144,11 @@ def start_ingest_api(description: Any, settings: LocalSettings) -> Any:
             f"the ingest API could not listen on {settings.host}:{settings.ingest_port}; "
             "set WATTSTREAM_INGEST_PORT"
         )
-    console.print(
-        f"ingest API on http://{settings.host}:{settings.ingest_port} "
-        "(POST /readings, OpenAPI at /docs)"
-    )
+    if announce:
+        console.print(
+            f"ingest API on http://{settings.host}:{settings.ingest_port} "
+            "(POST /readings, OpenAPI at /docs)"
+        )
     return server
 
 

@@ -52,6 +52,21 @@ def client_factory(endpoint_url: str | None, region: str) -> Callable[[str], Any
     return factory
 
 
+def _log_to_file_only(path: Path, *names: str) -> None:
+    """The emulator's own errors (request tracebacks, e.g. moto's ``OrderedDict mutated
+    during iteration`` under concurrent calls) go to ``path``, never to the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in names:
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
+            logger.removeHandler(old)
+            old.close()
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def busy_ports(host: str, ports: Mapping[str, int]) -> dict[str, int]:
     """Those of ``ports`` (setting name -> port) no server could listen on now.
 
@@ -75,7 +90,14 @@ def busy_ports(host: str, ports: Mapping[str, int]) -> dict[str, int]:
 class EmbeddedAws:
     """A moto server thread; ``port=0`` picks a free port (tests run many at once)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, quiet: bool = True) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        quiet: bool = True,
+        log_file: Path | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self._server: Any = None
@@ -84,6 +106,8 @@ class EmbeddedAws:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
             logging.getLogger("moto").setLevel(logging.ERROR)
             warnings.filterwarnings("ignore", message="Tried to parse .* not supported by moto")
+        if log_file is not None:
+            _log_to_file_only(log_file, "werkzeug", "moto")
 
     @property
     def endpoint_url(self) -> str:
