@@ -349,6 +349,8 @@ def run(
     if bus == "kafka" and not bootstrap:
         raise click.BadParameter("--bus kafka needs --bootstrap HOST:PORT", param_hint="--bus")
     started = time.monotonic()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`: stop like Ctrl-C
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO lines
     server, description = _start_stack(settings, {}, services=not once)
     workers: list[Any] = []
     event_runner: Any = None
@@ -429,7 +431,7 @@ def _print_welcome(settings: LocalSettings, description: Any, api: str, *, house
         f"[bold]local AWS[/]    {description.endpoint_url}  ({len(description.resources)} "
         "resources: `wattstream status`)",
         "",
-        "[bold]a token[/] (from another shell, in this folder):",
+        "[bold]a token[/] (from another shell, in the checkout):",
         f"  .venv/bin/wattstream token --household {household}     # one household's view",
         "  .venv/bin/wattstream token --operator                 # the fleet (operator)",
         f'  curl -H "Authorization: Bearer $TOKEN" {api}/households/{household}/forecast',
