@@ -32,6 +32,7 @@ def _api_deps(description: Any, log_dir: Path | None = None) -> Any:
     def run_replay_job(request: Any, on_progress: Any) -> Any:
         from services.ingest.core.replay import parse_speed
         from services.ingest.sources import ReplayOptions, run_replay
+        from wattstream.ingest_commands import replay_id_prefix
 
         publisher, quarantine = _stack_publisher_and_quarantine(description)
         return run_replay(
@@ -41,6 +42,7 @@ def _api_deps(description: Any, log_dir: Path | None = None) -> Any:
                 speed=parse_speed(request.speed),
                 households=request.households,
                 start=request.start,
+                id_prefix=replay_id_prefix(description, request.households, None),
             ),
             quarantine=quarantine,
             on_progress=on_progress,

@@ -80,6 +80,27 @@ def _run_source(title: str, run: Any) -> Any:
     return report
 
 
+def replay_id_prefix(description: Any, households: int, requested: str | None) -> str:
+    """The replay's household id prefix: ``requested``, else the first one whose households
+    have no data in the gateway's store yet (replays never mix into a running household)."""
+    from services.gateway.adapters.dynamo_store import DynamoGatewayStore
+    from services.ingest.core.replay import fresh_id_prefix
+    from wattstream.local.server import client_factory
+
+    if requested is not None:
+        return requested
+    store = DynamoGatewayStore(
+        description.outputs["GatewayTableName"],
+        client=client_factory(description.endpoint_url, description.region)("dynamodb"),
+    )
+
+    def has_data(household_id: str) -> bool:
+        summary = store.household(household_id)
+        return summary is not None and summary.last_reading_at is not None
+
+    return fresh_id_prefix(households, has_data)
+
+
 def replay_with_progress(
     description: Any,
     path: Path,
@@ -89,6 +110,7 @@ def replay_with_progress(
     start: str | dt.datetime = "now",
     seed: int = 0,
     flush_every_s: float | None = None,
+    id_prefix: str = "uci",
 ) -> Any:
     """Replay a UCI file onto the stack's readings stream with a progress bar."""
     from services.ingest.core.replay import parse_speed
@@ -109,6 +131,7 @@ def replay_with_progress(
                 households=households,
                 start=start,  # type: ignore[arg-type]
                 seed=seed,
+                id_prefix=id_prefix,
                 flush_every_s=flush_every_s or DEFAULT_FLUSH_EVERY_S,
             ),
             quarantine=quarantine,
@@ -188,6 +211,13 @@ def start_ingest_api(description: Any, settings: LocalSettings, *, announce: boo
     default=None,
     help="Seconds between records of one household (default 1).",
 )
+@click.option(
+    "--id-prefix",
+    default=None,
+    metavar="PREFIX",
+    help="Household ids PREFIX-0001 ...; default: uci, or uci2, uci3 ... when those "
+    "households already have data (a replay never mixes into a running household).",
+)
 @click.pass_context
 def replay(
     ctx: click.Context,
@@ -197,12 +227,24 @@ def replay(
     start: str,
     seed: int,
     flush_every_s: float | None,
+    id_prefix: str | None,
 ) -> None:
     """Stream a UCI file to the running local stack as if live (time-shifted, sped up)."""
+    from services.ingest.core.replay import replay_household_ids
+
     description = load_stack(_settings(ctx))
+    prefix = replay_id_prefix(description, households, id_prefix)
+    ids = replay_household_ids(households, prefix)
+    fresh = id_prefix is None and prefix != "uci"
+    console.print(
+        f"households {ids[0]}"
+        + (f" .. {ids[-1]}" if len(ids) > 1 else "")
+        + (" (uci-0001 already has data: fresh ids; --id-prefix uci adds to it)" if fresh else "")
+    )
     replay_with_progress(
         description,
         path,
+        id_prefix=prefix,
         speed=speed,
         households=households,
         start=start,
