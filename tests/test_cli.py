@@ -357,3 +357,28 @@ def test_cli_run_ctrl_c_exits_0_with_one_line_and_a_quiet_console(tmp_path):
     for noise in ("Aborted", "Traceback", '"level":', "┃ resource"):
         assert noise not in output, output[-3000:]
     assert (tmp_path / "logs" / "moto.log").exists()
+
+
+def test_cli_replay_never_mixes_into_a_household_with_data(tmp_path, monkeypatch, deploy_stack):
+    import datetime as dt
+
+    from services.gateway.adapters.dynamo_store import DynamoGatewayStore
+    from wattstream.local.server import client_factory
+
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    stack = deploy_stack()
+    stack.save(tmp_path / "stack.json")
+    store = DynamoGatewayStore(
+        stack.outputs["GatewayTableName"],
+        client=client_factory(stack.endpoint_url, stack.region)("dynamodb"),
+    )
+    store.note_household("uci-0001", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))  # running
+
+    args = ["replay", "--file", str(APRIL_2007), "--speed", "max", "--households", "2"]
+    fresh = CliRunner().invoke(main, args, terminal_width=400)
+    chosen = CliRunner().invoke(main, [*args, "--id-prefix", "uci"], terminal_width=400)
+
+    assert fresh.exit_code == 0, fresh.output
+    assert "households uci2-0001 .. uci2-0002 (uci-0001 already has data" in fresh.output
+    assert chosen.exit_code == 0, chosen.output
+    assert "households uci-0001 .. uci-0002" in chosen.output
