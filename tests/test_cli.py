@@ -382,3 +382,19 @@ def test_cli_replay_never_mixes_into_a_household_with_data(tmp_path, monkeypatch
     assert "households uci2-0001 .. uci2-0002 (uci-0001 already has data" in fresh.output
     assert chosen.exit_code == 0, chosen.output
     assert "households uci-0001 .. uci-0002" in chosen.output
+
+
+def test_cli_ctrl_c_in_any_command_is_one_line_and_exit_0(tmp_path, monkeypatch):
+    import wattstream.cli
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(wattstream.cli, "load_stack", interrupted)
+
+    result = CliRunner().invoke(main, ["status"])
+
+    assert result.exit_code == 0, result.output
+    assert "Aborted" not in result.output
+    assert "stopped (Ctrl-C): `wattstream status` interrupted" in result.output

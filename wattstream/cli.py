@@ -29,7 +29,19 @@ def _settings(ctx: click.Context) -> LocalSettings:
     return ctx.ensure_object(dict).setdefault("settings", LocalSettings())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Ctrl-C is how a user stops a command: one line and exit 0, never ``Aborted!``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            name = ctx.invoked_subcommand or "wattstream"
+            console.print(f"stopped (Ctrl-C): `wattstream {name}` interrupted")
+            ctx.exit(0)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
