@@ -200,3 +200,201 @@ def test_cli_runs_as_a_module_with_every_command():
     assert done.returncode == 0, done.stderr[-2000:]
     assert "runner" in done.stdout
     assert "upload" in done.stdout  # registered by ingest_commands
+
+
+def _without_aws_credentials(monkeypatch, tmp_path):
+    """A machine with no AWS credentials anywhere (environment, files, instance metadata)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it caches resolved credentials
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["upload", str(APRIL_2007), "--household", "h-1", "--utc-offset", "uci", "--no-wait"],
+        ["status"],
+        ["replay", "--file", str(APRIL_2007), "--speed", "max"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_cli_stack_commands_work_without_aws_credentials(tmp_path, monkeypatch, deploy_stack, args):
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    deploy_stack().save(tmp_path / "stack.json")
+    _without_aws_credentials(monkeypatch, tmp_path)
+
+    result = CliRunner().invoke(main, args, terminal_width=200)
+
+    assert result.exit_code == 0, result.output
+    assert "NoCredentials" not in result.output
+
+
+def test_cli_state_dir_is_the_checkouts_whatever_the_current_folder(tmp_path, monkeypatch):
+    from wattstream.settings import PACKAGE_ROOT, LocalSettings
+
+    monkeypatch.delenv("WATTSTREAM_STATE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert LocalSettings().state_dir == PACKAGE_ROOT / ".wattstream"
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", "relative")
+    assert LocalSettings().state_dir == tmp_path / "relative"  # named absolute in errors
+
+
+def test_cli_status_without_stack_names_the_state_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path / "elsewhere"))
+    result = CliRunner().invoke(main, ["status"], terminal_width=400)
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert str(tmp_path / "elsewhere" / "stack.json") in text
+    assert "WATTSTREAM_STATE_DIR" in text
+
+
+@pytest.fixture
+def busy_port():
+    """A port with a listener on it, as a running `make run` would hold."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("variable", "args"),
+    [
+        ("WATTSTREAM_PORT", ["stack", "up"]),
+        ("WATTSTREAM_PORT", ["run"]),
+        ("WATTSTREAM_INGEST_PORT", ["run"]),
+        ("WATTSTREAM_DASHBOARD_PORT", ["run"]),
+    ],
+)
+def test_cli_port_in_use_fails_fast_with_the_fix(tmp_path, monkeypatch, busy_port, variable, args):
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    for name in ("PORT", "INGEST_PORT", "API_PORT", "DASHBOARD_PORT"):
+        monkeypatch.setenv(f"WATTSTREAM_{name}", "0")
+    monkeypatch.setenv(variable, str(busy_port))
+
+    result = CliRunner().invoke(main, args, terminal_width=400)
+
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert f"{busy_port} ({variable})" in text
+    assert f"{variable}={busy_port + 1}" in text
+    assert not (tmp_path / "stack.json").exists()  # nothing was started
+
+
+def test_cli_simulate_on_a_fresh_clone_uses_the_shipped_slice(tmp_path, monkeypatch, deploy_stack):
+    import wattstream.settings
+
+    monkeypatch.setattr(wattstream.settings, "shared_data_dir", lambda: tmp_path / "absent")
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    deploy_stack().save(tmp_path / "stack.json")
+    args = ["simulate", "--households", "10", "--days", "1", "--start", "2013-03-01"]
+
+    result = CliRunner().invoke(main, args, terminal_width=400)
+
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert str(wattstream.settings.shipped_london_dir()) in text  # says which data it used
+    assert re.search(r"published [\d,]+ readings of 10 households", text)
+    assert "0 rejected" in text
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_cli_run_ctrl_c_exits_0_with_one_line_and_a_quiet_console(tmp_path):
+    """`make run`, then Ctrl-C: the welcome screen, no tracebacks or JSON logs, exit 0."""
+    import signal
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "WATTSTREAM_STATE_DIR": str(tmp_path),
+        "WATTSTREAM_PORT": "0",
+        "WATTSTREAM_INGEST_PORT": str(_free_port()),
+        "WATTSTREAM_API_PORT": str(_free_port()),
+        "WATTSTREAM_DASHBOARD_PORT": str(_free_port()),
+        "COLUMNS": "200",
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "wattstream.cli", "run", "--speed", "60"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    try:
+        for line in process.stdout:
+            seen.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        time.sleep(2)  # a little replay under way
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    output = "".join(seen) + rest
+
+    assert process.returncode == 0, output[-3000:]
+    assert "wattstream is running" in output
+    assert "wattstream token --household uci-0001" in output
+    assert "stopped after" in output
+    assert "(Ctrl-C)" in output
+    for noise in ("Aborted", "Traceback", '"level":', "┃ resource"):
+        assert noise not in output, output[-3000:]
+    assert (tmp_path / "logs" / "moto.log").exists()
+
+
+def test_cli_replay_never_mixes_into_a_household_with_data(tmp_path, monkeypatch, deploy_stack):
+    import datetime as dt
+
+    from services.gateway.adapters.dynamo_store import DynamoGatewayStore
+    from wattstream.local.server import client_factory
+
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    stack = deploy_stack()
+    stack.save(tmp_path / "stack.json")
+    store = DynamoGatewayStore(
+        stack.outputs["GatewayTableName"],
+        client=client_factory(stack.endpoint_url, stack.region)("dynamodb"),
+    )
+    store.note_household("uci-0001", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))  # running
+
+    args = ["replay", "--file", str(APRIL_2007), "--speed", "max", "--households", "2"]
+    fresh = CliRunner().invoke(main, args, terminal_width=400)
+    chosen = CliRunner().invoke(main, [*args, "--id-prefix", "uci"], terminal_width=400)
+
+    assert fresh.exit_code == 0, fresh.output
+    assert "households uci2-0001 .. uci2-0002 (uci-0001 already has data" in fresh.output
+    assert chosen.exit_code == 0, chosen.output
+    assert "households uci-0001 .. uci-0002" in chosen.output
+
+
+def test_cli_ctrl_c_in_any_command_is_one_line_and_exit_0(tmp_path, monkeypatch):
+    import wattstream.cli
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(wattstream.cli, "load_stack", interrupted)
+
+    result = CliRunner().invoke(main, ["status"])
+
+    assert result.exit_code == 0, result.output
+    assert "Aborted" not in result.output
+    assert "stopped (Ctrl-C): `wattstream status` interrupted" in result.output

@@ -5,11 +5,14 @@ Only commands that work are offered; each has ``--help``. Long work shows progre
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import signal
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,19 @@ def _settings(ctx: click.Context) -> LocalSettings:
     return ctx.ensure_object(dict).setdefault("settings", LocalSettings())
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Ctrl-C is how a user stops a command: one line and exit 0, never ``Aborted!``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            name = ctx.invoked_subcommand or "wattstream"
+            console.print(f"stopped (Ctrl-C): `wattstream {name}` interrupted")
+            ctx.exit(0)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
@@ -42,6 +57,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _settings(ctx)
+    ctx.obj["verbose"] = verbose
 
 
 @main.group()
@@ -59,10 +75,40 @@ def _parse_parameters(values: tuple[str, ...]) -> dict[str, str]:
     return parameters
 
 
-def _start_stack(settings: LocalSettings, parameters: dict[str, str]) -> tuple[Any, Any]:
+def check_ports_free(settings: LocalSettings, *fields: str) -> None:
+    """Fail fast, before anything starts, when a port we would listen on is taken.
+
+    ``fields`` are the settings' port fields (``port``, ``ingest_port``, ...); the error
+    names their variables (WATTSTREAM_PORT, ...) and a command that works.
+    """
+    from wattstream.local.server import busy_ports
+
+    wanted = {f"WATTSTREAM_{field.upper()}": getattr(settings, field) for field in fields}
+    busy = busy_ports(settings.host, wanted)
+    if not busy:
+        return
+    taken = ", ".join(f"{port} ({name})" for name, port in busy.items())
+    fix = " ".join(f"{name}={port + 1}" for name, port in busy.items())
+    raise click.ClickException(
+        f"port in use on {settings.host}: {taken}. Is another `wattstream run` / `make run` "
+        f"running (`wattstream status` shows it)? Stop it with Ctrl-C, or use other ports, "
+        f"e.g. `{fix} make run`."
+    )
+
+
+def _start_stack(
+    settings: LocalSettings, parameters: dict[str, str], *, services: bool = False
+) -> tuple[Any, Any]:
     from wattstream.local.server import EmbeddedAws, provision
 
-    server = EmbeddedAws(settings.host, settings.port)
+    check_ports_free(
+        settings,
+        "port",
+        *(("ingest_port", "api_port", "dashboard_port") if services else ()),
+    )
+    server = EmbeddedAws(
+        settings.host, settings.port, log_file=settings.state_dir / "logs" / "moto.log"
+    )
     try:
         endpoint = server.start()
     except OSError as error:
@@ -79,14 +125,23 @@ def _start_stack(settings: LocalSettings, parameters: dict[str, str]) -> tuple[A
             parameters=parameters,
         )
     description.save(settings.stack_file)
-    _print_resources(description)
-    console.print(
-        f"[green]local stack up[/] at {endpoint}  (state: {settings.stack_file})\n"
-        f"  use it from another shell:  export AWS_ENDPOINT_URL={endpoint} "
-        "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
-        f"AWS_DEFAULT_REGION={settings.region}"
-    )
+    if click.get_current_context().find_object(dict).get("verbose"):
+        _print_resources(description)
+    console.print(f"[green]local stack up[/] at {endpoint}: {resource_summary(description)}")
     return server, description
+
+
+def resource_summary(description: Any) -> str:
+    """One line instead of the resource table (``wattstream status --resources`` has it)."""
+    outputs = description.outputs
+    streams = sum(k.endswith("StreamName") for k in outputs)
+    buckets = sum(k.endswith("BucketName") for k in outputs)
+    queues = sum(v.startswith("http") for v in description.resources.values())
+    return (
+        f"{len(description.resources)} resources ({streams} streams, {queues} queues, "
+        f"{buckets} buckets, {len(description.functions)} functions), "
+        f"{len(description.not_emulated)} AWS-only; `wattstream status --resources` lists them"
+    )
 
 
 def _print_resources(description: Any) -> None:
@@ -133,15 +188,17 @@ def stack_up(ctx: click.Context, parameters: tuple[str, ...]) -> None:
 
 
 @main.command()
+@click.option(
+    "-r", "--resources", is_flag=True, help="Also list every resource and its physical id."
+)
 @click.pass_context
-def status(ctx: click.Context) -> None:
+def status(ctx: click.Context, resources: bool) -> None:
     """Show the running local stack: streams, queue depths (DLQs included), buckets."""
-    from wattstream.local.stack import StackDescription, StackError
+    from wattstream.local.stack import StackError
     from wattstream.local.status import collect_status
 
-    settings = _settings(ctx)
+    description = load_stack(_settings(ctx))
     try:
-        description = StackDescription.load(settings.stack_file)
         rows = collect_status(description)
     except StackError as error:
         raise click.ClickException(str(error)) from error
@@ -150,14 +207,20 @@ def status(ctx: click.Context) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(*row)
+    if resources:
+        _print_resources(description)
     console.print(table)
+    console.print(
+        f"state: {_settings(ctx).stack_file}; from another shell: export "
+        f"AWS_ENDPOINT_URL={description.endpoint_url} AWS_ACCESS_KEY_ID=testing "
+        f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={description.region}"
+    )
 
 
 def _build_runner(settings: LocalSettings, description: Any, functions: set[str] | None) -> Any:
     from wattstream.local.runner import EventSourceRunner
-    from wattstream.local.server import client_factory, ensure_local_credentials
+    from wattstream.local.server import client_factory
 
-    ensure_local_credentials()
     return EventSourceRunner(
         description,
         clients=client_factory(description.endpoint_url, description.region),
@@ -179,13 +242,8 @@ def _build_runner(settings: LocalSettings, description: Any, functions: set[str]
 @click.pass_context
 def runner(ctx: click.Context, functions: tuple[str, ...]) -> None:
     """Run the template's Lambda handlers against the running local stack, until Ctrl-C."""
-    from wattstream.local.stack import StackDescription, StackError
-
     settings = _settings(ctx)
-    try:
-        description = StackDescription.load(settings.stack_file)
-    except StackError as error:
-        raise click.ClickException(str(error)) from error
+    description = load_stack(settings)
     unknown = set(functions) - set(description.functions)
     if unknown:
         raise click.BadParameter(
@@ -204,13 +262,39 @@ def runner(ctx: click.Context, functions: tuple[str, ...]) -> None:
 
 
 def load_stack(settings: LocalSettings) -> Any:
-    """The running local stack's description, or a clear error saying how to start one."""
-    from wattstream.local.stack import StackDescription, StackError
+    """The running local stack's description, or a clear error saying how to start one.
+
+    Every command that talks to the local stack comes through here, so each one works on
+    a machine with no AWS credentials (see ``connect_local_stack``).
+    """
+    from wattstream.local.server import connect_local_stack
+    from wattstream.local.stack import StackError
 
     try:
-        return StackDescription.load(settings.stack_file)
+        return connect_local_stack(settings.stack_file)
     except StackError as error:
         raise click.ClickException(str(error)) from error
+
+
+_FUNCTION_LOGS: dict[Path, Any] = {}
+
+
+@contextlib.contextmanager
+def function_log(log_dir: Path | None, name: str) -> Iterator[None]:
+    """Build an in-process service here: its loggers keep this file as their stdout.
+
+    Powertools loggers write JSON to the stdout of the moment they are made; made here,
+    that is ``LOG_DIR/NAME.log`` (kept open for the process's life), not the console.
+    """
+    if log_dir is None:
+        yield
+        return
+    path = log_dir / f"{name}.log"
+    if path not in _FUNCTION_LOGS:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        _FUNCTION_LOGS[path] = path.open("a", buffering=1, encoding="utf-8")
+    with contextlib.redirect_stdout(_FUNCTION_LOGS[path]):
+        yield
 
 
 def use_stack_environment(description: Any, function_logical_id: str) -> None:
@@ -219,9 +303,6 @@ def use_stack_environment(description: Any, function_logical_id: str) -> None:
     The composition roots then read their settings from the environment exactly as they
     do on Lambda; nothing in them knows the stack is local.
     """
-    from wattstream.local.server import ensure_local_credentials
-
-    ensure_local_credentials()
     os.environ.update(description.functions[function_logical_id].environment)
     os.environ["AWS_ENDPOINT_URL"] = description.endpoint_url
     os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = description.region
@@ -279,25 +360,33 @@ def run(
     path = data_path or default_data_slice()
     if bus == "kafka" and not bootstrap:
         raise click.BadParameter("--bus kafka needs --bootstrap HOST:PORT", param_hint="--bus")
-    server, description = _start_stack(settings, {})
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`: stop like Ctrl-C
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO lines
+    server, description = _start_stack(settings, {}, services=not once)
     workers: list[Any] = []
-    if bus == "kafka":
-        from wattstream.kafka import run as kafka_run
-
-        assert bootstrap is not None
-        kafka_run.prepare_bus(description, bootstrap, partitions=4)
-        event_runner = _build_runner(settings, description, kafka_run.queue_consumers(description))
-        workers = kafka_run.start_workers(description, bootstrap, settings.state_dir)
-        console.print(f"Kafka bus at {bootstrap}: {len(workers)} faust workers")
-    else:
-        event_runner = _build_runner(settings, description, None)
+    event_runner: Any = None
     api = None
     gateway: list[Any] = []
+    interrupted = False
     try:
+        if bus == "kafka":
+            from wattstream.kafka import run as kafka_run
+
+            assert bootstrap is not None
+            kafka_run.prepare_bus(description, bootstrap, partitions=4)
+            event_runner = _build_runner(
+                settings, description, kafka_run.queue_consumers(description)
+            )
+            workers = kafka_run.start_workers(description, bootstrap, settings.state_dir)
+            console.print(f"Kafka bus at {bootstrap}: {len(workers)} faust workers")
+        else:
+            event_runner = _build_runner(settings, description, None)
         if not once:
             event_runner.start()
-            api = start_ingest_api(description, settings)
-            gateway = start_gateway(description, settings, dashboard=True)
+            api = start_ingest_api(description, settings, announce=False)
+            gateway = start_gateway(description, settings, dashboard=True, announce=False)
+            _print_welcome(settings, description, gateway[0].url, households=households)
         start = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
         if data_path is None:
             _seed_history(description, path, households=households, first_day=start.date())
@@ -315,15 +404,55 @@ def run(
         else:
             console.print("replay finished; still serving. Ctrl-C stops")
             _wait_for_interrupt()
+    except KeyboardInterrupt:  # Ctrl-C is how a demo ends: not an error
+        interrupted = True
     finally:
         stop_all(gateway)
         if api is not None:
             api.should_exit = True
-        event_runner.stop()
+        if event_runner is not None:
+            event_runner.stop()
         for worker in workers:
             worker.stop()
         server.stop()
         settings.stack_file.unlink(missing_ok=True)
+    if not once or interrupted:
+        console.print(
+            f"stopped after {_duration(time.monotonic() - started)}"
+            + (" (Ctrl-C)" if interrupted else "")
+            + f": stack, APIs and dashboard are down; logs in {settings.state_dir / 'logs'}"
+        )
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _print_welcome(settings: LocalSettings, description: Any, api: str, *, households: int) -> None:
+    """One screen: what runs, where to click, how to get a token."""
+    from rich.panel import Panel
+
+    host = settings.host
+    household = "uci-0001"
+    lines = [
+        f"[bold]dashboard[/]    http://{host}:{settings.dashboard_port}",
+        f"[bold]gateway API[/]  {api}/docs  (try GET {api}/households/{household}/forecast)",
+        f"[bold]ingest API[/]   http://{host}:{settings.ingest_port}/docs  (POST /readings)",
+        f"[bold]local AWS[/]    {description.endpoint_url}  ({len(description.resources)} "
+        "resources: `wattstream status`)",
+        "",
+        "[bold]a token[/] (from another shell, in the checkout):",
+        f"  .venv/bin/wattstream token --household {household}     # one household's view",
+        "  .venv/bin/wattstream token --operator                 # the fleet (operator)",
+        f'  curl -H "Authorization: Bearer $TOKEN" {api}/households/{household}/forecast',
+        "",
+        f"now replaying {households} real UCI household(s); add a London fleet with",
+        "  .venv/bin/wattstream simulate --households 50 --days 1",
+        f"logs: {settings.state_dir / 'logs'}    Ctrl-C stops everything",
+    ]
+    console.print(Panel("\n".join(lines), title="wattstream is running", expand=False))
 
 
 def _seed_history(description: Any, path: Path, *, households: int, first_day: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,13 +17,14 @@ from wattstream.cli import (
     _settings,
     _wait_for_interrupt,
     console,
+    function_log,
     load_stack,
     use_stack_environment,
 )
 from wattstream.settings import LocalSettings, default_data_slice
 
 
-def _api_deps(description: Any) -> Any:
+def _api_deps(description: Any, log_dir: Path | None = None) -> Any:
     from services.gateway.adapters.replay import ThreadedReplayStarter
     from services.gateway.shells.api_lambda import dead_letter_queues, deps_from_environment
     from wattstream.ingest_commands import _stack_publisher_and_quarantine
@@ -30,6 +32,7 @@ def _api_deps(description: Any) -> Any:
     def run_replay_job(request: Any, on_progress: Any) -> Any:
         from services.ingest.core.replay import parse_speed
         from services.ingest.sources import ReplayOptions, run_replay
+        from wattstream.ingest_commands import replay_id_prefix
 
         publisher, quarantine = _stack_publisher_and_quarantine(description)
         return run_replay(
@@ -39,6 +42,7 @@ def _api_deps(description: Any) -> Any:
                 speed=parse_speed(request.speed),
                 households=request.households,
                 start=request.start,
+                id_prefix=replay_id_prefix(description, request.households, None),
             ),
             quarantine=quarantine,
             on_progress=on_progress,
@@ -47,17 +51,21 @@ def _api_deps(description: Any) -> Any:
     _stack_publisher_and_quarantine(description)  # resolves settings early: clear errors
     use_stack_environment(description, "GatewayApiFunction")
     os.environ["GATEWAY_DEAD_LETTER_QUEUES"] = json.dumps(dead_letter_queues(description.outputs))
-    return deps_from_environment(replay=ThreadedReplayStarter(run_replay_job))
+    with function_log(log_dir, "GatewayApi"):  # its JSON logs go to the file, not the console
+        return deps_from_environment(replay=ThreadedReplayStarter(run_replay_job))
 
 
-def start_gateway(description: Any, settings: LocalSettings, *, dashboard: bool) -> list[Any]:
+def start_gateway(
+    description: Any, settings: LocalSettings, *, dashboard: bool, announce: bool = True
+) -> list[Any]:
     """Start the API (and the dashboard) against the stack; returns what to stop."""
     from services.gateway.shells.api_app import create_app
     from services.gateway.shells.serve import start_api, start_dashboard
 
-    deps = _api_deps(description)
+    deps = _api_deps(description, settings.state_dir / "logs")
     api = start_api(create_app(deps), host=settings.host, port=settings.api_port)
-    console.print(f"gateway API on {api.url} (OpenAPI at {api.url}/docs)")
+    if announce:
+        console.print(f"gateway API on {api.url} (OpenAPI at {api.url}/docs)")
     running: list[Any] = [api]
     if dashboard:
         log = (settings.state_dir / "dashboard.log").open("ab")
@@ -65,9 +73,10 @@ def start_gateway(description: Any, settings: LocalSettings, *, dashboard: bool)
             api.url, host=settings.host, port=settings.dashboard_port, log=log
         )  # no token: each visitor signs in with their own (`wattstream token`)
         running.append(process)
-        console.print(
-            f"[bold green]dashboard on http://{settings.host}:{settings.dashboard_port}[/]"
-        )
+        if announce:
+            console.print(
+                f"[bold green]dashboard on http://{settings.host}:{settings.dashboard_port}[/]"
+            )
     return running
 
 
@@ -119,7 +128,10 @@ def token(ctx: click.Context, households: tuple[str, ...], operator: bool, ttl_s
 @click.pass_context
 def serve_gateway(ctx: click.Context, dashboard: bool) -> None:
     """The gateway API (and dashboard) against the running local stack, until Ctrl-C."""
+    from wattstream.cli import check_ports_free
+
     settings = _settings(ctx)
+    check_ports_free(settings, "api_port", *(("dashboard_port",) if dashboard else ()))
     running = start_gateway(load_stack(settings), settings, dashboard=dashboard)
     try:
         _wait_for_interrupt()

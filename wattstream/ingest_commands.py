@@ -16,7 +16,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wattstream.cli import _settings, console, load_stack, use_stack_environment
+from wattstream.cli import _settings, console, function_log, load_stack, use_stack_environment
 from wattstream.settings import LocalSettings
 
 
@@ -80,6 +80,27 @@ def _run_source(title: str, run: Any) -> Any:
     return report
 
 
+def replay_id_prefix(description: Any, households: int, requested: str | None) -> str:
+    """The replay's household id prefix: ``requested``, else the first one whose households
+    have no data in the gateway's store yet (replays never mix into a running household)."""
+    from services.gateway.adapters.dynamo_store import DynamoGatewayStore
+    from services.ingest.core.replay import fresh_id_prefix
+    from wattstream.local.server import client_factory
+
+    if requested is not None:
+        return requested
+    store = DynamoGatewayStore(
+        description.outputs["GatewayTableName"],
+        client=client_factory(description.endpoint_url, description.region)("dynamodb"),
+    )
+
+    def has_data(household_id: str) -> bool:
+        summary = store.household(household_id)
+        return summary is not None and summary.last_reading_at is not None
+
+    return fresh_id_prefix(households, has_data)
+
+
 def replay_with_progress(
     description: Any,
     path: Path,
@@ -89,6 +110,7 @@ def replay_with_progress(
     start: str | dt.datetime = "now",
     seed: int = 0,
     flush_every_s: float | None = None,
+    id_prefix: str = "uci",
 ) -> Any:
     """Replay a UCI file onto the stack's readings stream with a progress bar."""
     from services.ingest.core.replay import parse_speed
@@ -109,6 +131,7 @@ def replay_with_progress(
                 households=households,
                 start=start,  # type: ignore[arg-type]
                 seed=seed,
+                id_prefix=id_prefix,
                 flush_every_s=flush_every_s or DEFAULT_FLUSH_EVERY_S,
             ),
             quarantine=quarantine,
@@ -117,7 +140,7 @@ def replay_with_progress(
     )
 
 
-def start_ingest_api(description: Any, settings: LocalSettings) -> Any:
+def start_ingest_api(description: Any, settings: LocalSettings, *, announce: bool = True) -> Any:
     """Serve the ingest HTTP API (the Lambda's FastAPI app) in a background thread."""
     import uvicorn
 
@@ -125,8 +148,10 @@ def start_ingest_api(description: Any, settings: LocalSettings) -> Any:
     from services.ingest.shells.http_lambda import deps_from_environment
 
     use_stack_environment(description, "IngestHttpFunction")
+    with function_log(settings.state_dir / "logs", "IngestApi"):
+        app = create_app(deps_from_environment())
     config = uvicorn.Config(
-        create_app(deps_from_environment()),
+        app,
         host=settings.host,
         port=settings.ingest_port,
         log_level="warning",
@@ -142,10 +167,11 @@ def start_ingest_api(description: Any, settings: LocalSettings) -> Any:
             f"the ingest API could not listen on {settings.host}:{settings.ingest_port}; "
             "set WATTSTREAM_INGEST_PORT"
         )
-    console.print(
-        f"ingest API on http://{settings.host}:{settings.ingest_port} "
-        "(POST /readings, OpenAPI at /docs)"
-    )
+    if announce:
+        console.print(
+            f"ingest API on http://{settings.host}:{settings.ingest_port} "
+            "(POST /readings, OpenAPI at /docs)"
+        )
     return server
 
 
@@ -185,6 +211,13 @@ def start_ingest_api(description: Any, settings: LocalSettings) -> Any:
     default=None,
     help="Seconds between records of one household (default 1).",
 )
+@click.option(
+    "--id-prefix",
+    default=None,
+    metavar="PREFIX",
+    help="Household ids PREFIX-0001 ...; default: uci, or uci2, uci3 ... when those "
+    "households already have data (a replay never mixes into a running household).",
+)
 @click.pass_context
 def replay(
     ctx: click.Context,
@@ -194,18 +227,48 @@ def replay(
     start: str,
     seed: int,
     flush_every_s: float | None,
+    id_prefix: str | None,
 ) -> None:
     """Stream a UCI file to the running local stack as if live (time-shifted, sped up)."""
+    from services.ingest.core.replay import replay_household_ids
+
     description = load_stack(_settings(ctx))
+    prefix = replay_id_prefix(description, households, id_prefix)
+    ids = replay_household_ids(households, prefix)
+    fresh = id_prefix is None and prefix != "uci"
+    console.print(
+        f"households {ids[0]}"
+        + (f" .. {ids[-1]}" if len(ids) > 1 else "")
+        + (" (uci-0001 already has data: fresh ids; --id-prefix uci adds to it)" if fresh else "")
+    )
     replay_with_progress(
         description,
         path,
+        id_prefix=prefix,
         speed=speed,
         households=households,
         start=start,
         seed=seed,
         flush_every_s=flush_every_s,
     )
+
+
+def _fleet_data(data_dir: Path | None) -> tuple[Path, Path | None]:
+    """(London folder, UCI file) for ``simulate``: the one asked for, else the full data
+    set beside the checkout, else the slice shipped in data/ (a fresh clone has no other)."""
+    from services.ingest.sources import LCL_DAILY_DIR
+    from wattstream.settings import default_data_slice, shared_data_dir, shipped_london_dir
+
+    if data_dir is not None:
+        if not (data_dir / LCL_DAILY_DIR).is_dir():
+            raise click.BadParameter(f"no {LCL_DAILY_DIR}/ in {data_dir}", param_hint="--data-dir")
+        full = data_dir / "uci_household_power_consumption.txt.gz"
+        return data_dir, full if full.exists() else None
+    shared = shared_data_dir()
+    if (shared / LCL_DAILY_DIR).is_dir():
+        full = shared / "uci_household_power_consumption.txt.gz"
+        return shared, full if full.exists() else default_data_slice()
+    return shipped_london_dir(), default_data_slice()
 
 
 @click.command()
@@ -225,7 +288,8 @@ def replay(
     "--data-dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
-    help="Folder with lcl_daily_dataset/ and the UCI file (default: ../shared/data).",
+    help="Folder with lcl_daily_dataset/ and the UCI file (default: ../shared/data beside "
+    "the checkout when present, else the London slice shipped in data/london).",
 )
 @click.pass_context
 def simulate(
@@ -242,10 +306,8 @@ def simulate(
     from services.ingest.sources import load_fleet, run_fleet
 
     description = load_stack(_settings(ctx))
-    data = data_dir or Path("..") / "shared" / "data"
-    if not (data / "lcl_daily_dataset").is_dir():
-        raise click.BadParameter(f"no lcl_daily_dataset/ in {data}", param_hint="--data-dir")
-    uci = data / "uci_household_power_consumption.txt.gz"
+    data, uci = _fleet_data(data_dir)
+    console.print(f"real profiles from {data} (London) and {uci.name if uci else 'no'} (UCI)")
     begin: dt.datetime | str = start
     if start != "now":
         try:
@@ -253,9 +315,7 @@ def simulate(
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--start") from error
     with console.status(f"loading real profiles for {households:,} households ..."):
-        fleet, sources = load_fleet(
-            households, seed=seed, data_dir=data, uci_path=uci if uci.exists() else None
-        )
+        fleet, sources = load_fleet(households, seed=seed, data_dir=data, uci_path=uci)
     publisher, quarantine = _stack_publisher_and_quarantine(description)
     _run_source(
         f"simulate {households:,} households",
@@ -356,8 +416,10 @@ def serve_ingest(ctx: click.Context) -> None:
 
     from services.ingest.shells.http_app import create_app
     from services.ingest.shells.http_lambda import deps_from_environment
+    from wattstream.cli import check_ports_free
 
     settings = _settings(ctx)
+    check_ports_free(settings, "ingest_port")
     use_stack_environment(load_stack(settings), "IngestHttpFunction")
     uvicorn.run(create_app(deps_from_environment()), host=settings.host, port=settings.ingest_port)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +20,29 @@ def default_data_slice() -> Path:
     return PACKAGE_ROOT / "data" / "uci_household_power_consumption_2007-04.txt.gz"
 
 
+def shared_data_dir() -> Path:
+    """The full real data set beside the checkout (``../shared/data``), if it is there."""
+    return PACKAGE_ROOT.parent / "shared" / "data"
+
+
+def shipped_london_dir() -> Path:
+    """The small real London slice shipped in the repository (see data/README.md)."""
+    return PACKAGE_ROOT / "data" / "london"
+
+
+def default_state_dir() -> Path:
+    """Where the running stack is recorded when WATTSTREAM_STATE_DIR is not set.
+
+    One place per checkout, whatever the current directory: ``.wattstream`` at the root
+    of the checkout this package runs from (``make run`` installs it editable), so
+    ``wattstream status`` in any folder finds the stack ``make run`` started. Installed
+    from a wheel (no checkout around the package), ``~/.wattstream``.
+    """
+    if (PACKAGE_ROOT / "pyproject.toml").is_file():
+        return PACKAGE_ROOT / ".wattstream"
+    return Path.home() / ".wattstream"
+
+
 class LocalSettings(BaseSettings):
     """Where the local stack listens and keeps its state."""
 
@@ -32,8 +55,14 @@ class LocalSettings(BaseSettings):
     dashboard_port: int = Field(default=8501, ge=0, le=65535)
     region: str = "us-east-1"
     stack_name: str = "wattstream"
-    state_dir: Path = Path(".wattstream")
+    state_dir: Path = Field(default_factory=default_state_dir)
     template: Path = Field(default_factory=default_template)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """A relative WATTSTREAM_STATE_DIR is taken from the current folder, and named so."""
+        return value.expanduser().absolute()
 
     @property
     def stack_file(self) -> Path:

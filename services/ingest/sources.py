@@ -266,6 +266,8 @@ class ReplayOptions:
     * ``households``: how many meters replay the file (``core.replay.plan_replay``), with
       ``seed`` choosing their offsets and scales.
     * ``start``: ``"now"``, ``"original"`` or an aware datetime (see ``core.replay``).
+    * ``id_prefix``: household ids are ``{id_prefix}-0001`` ... (see
+      ``core.replay.fresh_id_prefix`` for a prefix no running household has).
     * ``flush_every_s``: wall seconds between flushes when paced; one record per household
       per flush, so the stream gets ``households / flush_every_s`` records/s (keep it
       under 1,000 x shards: ``core.replay.flush_interval_for``). Unpaced, a window is
@@ -278,6 +280,7 @@ class ReplayOptions:
     households: int = 1
     start: ReplayStart = "now"
     seed: int = 0
+    id_prefix: str = "uci"
     flush_every_s: float = DEFAULT_FLUSH_EVERY_S
     readings_per_record: int = DEFAULT_READINGS_PER_RECORD
     max_window_readings: int = DEFAULT_MAX_WINDOW_READINGS
@@ -301,7 +304,7 @@ def replay_series(
     """Replay an already loaded series (see :func:`run_replay`)."""
     speed = parse_speed(options.speed)
     households = options.households
-    plan = plan_replay(households, minutes=len(series), seed=options.seed)
+    plan = plan_replay(households, minutes=len(series), seed=options.seed, prefix=options.id_prefix)
     shift = replay_shift_us(series.start_us, options.start, now_us=math.floor(clock() * 1e6))
     first = series.start_us + shift
     report = SourceReport(

@@ -25,7 +25,7 @@ from wattstream.kcl.host import (
     render_properties,
     serve,
 )
-from wattstream.local.stack import StackDescription, StackError, load_template
+from wattstream.local.stack import StackError, load_template
 from wattstream.settings import LocalSettings
 
 _STACK_OPTION = click.option(
@@ -43,10 +43,9 @@ def bind(function: str, stack_name: str | None) -> tuple[Binding, Any, dict[str,
 
         aws = AwsSettings()
         return from_cloudformation(stack_name, function, aws.client), aws.client, {}, stack_name
-    from wattstream.local.server import client_factory, ensure_local_credentials
+    from wattstream.local.server import client_factory, connect_local_stack
 
-    ensure_local_credentials()
-    description = StackDescription.load(LocalSettings().stack_file)
+    description = connect_local_stack(LocalSettings().stack_file)
     clients = client_factory(description.endpoint_url, description.region)
     environment = {"AWS_ENDPOINT_URL": description.endpoint_url}
     binding = from_local_stack(description, function)

@@ -769,12 +769,14 @@ class EventSourceRunner:
                 log.info("%s is disabled in the template; not polled", mapping.logical_id)
                 continue
             spec = stack.function_for(mapping)
-            handler = (handlers or {}).get(spec.logical_id) or resolve_handler(spec, template_dir)
+            function_log = self._log_for(spec, log_dir)
+            # Loggers made at import time keep the stdout of that moment: the log file.
+            with redirect_stdout(function_log) if function_log else nullcontext():
+                handler = (handlers or {}).get(spec.logical_id) or resolve_handler(
+                    spec, template_dir
+                )
             function = Function(
-                spec,
-                handler,
-                runtime_environment=runtime_environment,
-                log=self._log_for(spec, log_dir),
+                spec, handler, runtime_environment=runtime_environment, log=function_log
             )
             if mapping.source_kind == "kinesis":
                 self.pollers.append(

@@ -102,7 +102,9 @@ class StackDescription:
     def load(cls, path: Path) -> StackDescription:
         if not path.exists():
             raise StackError(
-                f"no local stack description at {path}: start one with `wattstream stack up`"
+                f"no local stack description at {path}: start one with `wattstream stack up` "
+                "(or `make run`); a stack started with another WATTSTREAM_STATE_DIR is not "
+                "seen here"
             )
         raw = json.loads(path.read_text())
         raw["functions"] = {k: FunctionSpec(**v) for k, v in raw["functions"].items()}

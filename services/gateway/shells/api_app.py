@@ -28,7 +28,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.gateway.core.accuracy import (
@@ -165,6 +165,9 @@ class ConsumptionPoint(_Model):
     minutes: int
 
 
+Clock = Literal["event_time", "wall"]
+
+
 class ConsumptionResponse(_Model):
     household_id: str
     start: dt.datetime
@@ -172,13 +175,22 @@ class ConsumptionResponse(_Model):
     resolution: Resolution
     total_kwh: float
     points: list[ConsumptionPoint]
+    clock: Clock = Field(
+        description="What a default end was: event_time = the household's latest reading "
+        "(a replay runs ahead of or behind the wall clock), wall = now (no reading yet)."
+    )
 
 
 class ForecastResponse(_Model):
     """The latest real-time forecast (points with their interval) and how old it is."""
 
     household_id: str
-    age_s: float
+    age_s: float = Field(
+        description="Seconds from the forecast's issue to the household's latest reading "
+        "(event time: how far the data has moved since); wall-clock seconds when it has none."
+    )
+    clock: Clock
+    last_reading_at: dt.datetime | None = None
     forecast: Forecast
 
 
@@ -455,6 +467,18 @@ def create_app(deps: ApiDeps) -> FastAPI:
             500, "internal_error", "an unexpected error occurred", headers=dict(SECURITY_HEADERS)
         )
 
+    def _last_reading(household_id: str) -> dt.datetime | None:
+        summary = deps.store.household(household_id)
+        return summary.last_reading_at if summary is not None else None
+
+    def household_clock(household_id: str) -> tuple[dt.datetime, Clock]:
+        """The household's now: just after its latest reading (one clock for replayed and
+        live data, whatever the wall clock says); the wall clock before its first one."""
+        last = _last_reading(household_id)
+        if last is None:
+            return deps.clock(), "wall"
+        return last + dt.timedelta(minutes=1), "event_time"
+
     @app.get("/health")
     def health() -> HealthResponse:
         """Liveness: the app is up (it checks no dependency; no token needed)."""
@@ -490,7 +514,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
         ] = "hour",
     ) -> ConsumptionResponse:
         """Consumption over ``[start, end)``; steps without readings are left out."""
-        lo, hi = consumption_range(start, end, resolution, now=deps.clock())
+        data_now, clock = household_clock(household_id)
+        lo, hi = consumption_range(
+            start, end, resolution, now=data_now if end is None else deps.clock()
+        )
         days = deps.store.days(household_id, days_of(lo, hi))
         points = aggregate(days, start=lo, end=hi, resolution=resolution)
         return ConsumptionResponse(
@@ -499,6 +526,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
             end=hi,
             resolution=resolution,
             total_kwh=sum(p.kwh for p in points),
+            clock=clock if end is None else "wall",
             points=[
                 ConsumptionPoint(
                     start=p.start,
@@ -518,8 +546,15 @@ def create_app(deps: ApiDeps) -> FastAPI:
         latest = deps.store.latest_forecast(household_id)
         if latest is None:
             raise ApiError(404, "no_forecast", f"no forecast for {household_id} yet")
-        age = (deps.clock() - latest.issued_at).total_seconds()
-        return ForecastResponse(household_id=household_id, age_s=age, forecast=latest)
+        last = _last_reading(household_id)
+        age = ((last or deps.clock()) - latest.issued_at).total_seconds()
+        return ForecastResponse(
+            household_id=household_id,
+            age_s=age,
+            clock="event_time" if last else "wall",
+            last_reading_at=last,
+            forecast=latest,
+        )
 
     @app.get("/households/{household_id}/accuracy", responses=_with(404))
     def accuracy(household_id: ReadableHousehold) -> AccuracyResponse:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -50,9 +51,11 @@ __all__ = [
     "ReplayPlan",
     "ReplayStart",
     "flush_interval_for",
+    "fresh_id_prefix",
     "next_window_end",
     "parse_speed",
     "plan_replay",
+    "replay_household_ids",
     "replay_shift_us",
     "replay_window",
     "window_step_us",
@@ -181,7 +184,25 @@ class ReplayPlan:
         return len(self.household_ids)
 
 
-def plan_replay(households: int, *, minutes: int, seed: int = 0) -> ReplayPlan:
+def replay_household_ids(households: int, prefix: str = "uci") -> tuple[str, ...]:
+    """``prefix-0001`` ... : the ids of a replay's households."""
+    width = max(4, len(str(households)))
+    return tuple(f"{prefix}-{i + 1:0{width}d}" for i in range(households))
+
+
+def fresh_id_prefix(
+    households: int, has_data: Callable[[str], bool], *, base: str = "uci", tries: int = 999
+) -> str:
+    """``base``, or ``base2``, ``base3`` ...: the first prefix whose first household has no
+    data yet, so a new replay never silently mixes into a household that is running."""
+    for n in range(1, tries + 1):
+        prefix = base if n == 1 else f"{base}{n}"
+        if not has_data(replay_household_ids(households, prefix)[0]):
+            return prefix
+    raise ValueError(f"every prefix {base} .. {base}{tries} already has data")
+
+
+def plan_replay(households: int, *, minutes: int, seed: int = 0, prefix: str = "uci") -> ReplayPlan:
     """N households over a file of ``minutes`` rows; same seed -> same households.
 
     Household 1 is the file itself (offset 0, scale 1). The others start a seeded number
@@ -195,9 +216,8 @@ def plan_replay(households: int, *, minutes: int, seed: int = 0) -> ReplayPlan:
     offsets = rng.integers(0, days, households)
     scales = rng.uniform(*UCI_SCALE_RANGE, households)
     offsets[0], scales[0] = 0, 1.0
-    width = max(4, len(str(households)))
     return ReplayPlan(
-        tuple(f"uci-{i + 1:0{width}d}" for i in range(households)),
+        replay_household_ids(households, prefix),
         offsets.astype(np.int64),
         scales,
     )

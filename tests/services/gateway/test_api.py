@@ -121,9 +121,27 @@ def test_api_malformed_household_id_is_422(world):
 def test_api_forecast_latest_with_interval(world):
     body = world.client.get(f"/households/{A}/forecast", headers=world.headers(A)).json()
 
-    assert body["age_s"] == 60.0
+    assert body["age_s"] == 0.0  # issued at the latest reading: event time, not the wall
+    assert body["clock"] == "event_time"
+    assert body["last_reading_at"] == body["forecast"]["issued_at"]
     point = body["forecast"]["points"][0]
     assert point["lower_kw"] <= point["value_kw"] <= point["upper_kw"]
+
+
+def test_api_consumption_default_window_ends_at_the_latest_reading(world):
+    """One clock: with no end given, the window ends at the household's latest reading,
+    however far a replay runs ahead of (or behind) the wall clock, and says so."""
+    given = world.client.get(
+        f"/households/{A}/consumption",
+        params={"end": "2030-01-01T00:00:00Z"},
+        headers=world.headers(A),
+    ).json()
+    default = world.client.get(f"/households/{A}/consumption", headers=world.headers(A)).json()
+
+    assert given["clock"] == "wall"
+    assert default["clock"] == "event_time"
+    assert default["points"]
+    assert default["points"][-1]["start"] < default["end"]
 
 
 def test_api_forecast_missing_is_404(world):

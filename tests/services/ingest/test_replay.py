@@ -366,3 +366,14 @@ def test_run_replay_reads_the_file_and_bounds_memory_per_window() -> None:
     assert report.readings_published == 4 * 39_477
     assert report.rows_malformed == 0
     assert len(progress) == report.windows
+
+
+def test_replay_fresh_id_prefix_skips_households_with_data():
+    from services.ingest.core.replay import fresh_id_prefix, replay_household_ids
+
+    running = {"uci-0001", "uci2-0001"}
+
+    assert fresh_id_prefix(3, lambda h: h in running) == "uci3"
+    assert fresh_id_prefix(3, lambda h: False) == "uci"
+    assert replay_household_ids(2, "uci3") == ("uci3-0001", "uci3-0002")
+    assert plan_replay(2, minutes=1440, prefix="uci3").household_ids == ("uci3-0001", "uci3-0002")
