@@ -247,13 +247,16 @@ def fleet_models(
     untils: Sequence[dt.date],
     options: TrainOptions,
     workers: int,
+    max_blocks: int | None = None,
 ) -> FleetModels:
     """Train (or reuse from ``cache``) one fleet model per ``until`` day, with progress.
 
     The cache key is the data files (names and sizes), the features and the options, so
     a change of any of them retrains.
     """
-    files = [*sorted(lcl_dir.glob("block_*")), info_file]
+    from services.monthly.adapters.datasets import lcl_blocks
+
+    files = [*lcl_blocks(lcl_dir)[:max_blocks], info_file]
     key_text = json.dumps(
         [
             [(f.name, f.stat().st_size) for f in files],
@@ -272,7 +275,7 @@ def fleet_models(
         path = folder / f"fleet-until-{until}.json"
         if not path.exists():
             if samples is None:
-                samples = _samples(lcl_dir, info_file, samples_file, options, workers)
+                samples = _samples(lcl_dir, info_file, samples_file, options, workers, max_blocks)
             print(f"  training the fleet model on months before {until} ...", flush=True)
             started = time.perf_counter()
             model = train(samples, dataclasses.replace(options, until=until))
@@ -290,7 +293,12 @@ def fleet_models(
 
 
 def _samples(
-    lcl_dir: Path, info_file: Path, path: Path, options: TrainOptions, workers: int
+    lcl_dir: Path,
+    info_file: Path,
+    path: Path,
+    options: TrainOptions,
+    workers: int,
+    max_blocks: int | None = None,
 ) -> SampleSet:
     if path.exists():
         return SampleSet.load(path)
@@ -304,7 +312,12 @@ def _samples(
             )
 
     samples = sample_dataset(
-        lcl_dir, read_household_info(info_file), options, workers=workers, on_block=progress
+        lcl_dir,
+        read_household_info(info_file),
+        options,
+        workers=workers,
+        on_block=progress,
+        max_blocks=max_blocks,
     )
     samples.save(path)
     return samples
@@ -779,6 +792,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a fleet model is trained every this many months, on earlier months only",
     )
     parser.add_argument(
+        "--fleet-blocks",
+        type=int,
+        default=None,
+        help="train the fleet models on the first N LCL blocks only (~50 households each; "
+        "a quick run); default: all 112",
+    )
+    parser.add_argument(
         "--cache",
         type=Path,
         default=CACHE_DIR,
@@ -812,7 +832,9 @@ def main(argv: list[str] | None = None) -> int:
         f"as-of days {','.join(map(str, args.as_of_days))}; {len(configs)} configuration(s); "
         f"{args.workers} workers"
     )
-    models = fleet_models(args.lcl, args.info, args.cache, untils, TrainOptions(), args.workers)
+    models = fleet_models(
+        args.lcl, args.info, args.cache, untils, TrainOptions(), args.workers, args.fleet_blocks
+    )
     origins = args.as_of_days
     jobs = [_Job("brownlee", uci, (), "uci", configs, models)]
     jobs.append(

@@ -456,14 +456,16 @@ def sample_dataset(
     *,
     workers: int = 1,
     on_block: Callable[[int, int], None] | None = None,
+    max_blocks: int | None = None,
 ) -> SampleSet:
     """Samples of every household of an LCL ``daily_dataset`` folder, block by block
-    (``workers`` processes; the result does not depend on how many)."""
+    (``workers`` processes; the result does not depend on how many). ``max_blocks``
+    keeps only the first blocks (a quick run; every block holds ~50 households)."""
     import multiprocessing
 
     from services.monthly.adapters.datasets import lcl_blocks
 
-    blocks = lcl_blocks(data_dir)
+    blocks = lcl_blocks(data_dir)[:max_blocks]
     jobs = [
         _BlockJob(str(p), info, options.seed, options.as_of_per_month, options.first_months_as_of)
         for p in blocks
