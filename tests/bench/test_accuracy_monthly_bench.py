@@ -116,7 +116,7 @@ def test_bench_accuracy_monthly_small_run_prints_the_contract(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ):
     args = ["accuracy-monthly", "--households", "3", "--short-households", "3"]
-    args += ["--fleet-blocks", "3", "--cache", str(tmp_path)]
+    args += ["--fleet-blocks", "20", "--cache", str(tmp_path)]
     assert main([*args, "--as-of-days", "5,19", "--workers", "1"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("win_rate", "coverage_80", "coverage_95", "rest_of_month_mape", "best_naive"):
