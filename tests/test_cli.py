@@ -80,6 +80,46 @@ def test_cli_run_once_loads_shipped_slice(tmp_path, monkeypatch):
     assert not (tmp_path / "stack.json").exists()  # cleaned up when the stack stops
 
 
+@pytest.mark.slow
+def test_cli_run_once_shows_every_feature(tmp_path, monkeypatch):
+    """`run --once`: each feature of the demo produced output, counted in its summary."""
+    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("WATTSTREAM_PORT", "0")
+    result = CliRunner().invoke(main, ["run", "--once"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    archived = re.search(r"archive: (\d+) household-day Parquet files", text)
+    assert archived, text
+    assert int(archived.group(1)) > 0
+    assert "published 1,680 readings of 5 households" in text  # the London week
+    assert "demo anomaly (injected, not in the real data): london-00001 +1.5 kW" in text
+    features = re.search(
+        r"realtime LSTM forecasts: (\d+) \((\d+)/(\d+) UCI households\); "
+        r"fleet-model forecasts: (\d+) \((\d+)/(\d+) London households.*?\); "
+        r"anomalies flagged: (\d+); accuracy: (\d+) scored forecast-actual pairs",
+        text,
+    )
+    assert features, text
+    lstm, lstm_ok, uci, fleet, fleet_ok, london, anomalies, pairs = map(int, features.groups())
+    assert lstm > 0
+    assert lstm_ok == uci == 1
+    assert fleet > 0
+    assert fleet_ok == london == 5  # the fleet model, not seasonal naive
+    assert anomalies > 0
+    assert pairs > 0
+    prophet = re.search(r"monthly: (\d+) Prophet forecasts", text)
+    assert prophet, text
+    assert int(prophet.group(1)) > 0
+    upload = re.search(
+        r"upload report: .*?household_id=upload-demo, utc_offset=\+01:00, "
+        r"status=(\w+).*?accepted=(\d+)",
+        text,
+    )
+    assert upload, text
+    assert upload.group(1) == "processed"
+    assert int(upload.group(2)) == 1440
+
+
 def test_cli_replay_publishes_to_running_stack(tmp_path, monkeypatch, deploy_stack, clients):
     monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
     stack = deploy_stack()

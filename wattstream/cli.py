@@ -407,11 +407,20 @@ def run(
         fleet: Any = None
         if london and not once:  # beside the replay, on its clock
             fleet = _london_fleet(description, london, start=start, speed=speed, stop=stop)
+        # --once: full speed in lockstep, each hour processed before the next, so the
+        # realtime service forecasts every hour (a backlog would supersede all but the last)
+        step = (lambda: event_runner.drain(timeout_s=600, quiet_rounds=1)) if once else None
         replay_with_progress(
-            description, path, speed="max" if once else speed, households=households, start=start
+            description,
+            path,
+            speed="max" if once else speed,
+            households=households,
+            start=start,
+            window_minutes=ONCE_WINDOW_MINUTES if once else None,
+            after_window=step,
         )
         if london and once:
-            _london_fleet(description, london, start=start, speed="max", stop=None)
+            _london_fleet(description, london, start=start, speed="max", stop=None, step=step)
         if once:
             with console.status("processing: archive, forecasts, accuracy, summaries ..."):
                 if workers:
@@ -446,6 +455,10 @@ def run(
             + (" (Ctrl-C)" if interrupted else "")
             + f": stack, APIs and dashboard are down; logs in {settings.state_dir / 'logs'}"
         )
+
+
+ONCE_WINDOW_MINUTES = 60
+"""``run --once`` publishes an hour at a time and lets the pipeline process it."""
 
 
 def _duration(seconds: float) -> str:
@@ -508,7 +521,13 @@ def _print_upload_report(description: Any, key: str, *, timeout: float) -> None:
 
 
 def _london_fleet(
-    description: Any, households: int, *, start: dt.datetime, speed: str, stop: Any
+    description: Any,
+    households: int,
+    *,
+    start: dt.datetime,
+    speed: str,
+    stop: Any,
+    step: Any = None,
 ) -> Any:
     """The demo's London fleet (``simulate``'s code path) with its labelled anomaly."""
     from services.ingest.core.fleet import plan_fleet
@@ -533,6 +552,8 @@ def _london_fleet(
         id_prefix=LONDON_PREFIX,
         anomaly=anomaly,
         stop=stop,
+        window_minutes=ONCE_WINDOW_MINUTES if step is not None else 1440,
+        after_window=step,
     )
 
 

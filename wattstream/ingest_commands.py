@@ -61,11 +61,15 @@ def _print_source_report(report: Any) -> None:
     )
 
 
-def _run_source(title: str, run: Any) -> Any:
+def _run_source(title: str, run: Any, after_window: Any = None) -> Any:
+    """Run a source with a progress bar; ``after_window()`` runs after each published window
+    (``run --once`` lets the pipeline process each window before the next: lockstep)."""
     with _source_progress(title) as progress:
         task = progress.add_task(title, total=1.0, readings=0, rejected=0, lag=0.0)
 
         def update(report: Any) -> None:
+            if after_window is not None:
+                after_window()
             progress.update(
                 task,
                 completed=report.fraction,
@@ -111,10 +115,17 @@ def replay_with_progress(
     seed: int = 0,
     flush_every_s: float | None = None,
     id_prefix: str = "uci",
+    window_minutes: int | None = None,
+    after_window: Any = None,
 ) -> Any:
-    """Replay a UCI file onto the stack's readings stream with a progress bar."""
+    """Replay a UCI file onto the stack's readings stream with a progress bar.
+
+    ``window_minutes`` (unpaced): minutes per window and record, default a day;
+    ``after_window``: see :func:`_run_source`.
+    """
     from services.ingest.core.replay import parse_speed
     from services.ingest.sources import DEFAULT_FLUSH_EVERY_S, ReplayOptions, run_replay
+    from shared.publishing import DEFAULT_READINGS_PER_RECORD
 
     try:
         speed_factor = parse_speed(speed)
@@ -133,10 +144,12 @@ def replay_with_progress(
                 seed=seed,
                 id_prefix=id_prefix,
                 flush_every_s=flush_every_s or DEFAULT_FLUSH_EVERY_S,
+                readings_per_record=window_minutes or DEFAULT_READINGS_PER_RECORD,
             ),
             quarantine=quarantine,
             on_progress=update,
         ),
+        after_window,
     )
 
 
@@ -337,11 +350,14 @@ def simulate_with_progress(
     id_prefix: str = "sim",
     anomaly: Any = None,
     stop: threading.Event | None = None,
+    window_minutes: int = 1440,
+    after_window: Any = None,
 ) -> Any:
     """Publish a seeded fleet (``wattstream simulate``; ``run`` adds a London fleet this way).
 
     With a progress bar and its report (returned); with ``stop``, in a background thread
     (returned) that prints its report when done and ends quietly once ``stop`` is set.
+    ``window_minutes`` bounds a window; ``after_window``: see :func:`_run_source`.
     """
     from services.ingest.core.replay import parse_speed
     from services.ingest.sources import load_fleet, run_fleet
@@ -373,10 +389,11 @@ def simulate_with_progress(
             on_progress=update,
             anomaly=anomaly,
             sleep=sleep,
+            max_window_minutes=window_minutes,
         )
 
     if stop is None:
-        return _run_source(f"simulate {households:,} households", publish)
+        return _run_source(f"simulate {households:,} households", publish, after_window)
 
     def quiet_sleep(seconds: float) -> None:
         if stop.wait(seconds):

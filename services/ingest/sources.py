@@ -470,12 +470,14 @@ def run_fleet(
     sleep: Callable[[float], None] = time.sleep,
     on_progress: Callable[[SourceReport], None] | None = None,
     anomaly: InjectedAnomaly | None = None,
+    max_window_minutes: int = 1440,
 ) -> SourceReport:
     """``wattstream simulate``: publish ``days`` of the fleet from ``start`` (half-hour grid).
 
     Same pacing, validation and publishing as :func:`run_replay`; unpaced by default,
     where a window is at most a day and at most ``max_window_readings`` readings.
-    ``anomaly`` (the demo's) adds a labelled deviation to one household's readings.
+    ``anomaly`` (the demo's) adds a labelled deviation to one household's readings;
+    ``max_window_minutes`` bounds a window further (``run --once`` steps hour by hour).
     """
     speed = parse_speed(speed)
     if days <= 0:
@@ -496,7 +498,7 @@ def run_fleet(
         flush_every_s,
         readings_per_minute=model.readings_per_day() / 1440,
         max_window_readings=max_window_readings,
-        max_minutes=1440,
+        max_minutes=max_window_minutes,
     )
     sink = _Sink(publisher, quarantine, readings_per_record, limits)
 
