@@ -217,7 +217,13 @@ def status(ctx: click.Context, resources: bool) -> None:
     )
 
 
-def _build_runner(settings: LocalSettings, description: Any, functions: set[str] | None) -> Any:
+def _build_runner(
+    settings: LocalSettings,
+    description: Any,
+    functions: set[str] | None,
+    *,
+    batching_windows: bool = True,
+) -> Any:
     from wattstream.local.runner import EventSourceRunner
     from wattstream.local.server import client_factory
 
@@ -227,6 +233,7 @@ def _build_runner(settings: LocalSettings, description: Any, functions: set[str]
         checkpoint_path=settings.checkpoint_file(description.stack_name, description.created_at),
         functions=functions,
         log_dir=settings.state_dir / "logs",
+        batching_windows=batching_windows,
     )
 
 
@@ -389,8 +396,8 @@ def run(
             )
             workers = kafka_run.start_workers(description, bootstrap, settings.state_dir)
             console.print(f"Kafka bus at {bootstrap}: {len(workers)} faust workers")
-        else:
-            event_runner = _build_runner(settings, description, None)
+        else:  # --once steps in lockstep: no waiting for fuller batches
+            event_runner = _build_runner(settings, description, None, batching_windows=not once)
         if not once:
             event_runner.start()
             api = start_ingest_api(description, settings, announce=False)
@@ -407,8 +414,8 @@ def run(
         fleet: Any = None
         if london and not once:  # beside the replay, on its clock
             fleet = _london_fleet(description, london, start=start, speed=speed, stop=stop)
-        # --once: full speed in lockstep, each hour processed before the next, so the
-        # realtime service forecasts every hour (a backlog would supersede all but the last)
+        # --once: full speed in lockstep, each window processed before the next, so the
+        # realtime service forecasts every window (a backlog supersedes all but the last)
         step = (lambda: event_runner.drain(timeout_s=600, quiet_rounds=1)) if once else None
         replay_with_progress(
             description,
@@ -416,7 +423,7 @@ def run(
             speed="max" if once else speed,
             households=households,
             start=start,
-            window_minutes=ONCE_WINDOW_MINUTES if once else None,
+            window_minutes=ONCE_UCI_WINDOW_MINUTES if once else None,
             after_window=step,
         )
         if london and once:
@@ -457,8 +464,11 @@ def run(
         )
 
 
-ONCE_WINDOW_MINUTES = 60
-"""``run --once`` publishes an hour at a time and lets the pipeline process it."""
+ONCE_UCI_WINDOW_MINUTES = 360
+ONCE_LONDON_WINDOW_MINUTES = 60
+"""``run --once`` publishes the UCI replay 6 h and the London fleet 1 h at a time, and lets
+the pipeline process each window before the next: a forecast per window and household
+(hourly where the demo anomaly is), in about a second a window."""
 
 
 def _duration(seconds: float) -> str:
@@ -552,7 +562,7 @@ def _london_fleet(
         id_prefix=LONDON_PREFIX,
         anomaly=anomaly,
         stop=stop,
-        window_minutes=ONCE_WINDOW_MINUTES if step is not None else 1440,
+        window_minutes=ONCE_LONDON_WINDOW_MINUTES if step is not None else 1440,
         after_window=step,
     )
 
