@@ -638,13 +638,16 @@ def _print_feature_summary(description: Any, *, first_day: dt.date) -> None:
     lstm = [h for h in uci if not FeatureCounts.naive(h)]
     served = [h for h in fleet if not FeatureCounts.naive(h)]
     models = sorted({h.model_version for h in served if h.model_version})
+    injected = (
+        f" ({fleet[0].household_id}, the demo anomaly's: {fleet[0].anomalies})" if fleet else ""
+    )
     console.print(
         "features: "
         f"realtime LSTM forecasts: {sum(h.forecasts for h in lstm)} "
         f"({len(lstm)}/{len(uci)} UCI households); "
         f"fleet-model forecasts: {sum(h.forecasts for h in served)} "
         f"({len(served)}/{len(fleet)} London households, latest from {', '.join(models) or '-'}); "
-        f"anomalies flagged: {sum(h.anomalies for h in counts.households)}; "
+        f"anomalies flagged: {sum(h.anomalies for h in counts.households)}{injected}; "
         f"accuracy: {sum(h.scored_pairs for h in counts.households)} scored forecast-actual "
         f"pairs in {sum(h.scored_pairs > 0 for h in counts.households)} households"
     )
