@@ -465,10 +465,10 @@ def run(
 
 
 ONCE_UCI_WINDOW_MINUTES = 360
-ONCE_LONDON_WINDOW_MINUTES = 60
+ONCE_LONDON_WINDOW_MINUTES = 180
 """``run --once`` publishes the UCI replay 6 h and the London fleet 1 h at a time, and lets
-the pipeline process each window before the next: a forecast per window and household
-(hourly where the demo anomaly is), in about a second a window."""
+the pipeline process each window before the next: a forecast per window and household,
+in about a second a window (a 3 h window always ends inside the 3 h demo anomaly)."""
 
 
 def _duration(seconds: float) -> str:
@@ -614,6 +614,8 @@ def _print_monthly_summary(s3: Any, bucket: str) -> None:
                 continue
             body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
             reason = MonthlyForecast.model_validate_json(body).fallback_reason
+            if reason is not None:  # "short_history: 3 usable days ...": by kind
+                reason = reason.split(":")[0]
             if reason is None:
                 prophet += 1
             else:
