@@ -366,7 +366,10 @@ def run(
     monthly forecasts have the history Prophet needs); the ingest API listens on
     WATTSTREAM_INGEST_PORT, the gateway API on WATTSTREAM_API_PORT and the dashboard on
     WATTSTREAM_DASHBOARD_PORT; and the UCI data is replayed onto the readings stream as
-    if live, with a progress bar: archive, forecasts and the query store fill up.
+    if live, with a progress bar: archive, forecasts and the query store fill up. Beside
+    it, on the same clock, a London fleet from the shipped slice (``simulate``'s code
+    path, one labelled injected anomaly) and one batch upload of a day of the UCI file, so
+    every feature shows (see :mod:`wattstream.demo`).
     """
     from wattstream.gateway_commands import start_gateway, stop_all
     from wattstream.ingest_commands import replay_with_progress, start_ingest_api
@@ -416,14 +419,15 @@ def run(
             fleet = _london_fleet(description, london, start=start, speed=speed, stop=stop)
         # --once: full speed in lockstep, each window processed before the next, so the
         # realtime service forecasts every window (a backlog supersedes all but the last)
-        step = (lambda: event_runner.drain(timeout_s=600, quiet_rounds=1)) if once else None
+        lockstep = once and not workers  # (the faust workers consume Kafka on their own)
+        step = (lambda: event_runner.drain(timeout_s=600, quiet_rounds=1)) if lockstep else None
         replay_with_progress(
             description,
             path,
             speed="max" if once else speed,
             households=households,
             start=start,
-            window_minutes=ONCE_UCI_WINDOW_MINUTES if once else None,
+            window_minutes=ONCE_UCI_WINDOW_MINUTES if lockstep else None,
             after_window=step,
         )
         if london and once:
@@ -466,7 +470,7 @@ def run(
 
 ONCE_UCI_WINDOW_MINUTES = 360
 ONCE_LONDON_WINDOW_MINUTES = 180
-"""``run --once`` publishes the UCI replay 6 h and the London fleet 1 h at a time, and lets
+"""``run --once`` publishes the UCI replay 6 h and the London fleet 3 h at a time, and lets
 the pipeline process each window before the next: a forecast per window and household,
 in about a second a window (a 3 h window always ends inside the 3 h demo anomaly)."""
 

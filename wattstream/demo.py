@@ -24,6 +24,8 @@ __all__ = [
     "LONDON_PREFIX",
     "UPLOAD_HOUSEHOLD",
     "FeatureCounts",
+    "HouseholdFeatures",
+    "anomaly_label",
     "demo_anomaly",
     "feature_counts",
     "write_upload_slice",
