@@ -472,7 +472,7 @@ ONCE_UCI_WINDOW_MINUTES = 360
 ONCE_LONDON_WINDOW_MINUTES = 180
 """``run --once`` publishes the UCI replay 6 h and the London fleet 3 h at a time, and lets
 the pipeline process each window before the next: a forecast per window and household,
-in about a second a window (a 3 h window always ends inside the 3 h demo anomaly)."""
+in about a second a window (a 3 h window always ends inside the 4 h demo anomaly)."""
 
 
 def _duration(seconds: float) -> str:

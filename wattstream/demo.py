@@ -38,10 +38,13 @@ DEMO_LONDON_DAYS: Final = 7.0
 """A week of the fleet from the replay's start: the fleet model needs one complete day,
 the anomaly lands on the 4th."""
 
-DEMO_ANOMALY_KW: Final = 1.5
-DEMO_ANOMALY_HOURS: Final = 3
+DEMO_ANOMALY_KW: Final = 2.0
+DEMO_ANOMALY_HOURS: Final = 4
 DEMO_ANOMALY_DAY: Final = 3
-"""The anomaly lands on the fleet's 4th day, 17:00 UTC: the detector has 3 days of usual."""
+DEMO_ANOMALY_HOUR: Final = 10
+"""The anomaly lands on the fleet's 4th day, 10:00-14:00 UTC: the detector has 3 days of
+usual, and a daytime excess stands out (the detector wants it to persist: at half-hour
+bins, 3 h at +1.5 kW in an evening peak is not enough)."""
 
 UPLOAD_HOUSEHOLD: Final = "upload-demo"
 UPLOAD_DAY_ROWS: Final = 1440
@@ -49,12 +52,14 @@ UPLOAD_DAY_ROWS: Final = 1440
 
 
 def demo_anomaly(first_household: str, start: dt.datetime) -> Any:
-    """The demo's labelled anomaly: +1.5 kW for 3 h in ``first_household``."""
+    """The demo's labelled anomaly: +2 kW for 4 h in ``first_household``."""
     from services.ingest.core.fleet import InjectedAnomaly
     from shared.batch import datetime_to_us
 
     day = dt.datetime.combine(
-        start.date() + dt.timedelta(days=DEMO_ANOMALY_DAY), dt.time(17), tzinfo=dt.UTC
+        start.date() + dt.timedelta(days=DEMO_ANOMALY_DAY),
+        dt.time(DEMO_ANOMALY_HOUR),
+        tzinfo=dt.UTC,
     )
     return InjectedAnomaly(
         household_id=first_household,
