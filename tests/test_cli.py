@@ -83,20 +83,24 @@ def test_cli_run_once_shows_every_feature(tmp_path, monkeypatch):
     assert archived, text
     assert int(archived.group(1)) > 0
     assert "published 1,680 readings of 5 households" in text  # the London week
-    assert "demo anomaly (injected, not in the real data): london-00001 +1.5 kW" in text
+    assert "demo anomaly (injected, not in the real data): london-00001 +2 kW" in text
     features = re.search(
         r"realtime LSTM forecasts: (\d+) \((\d+)/(\d+) UCI households\); "
         r"fleet-model forecasts: (\d+) \((\d+)/(\d+) London households.*?\); "
-        r"anomalies flagged: (\d+).*?; accuracy: (\d+) scored forecast-actual pairs",
+        r"anomalies flagged: (\d+) \(london-00001, the demo anomaly's: (\d+)\); "
+        r"accuracy: (\d+) scored forecast-actual pairs",
         text,
     )
     assert features, text
-    lstm, lstm_ok, uci, fleet, fleet_ok, london, anomalies, pairs = map(int, features.groups())
+    lstm, lstm_ok, uci, fleet, fleet_ok, london, anomalies, injected, pairs = map(
+        int, features.groups()
+    )
     assert lstm > 0
     assert lstm_ok == uci == 1
     assert fleet > 0
     assert fleet_ok == london == 5  # the fleet model, not seasonal naive
     assert anomalies > 0
+    assert injected > 0  # the demo anomaly is flagged
     assert pairs > 0
     prophet = re.search(r"monthly: (\d+) Prophet forecasts", text)
     assert prophet, text
