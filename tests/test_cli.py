@@ -63,21 +63,56 @@ def test_cli_status_shows_streams_and_queue_depths(tmp_path, monkeypatch, deploy
     assert re.search(r"RawEventsDeadLetterQueue\s+.*0 waiting", result.output)
 
 
-def test_cli_run_once_loads_shipped_slice(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_cli_run_once_shows_every_feature(tmp_path, monkeypatch):
+    """`run --once`: each feature of the demo produced output, counted in its summary.
+
+    Slow (minutes): --once processes the demo in lockstep, window by window."""
     monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("WATTSTREAM_PORT", "0")
     result = CliRunner().invoke(main, ["run", "--once"], terminal_width=200)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    published = re.search(r"published ([\d,]+) readings", text)
-    assert published
-    assert published.group(1) == "39,477"
+    published = re.search(r"published ([\d,]+) readings of 1 households", text)
+    assert published, text
+    assert published.group(1) == "39,477"  # the shipped UCI slice
     assert "3,723 missing rows reported" in text
     assert "history: 105 daily summaries" in text  # the real months before the slice
-    prophet = re.search(r"monthly: (\d+) Prophet forecasts, (\d+) fallback", text)
-    assert prophet, text
-    assert int(prophet.group(1)) > 0  # the demo reaches Prophet
     assert not (tmp_path / "stack.json").exists()  # cleaned up when the stack stops
+    archived = re.search(r"archive: (\d+) household-day Parquet files", text)
+    assert archived, text
+    assert int(archived.group(1)) > 0
+    assert "published 1,680 readings of 5 households" in text  # the London week
+    assert "demo anomaly (injected, not in the real data): london-00001 +2 kW" in text
+    features = re.search(
+        r"realtime LSTM forecasts: (\d+) \((\d+)/(\d+) UCI households\); "
+        r"fleet-model forecasts: (\d+) \((\d+)/(\d+) London households.*?\); "
+        r"anomalies flagged: (\d+) \(london-00001, the demo anomaly's: (\d+)\); "
+        r"accuracy: (\d+) scored forecast-actual pairs",
+        text,
+    )
+    assert features, text
+    lstm, lstm_ok, uci, fleet, fleet_ok, london, anomalies, injected, pairs = map(
+        int, features.groups()
+    )
+    assert lstm > 0
+    assert lstm_ok == uci == 1
+    assert fleet > 0
+    assert fleet_ok == london == 5  # the fleet model, not seasonal naive
+    assert anomalies > 0
+    assert injected > 0  # the demo anomaly is flagged
+    assert pairs > 0
+    prophet = re.search(r"monthly: (\d+) Prophet forecasts", text)
+    assert prophet, text
+    assert int(prophet.group(1)) > 0
+    upload = re.search(
+        r"upload report: .*?household_id=upload-demo, utc_offset=\+01:00, "
+        r"status=(\w+).*?accepted=(\d+)",
+        text,
+    )
+    assert upload, text
+    assert upload.group(1) == "processed"
+    assert int(upload.group(2)) == 1440
 
 
 def test_cli_replay_publishes_to_running_stack(tmp_path, monkeypatch, deploy_stack, clients):

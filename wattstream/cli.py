@@ -217,7 +217,13 @@ def status(ctx: click.Context, resources: bool) -> None:
     )
 
 
-def _build_runner(settings: LocalSettings, description: Any, functions: set[str] | None) -> Any:
+def _build_runner(
+    settings: LocalSettings,
+    description: Any,
+    functions: set[str] | None,
+    *,
+    batching_windows: bool = True,
+) -> Any:
     from wattstream.local.runner import EventSourceRunner
     from wattstream.local.server import client_factory
 
@@ -227,6 +233,7 @@ def _build_runner(settings: LocalSettings, description: Any, functions: set[str]
         checkpoint_path=settings.checkpoint_file(description.stack_name, description.created_at),
         functions=functions,
         log_dir=settings.state_dir / "logs",
+        batching_windows=batching_windows,
     )
 
 
@@ -318,6 +325,13 @@ def use_stack_environment(description: Any, function_logical_id: str) -> None:
 )
 @click.option("--speed", default="600", show_default=True, help="Replay speed factor, or max.")
 @click.option("--households", default=1, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--london",
+    default=5,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="London households (from the shipped slice) streamed beside the replay; 0: none.",
+)
 @click.option("--once", is_flag=True, help="Replay at full speed, process everything, exit.")
 @click.option(
     "--bus",
@@ -339,6 +353,7 @@ def run(
     data_path: Path | None,
     speed: str,
     households: int,
+    london: int,
     once: bool,
     bus: str,
     bootstrap: str | None,
@@ -351,7 +366,10 @@ def run(
     monthly forecasts have the history Prophet needs); the ingest API listens on
     WATTSTREAM_INGEST_PORT, the gateway API on WATTSTREAM_API_PORT and the dashboard on
     WATTSTREAM_DASHBOARD_PORT; and the UCI data is replayed onto the readings stream as
-    if live, with a progress bar: archive, forecasts and the query store fill up.
+    if live, with a progress bar: archive, forecasts and the query store fill up. Beside
+    it, on the same clock, a London fleet from the shipped slice (``simulate``'s code
+    path, one labelled injected anomaly) and one batch upload of a day of the UCI file, so
+    every feature shows (see :mod:`wattstream.demo`).
     """
     from wattstream.gateway_commands import start_gateway, stop_all
     from wattstream.ingest_commands import replay_with_progress, start_ingest_api
@@ -369,6 +387,7 @@ def run(
     api = None
     gateway: list[Any] = []
     interrupted = False
+    stop = threading.Event()
     try:
         if bus == "kafka":
             from wattstream.kafka import run as kafka_run
@@ -380,33 +399,58 @@ def run(
             )
             workers = kafka_run.start_workers(description, bootstrap, settings.state_dir)
             console.print(f"Kafka bus at {bootstrap}: {len(workers)} faust workers")
-        else:
-            event_runner = _build_runner(settings, description, None)
+        else:  # --once steps in lockstep: no waiting for fuller batches
+            event_runner = _build_runner(settings, description, None, batching_windows=not once)
         if not once:
             event_runner.start()
             api = start_ingest_api(description, settings, announce=False)
             gateway = start_gateway(description, settings, dashboard=True, announce=False)
-            _print_welcome(settings, description, gateway[0].url, households=households)
+            _print_welcome(
+                settings, description, gateway[0].url, households=households, london=london
+            )
         start = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
         if data_path is None:
             _seed_history(description, path, households=households, first_day=start.date())
+        upload = _demo_upload(description, settings, path)
+        if not once:  # the runner is running: the report comes in seconds
+            _print_upload_report(description, upload, timeout=120)
+        fleet: Any = None
+        if london and not once:  # beside the replay, on its clock
+            fleet = _london_fleet(description, london, start=start, speed=speed, stop=stop)
+        # --once: full speed in lockstep, each window processed before the next, so the
+        # realtime service forecasts every window (a backlog supersedes all but the last)
+        lockstep = once and not workers  # (the faust workers consume Kafka on their own)
+        step = (lambda: event_runner.drain(timeout_s=600, quiet_rounds=1)) if lockstep else None
         replay_with_progress(
-            description, path, speed="max" if once else speed, households=households, start=start
+            description,
+            path,
+            speed="max" if once else speed,
+            households=households,
+            start=start,
+            window_minutes=ONCE_UCI_WINDOW_MINUTES if lockstep else None,
+            after_window=step,
         )
+        if london and once:
+            _london_fleet(description, london, start=start, speed="max", stop=None, step=step)
         if once:
-            with console.status("processing: archive and daily summaries ..."):
+            with console.status("processing: archive, forecasts, accuracy, summaries ..."):
                 if workers:
                     kafka_run.wait_quiet(workers, description)
-                event_runner.drain(timeout_s=600)
+                event_runner.drain(timeout_s=900)
             _print_pipeline_summary(description, event_runner)
             if workers:
                 console.print("\n".join(kafka_run.summary(workers)))
+            _print_upload_report(description, upload, timeout=60)
+            _print_feature_summary(description, first_day=start.date())
         else:
+            if fleet is not None:
+                fleet.join()
             console.print("replay finished; still serving. Ctrl-C stops")
             _wait_for_interrupt()
     except KeyboardInterrupt:  # Ctrl-C is how a demo ends: not an error
         interrupted = True
     finally:
+        stop.set()
         stop_all(gateway)
         if api is not None:
             api.should_exit = True
@@ -424,13 +468,22 @@ def run(
         )
 
 
+ONCE_UCI_WINDOW_MINUTES = 360
+ONCE_LONDON_WINDOW_MINUTES = 180
+"""``run --once`` publishes the UCI replay 6 h and the London fleet 3 h at a time, and lets
+the pipeline process each window before the next: a forecast per window and household,
+in about a second a window (a 3 h window always ends inside the 4 h demo anomaly)."""
+
+
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _print_welcome(settings: LocalSettings, description: Any, api: str, *, households: int) -> None:
+def _print_welcome(
+    settings: LocalSettings, description: Any, api: str, *, households: int, london: int
+) -> None:
     """One screen: what runs, where to click, how to get a token."""
     from rich.panel import Panel
 
@@ -448,11 +501,74 @@ def _print_welcome(settings: LocalSettings, description: Any, api: str, *, house
         "  .venv/bin/wattstream token --operator                 # the fleet (operator)",
         f'  curl -H "Authorization: Bearer $TOKEN" {api}/households/{household}/forecast',
         "",
-        f"now replaying {households} real UCI household(s); add a London fleet with",
-        "  .venv/bin/wattstream simulate --households 50 --days 1",
+        "the demo streams, on one clock:",
+        f"  {households} real UCI household(s) (uci-0001 ...): minutes, LSTM forecasts",
+        f"  {london} London households (london-00001 ...) from data/london: half-hours, "
+        "fleet-model forecasts from their 2nd day; one injected demo anomaly",
+        "  one batch upload (upload-demo: a day of the UCI file through the raw bucket)",
+        "  Prophet month forecasts (Month tab) from the UCI house's real history; live",
+        "  accuracy (operator view) once forecasts meet their actuals",
+        "more households: .venv/bin/wattstream simulate --households 50 --days 1",
         f"logs: {settings.state_dir / 'logs'}    Ctrl-C stops everything",
     ]
     console.print(Panel("\n".join(lines), title="wattstream is running", expand=False))
+
+
+def _demo_upload(description: Any, settings: LocalSettings, path: Path) -> str:
+    """Batch processing in the demo: a day of the real UCI file through the raw bucket."""
+    from wattstream.demo import UPLOAD_HOUSEHOLD, write_upload_slice
+    from wattstream.ingest_commands import put_upload
+
+    day = write_upload_slice(path, settings.state_dir / "demo-upload")
+    return put_upload(description, day, UPLOAD_HOUSEHOLD, "+01:00")  # the UCI clock
+
+
+def _print_upload_report(description: Any, key: str, *, timeout: float) -> None:
+    from wattstream.ingest_commands import wait_for_upload_report
+
+    report = wait_for_upload_report(description, key, timeout)
+    if report is None:
+        console.print(f"[red]upload:[/] no batch report for {key} after {timeout:.0f} s")
+        return
+    shown = {k: v for k, v in report.items() if not isinstance(v, (list, dict))}
+    console.print("upload report: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+
+
+def _london_fleet(
+    description: Any,
+    households: int,
+    *,
+    start: dt.datetime,
+    speed: str,
+    stop: Any,
+    step: Any = None,
+) -> Any:
+    """The demo's London fleet (``simulate``'s code path) with its labelled anomaly."""
+    from services.ingest.core.fleet import plan_fleet
+    from wattstream.demo import DEMO_LONDON_DAYS, LONDON_PREFIX, anomaly_label, demo_anomaly
+    from wattstream.ingest_commands import simulate_with_progress
+    from wattstream.settings import shipped_london_dir
+
+    # the fleet's first id, as plan_fleet spells it for this many households
+    ids = plan_fleet(households, seed=0, lcl_candidates=["-"], id_prefix=LONDON_PREFIX)
+    anomaly = demo_anomaly(ids.household_ids[0], start)
+    console.print(anomaly_label(anomaly))
+    return simulate_with_progress(
+        description,
+        households,
+        seed=0,
+        data_dir=shipped_london_dir(),
+        uci_path=None,
+        start=start,
+        days=DEMO_LONDON_DAYS,
+        speed=speed,
+        uci_share=0.0,
+        id_prefix=LONDON_PREFIX,
+        anomaly=anomaly,
+        stop=stop,
+        window_minutes=ONCE_LONDON_WINDOW_MINUTES if step is not None else 1440,
+        after_window=step,
+    )
 
 
 def _seed_history(description: Any, path: Path, *, households: int, first_day: Any) -> None:
@@ -502,6 +618,8 @@ def _print_monthly_summary(s3: Any, bucket: str) -> None:
                 continue
             body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
             reason = MonthlyForecast.model_validate_json(body).fallback_reason
+            if reason is not None:  # "short_history: 3 usable days ...": by kind
+                reason = reason.split(":")[0]
             if reason is None:
                 prophet += 1
             else:
@@ -509,6 +627,35 @@ def _print_monthly_summary(s3: Any, bucket: str) -> None:
     console.print(
         f"monthly: {prophet} Prophet forecasts, {sum(fallbacks.values())} fallback"
         + (f" ({', '.join(f'{n}x {r}' for r, n in fallbacks.items())})" if fallbacks else "")
+    )
+
+
+def _print_feature_summary(description: Any, *, first_day: dt.date) -> None:
+    """What each feature produced, read back from the stack (``run --once``)."""
+    from services.gateway.adapters.dynamo_store import DynamoGatewayStore
+    from wattstream.demo import LONDON_PREFIX, FeatureCounts, feature_counts
+    from wattstream.local.server import client_factory
+
+    clients = client_factory(description.endpoint_url, description.region)
+    store = DynamoGatewayStore(description.outputs["GatewayTableName"], client=clients("dynamodb"))
+    ids = [s.household_id for s in store.households()]
+    counts = feature_counts(store, ids, first_day - dt.timedelta(days=1))
+    uci, fleet = counts.of("uci"), counts.of(LONDON_PREFIX)
+    lstm = [h for h in uci if not FeatureCounts.naive(h)]
+    served = [h for h in fleet if not FeatureCounts.naive(h)]
+    models = sorted({h.model_version for h in served if h.model_version})
+    injected = (
+        f" ({fleet[0].household_id}, the demo anomaly's: {fleet[0].anomalies})" if fleet else ""
+    )
+    console.print(
+        "features: "
+        f"realtime LSTM forecasts: {sum(h.forecasts for h in lstm)} "
+        f"({len(lstm)}/{len(uci)} UCI households); "
+        f"fleet-model forecasts: {sum(h.forecasts for h in served)} "
+        f"({len(served)}/{len(fleet)} London households, latest from {', '.join(models) or '-'}); "
+        f"anomalies flagged: {sum(h.anomalies for h in counts.households)}{injected}; "
+        f"accuracy: {sum(h.scored_pairs for h in counts.households)} scored forecast-actual "
+        f"pairs in {sum(h.scored_pairs > 0 for h in counts.households)} households"
     )
 
 

@@ -61,11 +61,15 @@ def _print_source_report(report: Any) -> None:
     )
 
 
-def _run_source(title: str, run: Any) -> Any:
+def _run_source(title: str, run: Any, after_window: Any = None) -> Any:
+    """Run a source with a progress bar; ``after_window()`` runs after each published window
+    (``run --once`` lets the pipeline process each window before the next: lockstep)."""
     with _source_progress(title) as progress:
         task = progress.add_task(title, total=1.0, readings=0, rejected=0, lag=0.0)
 
         def update(report: Any) -> None:
+            if after_window is not None:
+                after_window()
             progress.update(
                 task,
                 completed=report.fraction,
@@ -111,10 +115,17 @@ def replay_with_progress(
     seed: int = 0,
     flush_every_s: float | None = None,
     id_prefix: str = "uci",
+    window_minutes: int | None = None,
+    after_window: Any = None,
 ) -> Any:
-    """Replay a UCI file onto the stack's readings stream with a progress bar."""
+    """Replay a UCI file onto the stack's readings stream with a progress bar.
+
+    ``window_minutes`` (unpaced): minutes per window and record, default a day;
+    ``after_window``: see :func:`_run_source`.
+    """
     from services.ingest.core.replay import parse_speed
     from services.ingest.sources import DEFAULT_FLUSH_EVERY_S, ReplayOptions, run_replay
+    from shared.publishing import DEFAULT_READINGS_PER_RECORD
 
     try:
         speed_factor = parse_speed(speed)
@@ -133,10 +144,12 @@ def replay_with_progress(
                 seed=seed,
                 id_prefix=id_prefix,
                 flush_every_s=flush_every_s or DEFAULT_FLUSH_EVERY_S,
+                readings_per_record=window_minutes or DEFAULT_READINGS_PER_RECORD,
             ),
             quarantine=quarantine,
             on_progress=update,
         ),
+        after_window,
     )
 
 
@@ -302,9 +315,6 @@ def simulate(
     data_dir: Path | None,
 ) -> None:
     """Publish a seeded fleet of households built from real UCI and London profiles."""
-    from services.ingest.core.replay import parse_speed
-    from services.ingest.sources import load_fleet, run_fleet
-
     description = load_stack(_settings(ctx))
     data, uci = _fleet_data(data_dir)
     console.print(f"real profiles from {data} (London) and {uci.name if uci else 'no'} (UCI)")
@@ -314,22 +324,99 @@ def simulate(
             begin = dt.datetime.fromisoformat(start).replace(tzinfo=dt.UTC)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--start") from error
+    simulate_with_progress(
+        description,
+        households,
+        seed=seed,
+        data_dir=data,
+        uci_path=uci,
+        start=begin,
+        days=days,
+        speed=speed,
+    )
+
+
+def simulate_with_progress(
+    description: Any,
+    households: int,
+    *,
+    seed: int,
+    data_dir: Path | None,
+    uci_path: Path | None,
+    start: dt.datetime | str,
+    days: float,
+    speed: str,
+    uci_share: float = 0.2,
+    id_prefix: str = "sim",
+    anomaly: Any = None,
+    stop: threading.Event | None = None,
+    window_minutes: int = 1440,
+    after_window: Any = None,
+) -> Any:
+    """Publish a seeded fleet (``wattstream simulate``; ``run`` adds a London fleet this way).
+
+    With a progress bar and its report (returned); with ``stop``, in a background thread
+    (returned) that prints its report when done and ends quietly once ``stop`` is set.
+    ``window_minutes`` bounds a window; ``after_window``: see :func:`_run_source`.
+    """
+    from services.ingest.core.replay import parse_speed
+    from services.ingest.sources import load_fleet, run_fleet
+
+    try:
+        speed_factor = parse_speed(speed)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--speed") from error
     with console.status(f"loading real profiles for {households:,} households ..."):
-        fleet, sources = load_fleet(households, seed=seed, data_dir=data, uci_path=uci)
+        fleet, sources = load_fleet(
+            households,
+            seed=seed,
+            data_dir=data_dir,
+            uci_path=uci_path,
+            uci_share=uci_share,
+            id_prefix=id_prefix,
+        )
     publisher, quarantine = _stack_publisher_and_quarantine(description)
-    _run_source(
-        f"simulate {households:,} households",
-        lambda update: run_fleet(
+
+    def publish(update: Any, sleep: Any = time.sleep) -> Any:
+        return run_fleet(
             fleet,
             sources,
             publisher,
-            start=begin,
+            start=start,
             days=days,
-            speed=parse_speed(speed),
+            speed=speed_factor,
             quarantine=quarantine,
             on_progress=update,
-        ),
-    )
+            anomaly=anomaly,
+            sleep=sleep,
+            max_window_minutes=window_minutes,
+        )
+
+    if stop is None:
+        return _run_source(f"simulate {households:,} households", publish, after_window)
+
+    def quiet_sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise _Stopped
+
+    def background() -> None:
+        try:
+            report = publish(None, quiet_sleep)
+        except _Stopped:
+            return
+        except Exception as error:  # the stack went down under it: one line, no traceback
+            if not stop.is_set():
+                console.print(f"[red]fleet simulation stopped:[/] {error}")
+            return
+        _print_source_report(report)
+
+    thread = threading.Thread(target=background, name="simulate", daemon=True)
+    thread.start()
+    return thread
+
+
+class _Stopped(Exception):
+    """A background simulation was asked to stop."""
 
 
 @click.command()
@@ -365,9 +452,7 @@ def upload(
     """Batch processing: put a historical file (UCI format) in the raw bucket and wait for
     its report. UCI rows carry no time zone: --utc-offset says how to read them."""
     from services.ingest.core.intake import household_rejection
-    from services.ingest.shells.batch_lambda import UTC_OFFSET_METADATA, report_key
     from shared.uci import format_utc_offset, parse_utc_offset
-    from wattstream.local.server import client_factory
 
     if household is not None and (bad := household_rejection(household)) is not None:
         raise click.BadParameter(bad.reason, param_hint="--household")
@@ -376,6 +461,23 @@ def upload(
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--utc-offset") from error
     description = load_stack(_settings(ctx))
+    key = put_upload(description, path, household, offset)
+    if not wait:
+        return
+    body = wait_for_upload_report(description, key, timeout)
+    if body is None:
+        raise click.ClickException(
+            f"no report for {key} after {timeout:.0f} s: is the runner running "
+            "(`wattstream run` or `wattstream runner`)?"
+        )
+    console.print_json(json.dumps(body))
+
+
+def put_upload(description: Any, path: Path, household: str | None, offset: str) -> str:
+    """Put ``path`` under ``uploads/`` of the raw bucket with its UTC offset; returns the key."""
+    from services.ingest.shells.batch_lambda import UTC_OFFSET_METADATA
+    from wattstream.local.server import client_factory
+
     s3 = client_factory(description.endpoint_url, description.region)("s3")
     bucket = description.outputs["RawBucketName"]
     key = f"uploads/{household}/{path.name}" if household else f"uploads/{path.name}"
@@ -384,23 +486,27 @@ def upload(
             str(path), bucket, key, ExtraArgs={"Metadata": {UTC_OFFSET_METADATA: offset}}
         )
     console.print(f"uploaded to s3://{bucket}/{key}")
-    if not wait:
-        return
-    report = report_key(key)
+    return key
+
+
+def wait_for_upload_report(description: Any, key: str, timeout: float) -> dict[str, Any] | None:
+    """The batch handler's report of upload ``key`` (JSON), or ``None`` after ``timeout`` s."""
+    from services.ingest.shells.batch_lambda import report_key
+    from wattstream.local.server import client_factory
+
+    s3 = client_factory(description.endpoint_url, description.region)("s3")
+    bucket = description.outputs["RawBucketName"]
     deadline = time.monotonic() + timeout
     with console.status("waiting for the batch handler's report ..."):
         while time.monotonic() < deadline:
             try:
-                body = s3.get_object(Bucket=bucket, Key=report)["Body"].read()
+                body = s3.get_object(Bucket=bucket, Key=report_key(key))["Body"].read()
             except s3.exceptions.NoSuchKey:
                 time.sleep(0.5)
                 continue
-            console.print_json(json.dumps(json.loads(body)))
-            return
-    raise click.ClickException(
-        f"no report at s3://{bucket}/{report} after {timeout:.0f} s: is the runner running "
-        "(`wattstream run` or `wattstream runner`)?"
-    )
+            report: dict[str, Any] = json.loads(body)
+            return report
+    return None
 
 
 @click.group()

@@ -31,6 +31,7 @@ from services.ingest.core.fleet import (
     FleetModel,
     FleetSlice,
     FleetSources,
+    InjectedAnomaly,
     IntradayProfiles,
     LclDaily,
     RejectedReading,
@@ -62,6 +63,7 @@ __all__ = [
     "LCL_HALFHOURLY_FILE",
     "LCL_INFO_FILE",
     "REPLAY_DEFAULTS",
+    "InjectedAnomaly",
     "ReplayOptions",
     "SourceReport",
     "fleet_start_us",
@@ -413,6 +415,7 @@ def load_fleet(
     data_dir: Path | None,
     uci_path: Path | None,
     uci_share: float = 0.2,
+    id_prefix: str = "sim",
 ) -> tuple[Fleet, FleetSources]:
     """Plan a fleet and load exactly the real data it needs.
 
@@ -428,6 +431,7 @@ def load_fleet(
         lcl_candidates=candidates,
         with_uci=uci_path is not None,
         uci_share=uci_share,
+        id_prefix=id_prefix,
     )
     uci = load_uci_series(uci_path) if uci_path is not None and fleet.is_uci.any() else None
     lcl = profiles = None
@@ -465,11 +469,15 @@ def run_fleet(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     on_progress: Callable[[SourceReport], None] | None = None,
+    anomaly: InjectedAnomaly | None = None,
+    max_window_minutes: int = 1440,
 ) -> SourceReport:
     """``wattstream simulate``: publish ``days`` of the fleet from ``start`` (half-hour grid).
 
     Same pacing, validation and publishing as :func:`run_replay`; unpaced by default,
     where a window is at most a day and at most ``max_window_readings`` readings.
+    ``anomaly`` (the demo's) adds a labelled deviation to one household's readings;
+    ``max_window_minutes`` bounds a window further (``run --once`` steps hour by hour).
     """
     speed = parse_speed(speed)
     if days <= 0:
@@ -490,11 +498,16 @@ def run_fleet(
         flush_every_s,
         readings_per_minute=model.readings_per_day() / 1440,
         max_window_readings=max_window_readings,
-        max_minutes=1440,
+        max_minutes=max_window_minutes,
     )
     sink = _Sink(publisher, quarantine, readings_per_record, limits)
+
+    def make_window(t0: int, t1: int) -> list[FleetSlice]:
+        parts = model.window(t0, t1)
+        return [anomaly.apply(part) for part in parts] if anomaly is not None else parts
+
     return _drive(
-        model.window,
+        make_window,
         report=report,
         sink=sink,
         speed=speed,

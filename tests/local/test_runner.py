@@ -299,6 +299,27 @@ def test_runner_batching_window_waits_to_fill_batch(deploy_stack, clients, tmp_p
     assert recorder.calls == [payloads(5)]
 
 
+def test_runner_without_batching_windows_invokes_with_what_is_there(
+    deploy_stack, clients, tmp_path
+):
+    """`run --once` in lockstep: each poll hands over what arrived, no waiting to fill."""
+    stack = deploy_stack(
+        kinesis_probe(BatchSize=100, MaximumBatchingWindowInSeconds=5),
+        {"ReadingsShardCount": "1"},
+    )
+    now = [time.time()]
+    recorder = Recorder()
+    runner = runner_for(
+        stack, clients, tmp_path, recorder, clock=lambda: now[0], batching_windows=False
+    )
+    publish(stack, clients, payloads(3))
+
+    runner.poll_once()
+    runner.poll_once()  # the first poll may only have fetched
+
+    assert recorder.calls == [payloads(3)]
+
+
 SHELL_WITH_CACHED_DEPENDENCIES = """
 import functools, os
 

@@ -24,6 +24,7 @@ message to its dead-letter queue after ``maxReceiveCount`` receives.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import importlib
 import json
 import logging
@@ -746,7 +747,11 @@ class EventSourceRunner:
         max_backoff_s: float = 1.0,
         clock: Clock = time.time,
         log_dir: Path | None = None,
+        batching_windows: bool = True,
     ) -> None:
+        """``batching_windows=False`` invokes at once with what is there instead of waiting
+        ``MaximumBatchingWindowInSeconds`` for a fuller batch (``run --once`` in lockstep,
+        where every window is processed before the next is published)."""
         self.stack = stack
         self.checkpoints = FileCheckpointStore(checkpoint_path)
         self.idle_sleep_s = idle_sleep_s
@@ -768,6 +773,10 @@ class EventSourceRunner:
             if mapping.properties.get("Enabled", True) in (False, "false", "False"):
                 log.info("%s is disabled in the template; not polled", mapping.logical_id)
                 continue
+            if not batching_windows:
+                properties = dict(mapping.properties)
+                properties.pop("MaximumBatchingWindowInSeconds", None)
+                mapping = dataclasses.replace(mapping, properties=properties)
             spec = stack.function_for(mapping)
             function_log = self._log_for(spec, log_dir)
             # Loggers made at import time keep the stdout of that moment: the log file.

@@ -64,6 +64,7 @@ __all__ = [
     "FleetModel",
     "FleetSlice",
     "FleetSources",
+    "InjectedAnomaly",
     "IntradayProfiles",
     "LclDaily",
     "RejectedReading",
@@ -143,6 +144,36 @@ class FleetSlice:
     def batches(self) -> list[ReadingBatch]:
         """One batch per household with readings, unvalidated (see :func:`check_slice`)."""
         return _split(self, np.flatnonzero(self.present.ravel()), None)
+
+
+@dataclass(frozen=True)
+class InjectedAnomaly:
+    """A labelled demo anomaly: ``extra_kw`` added to one household's energy readings
+    over ``[start_us, end_us)`` (interval starts), so the detector has something real to flag.
+
+    Only energy meters (``energy_kwh`` readings) are changed; everything else passes as is.
+    """
+
+    household_id: str
+    start_us: int
+    end_us: int
+    extra_kw: float
+
+    def apply(self, slice_: FleetSlice) -> FleetSlice:
+        """``slice_`` with the extra energy added where the household and times match."""
+        if self.household_id not in slice_.household_ids or "energy_kwh" not in slice_.columns:
+            return slice_
+        row = slice_.household_ids.index(self.household_id)
+        stamps = slice_.timestamps_us
+        hit = (stamps >= self.start_us) & (stamps < self.end_us) & slice_.present[row]
+        if not hit.any():
+            return slice_
+        energy = slice_.columns["energy_kwh"].copy()
+        hours = slice_.columns["interval_s"][row, hit] / 3600.0
+        energy[row, hit] += self.extra_kw * hours
+        return FleetSlice(
+            slice_.household_ids, stamps, {**slice_.columns, "energy_kwh": energy}, slice_.present
+        )
 
 
 def _split(slice_: FleetSlice, rows: Int64Array, keep: BoolArray | None) -> list[ReadingBatch]:

@@ -23,6 +23,7 @@ from services.ingest.core.fleet import (
     FleetModel,
     FleetSlice,
     FleetSources,
+    InjectedAnomaly,
     IntradayProfiles,
     LclDaily,
     UciSeries,
@@ -420,3 +421,36 @@ def test_load_fleet_10000_real_households_pass_validation() -> None:
     )
     assert report.rejected == 0
     assert report.readings_published > 0.8 * (2000 * 60 + 8000 * 2)
+
+
+def _published(publisher: MemoryPublisher) -> dict[str, ReadingBatch]:
+    parts: dict[str, list[ReadingBatch]] = {}
+    for record in publisher.records:
+        batch = decode_record(record.data)
+        parts.setdefault(batch.household_id, []).append(batch)
+    return {k: ReadingBatch.concat(v) for k, v in parts.items()}
+
+
+def test_run_fleet_injected_anomaly_adds_its_power_to_one_household_only(
+    sources: FleetSources,
+) -> None:
+    fleet = fleet_of(4, seed=3, uci_share=0.0)
+    target = fleet.household_ids[0]
+    begin = START + 17 * HOUR_US
+    anomaly = InjectedAnomaly(target, begin, begin + 3 * HOUR_US, extra_kw=1.5)
+    start = dt.datetime(2025, 11, 24, tzinfo=dt.UTC)
+    plain, marked = MemoryPublisher(), MemoryPublisher()
+    run_fleet(fleet, sources, plain, start=start, days=1, speed="max")
+    run_fleet(fleet, sources, marked, start=start, days=1, speed="max", anomaly=anomaly)
+    before, after = _published(plain), _published(marked)
+    for household in fleet.household_ids:
+        old, new = before[household], after[household]
+        np.testing.assert_array_equal(old.timestamps_us, new.timestamps_us)
+        delta = new.columns["energy_kwh"] - old.columns["energy_kwh"]
+        hit = (old.timestamps_us >= begin) & (old.timestamps_us < begin + 3 * HOUR_US)
+        if household == target:
+            np.testing.assert_allclose(delta[hit], 0.75)  # 1.5 kW over half an hour
+            assert hit.sum() == 6
+            np.testing.assert_array_equal(delta[~hit], 0.0)
+        else:
+            np.testing.assert_array_equal(delta, 0.0)
