@@ -47,9 +47,12 @@ def test_cli_run_bus_kafka_once_archives_and_reports_every_worker(
     assert published
     archived = re.search(r"ArchiveFunction \(faust\): \d+ invocations, (\d+) records", text)
     assert archived
-    records = re.search(r"in ([\d,]+) records", text)
-    assert records
-    assert int(archived.group(1)) == int(records.group(1).replace(",", ""))
+    # every publish line (the UCI replay, the demo's London fleet) reached the archive;
+    # the demo upload's own record may still be on its way when the summary is printed
+    records = re.findall(r"published [\d,]+ readings of \d+ households in ([\d,]+) records", text)
+    assert len(records) == 2
+    assert int(archived.group(1)) >= sum(int(r.replace(",", "")) for r in records)
+    assert "status=processed" in text  # the demo upload
     assert re.search(r"archive: [1-9]\d* household-day Parquet files", text)
     assert "0 dead-lettered" in text
     assert not (tmp_path / "state" / "stack.json").exists()
