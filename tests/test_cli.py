@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 
 import click
@@ -68,11 +70,21 @@ def test_cli_run_once_shows_every_feature(tmp_path, monkeypatch):
     """`run --once`: each feature of the demo produced output, counted in its summary.
 
     Slow (minutes): --once processes the demo in lockstep, window by window."""
-    monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
-    monkeypatch.setenv("WATTSTREAM_PORT", "0")
-    result = CliRunner().invoke(main, ["run", "--once"], terminal_width=200)
-    assert result.exit_code == 0, result.output
-    text = " ".join(result.output.split())
+    # In its own process: moto's backends are global to a process, so an in-process
+    # `run` would meet the stack another test's in-process `run` left behind.
+    env = {**os.environ, "WATTSTREAM_STATE_DIR": str(tmp_path), "WATTSTREAM_PORT": "0"}
+    env["COLUMNS"] = "200"
+    result = subprocess.run(
+        [sys.executable, "-c", "from wattstream.cli import main; main()", "run", "--once"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    text = " ".join(output.split())
     published = re.search(r"published ([\d,]+) readings of 1 households", text)
     assert published, text
     assert published.group(1) == "39,477"  # the shipped UCI slice
