@@ -4,7 +4,7 @@
 [--bad-items N] [--bad-repeats R]``
 
 Each scenario runs on its own freshly provisioned stack (moto server, one process) with
-the real handlers and adapters (see :mod:`wattstream.reliability.scenarios`):
+the real handlers and adapters (see :mod:`testing.reliability.scenarios`):
 
 * ``throttling``: uploads -> batch ingest with 30 % of PutRecords entries throttled
   under the real publisher -> archive;
@@ -45,10 +45,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from testing.reliability import scenarios
+from testing.reliability.runtimes import faust_available
 from wattstream.local.server import EmbeddedAws, client_factory, provision
 from wattstream.local.stack import StackDescription
-from wattstream.reliability import scenarios
-from wattstream.reliability.runtimes import faust_available
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "deploy" / "template.yaml"

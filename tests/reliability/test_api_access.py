@@ -7,7 +7,7 @@ tokens and hypothesis-fuzzed household ids, for the reliability table.
 
 from __future__ import annotations
 
-from wattstream.reliability.scenarios import api_access, forged_tokens
+from testing.reliability.scenarios import api_access, forged_tokens
 
 
 def test_gateway_api_access_no_cross_household_leak_bad_tokens_401_no_5xx():

@@ -5,7 +5,7 @@ Counts only (no timing assert: the figures are the benchmark's, ``bad_batch_p99_
 
 from __future__ import annotations
 
-from wattstream.reliability.bad_batch import BAD_KINDS, bad_batch_body, bad_batch_latency
+from testing.reliability.bad_batch import BAD_KINDS, bad_batch_body, bad_batch_latency
 
 
 def test_bad_batch_body_is_one_mib_of_distinct_bad_items():

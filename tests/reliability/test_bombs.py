@@ -5,7 +5,7 @@ Figures only, never timings: the bad-batch latency is measured by the bench.
 
 from __future__ import annotations
 
-from wattstream.reliability.scenarios import bad_batch_latency, bombs
+from testing.reliability.scenarios import bad_batch_latency, bombs
 
 
 def test_batch_upload_bombs_refused_cleanly_once_and_never_retried(deploy_stack, clients, tmp_path):

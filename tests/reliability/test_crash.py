@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wattstream.reliability.runtimes import faust_available
-from wattstream.reliability.scenarios import crash
+from testing.reliability.runtimes import faust_available
+from testing.reliability.scenarios import crash
 
 
 @pytest.mark.parametrize("runtime", ["runner", "kcl", "faust"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wattstream.reliability.scenarios import duplicates, readings_duplicates
+from testing.reliability.scenarios import duplicates, readings_duplicates
 
 
 def test_archive_and_query_store_duplicated_reordered_readings_identical_to_clean_run(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from wattstream.reliability.scenarios import ScenarioResult, hostile_http, hostile_stream
+from testing.reliability.scenarios import ScenarioResult, hostile_http, hostile_stream
 
 
 def _assert_all_quarantined(result: ScenarioResult) -> None:

@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 from services.ingest.shells.http_app import IngestHttpDeps, create_app
 from shared.codec import decode_record
 from shared.streams.kinesis import KinesisPublisher
+from testing.reliability.faults import ThrottlingKinesis
+from testing.reliability.observe import emf_metrics, read_stream
+from testing.reliability.scenarios import real_readings, throttling
 from tests.services.ingest.fakes import MemoryQuarantine
-from wattstream.reliability.faults import ThrottlingKinesis
-from wattstream.reliability.observe import emf_metrics, read_stream
-from wattstream.reliability.scenarios import real_readings, throttling
 
 
 def test_batch_ingest_throttled_loses_nothing_and_reports_retries(deploy_stack, clients, tmp_path):

@@ -1,10 +1,10 @@
-"""The gateway API tests' world (built by :mod:`wattstream.reliability.gateway_world`)."""
+"""The gateway API tests' world (built by :mod:`testing.reliability.gateway_world`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from wattstream.reliability.gateway_world import World, build_world
+from testing.reliability.gateway_world import World, build_world
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ from services.gateway.shells.forecasts_lambda import apply_forecasts
 from services.gateway.shells.readings_lambda import apply_readings
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.publishing import stream_records
+from testing.reliability.gateway_fakes import MemoryStore
+from testing.reliability.gateway_world import flat_forecasts
 from tests.lambda_events import kinesis_fixture_event
 from tests.services.ingest.fakes import MemoryQuarantine
-from wattstream.reliability.gateway_fakes import MemoryStore
-from wattstream.reliability.gateway_world import flat_forecasts
 
 T0 = dt.datetime(2013, 3, 4, tzinfo=dt.UTC)
 HH = "MAC000002"

@@ -25,10 +25,10 @@ from services.gateway.shells.readings_lambda import apply_readings
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.publishing import stream_records
 from shared.schema import Forecast, ForecastPoint
+from testing.reliability.gateway_fakes import MemoryStore
 from tests.conftest import DATA_DIR
 from tests.lambda_events import kinesis_fixture_event
 from tests.services.ingest.fakes import MemoryQuarantine
-from wattstream.reliability.gateway_fakes import MemoryStore
 
 LONDON = DATA_DIR / "lcl_halfhourly_2013_100households.csv.gz"
 HOUSEHOLDS = 5

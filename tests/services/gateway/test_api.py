@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from services.gateway.core.model import ConsumerProgress
 from services.gateway.ports import ReplayBusy
 from services.gateway.shells.api_app import create_app
-from wattstream.reliability.gateway_world import NOW, PNG, A, B
+from testing.reliability.gateway_world import NOW, PNG, A, B
 
 
 def test_api_health_needs_no_token(world):

@@ -10,7 +10,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from services.gateway.core.tokens import issue_token
-from wattstream.reliability.gateway_world import NOW, SECRET, A, B, build_world
+from testing.reliability.gateway_world import NOW, SECRET, A, B, build_world
 
 #: (method, path with {household_id} = the household asked for, scope)
 ROUTES = [

@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
-from wattstream.reliability.gateway_world import A, build_world
+from testing.reliability.gateway_world import A, build_world
 
 WORLD = build_world()
 schema = schemathesis.openapi.from_asgi("/openapi.json", WORLD.app)

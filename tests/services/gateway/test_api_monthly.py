@@ -19,8 +19,8 @@ from shared.monthly_results import (
     components_key,
     rendered_plot_key,
 )
-from wattstream.reliability.gateway_fakes import MemoryObjects, MemoryStore
-from wattstream.reliability.gateway_world import MODELS, NOW, SECRET, A, B, monthly_for
+from testing.reliability.gateway_fakes import MemoryObjects, MemoryStore
+from testing.reliability.gateway_world import MODELS, NOW, SECRET, A, B, monthly_for
 
 AS_OF = dt.date(2007, 4, 2)
 PLOT = f"/households/{A}/monthly/2007-04/plots/components"
@@ -152,7 +152,7 @@ def test_monthly_plot_unreadable_data_is_a_clear_error(objects):
 
 
 def test_monthly_accuracy_lists_scored_months_with_pooled_figures():
-    from wattstream.reliability.gateway_world import build_world
+    from testing.reliability.gateway_world import build_world
 
     world = build_world()
 
@@ -167,7 +167,7 @@ def test_monthly_accuracy_lists_scored_months_with_pooled_figures():
 
 
 def test_monthly_accuracy_month_filter_and_404_without_a_scored_month():
-    from wattstream.reliability.gateway_world import build_world
+    from testing.reliability.gateway_world import build_world
 
     world = build_world()
 

@@ -42,10 +42,10 @@ from shared.schema import Forecast, MonthlyForecast
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from shared.uci import iter_uci
+from testing.reliability.gateway_world import flat_forecasts, forecast_for, monthly_for
 from tests.conftest import APRIL_2007
 from tests.services.ingest.fakes import MemoryQuarantine
 from wattstream.local.runner import EventSourceRunner
-from wattstream.reliability.gateway_world import flat_forecasts, forecast_for, monthly_for
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -9,7 +9,7 @@ import pytest
 from services.gateway.dashboard import views
 from services.gateway.dashboard.client import GatewayApiError, GatewayClient, Viewer
 from services.gateway.shells import serve
-from wattstream.reliability.gateway_world import NOW, PNG, A, B
+from testing.reliability.gateway_world import NOW, PNG, A, B
 
 
 @pytest.fixture

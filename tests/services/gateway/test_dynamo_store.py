@@ -12,7 +12,7 @@ from services.gateway.core.accuracy import HorizonSums, HouseholdAccuracy, Targe
 from services.gateway.core.consumption import MINUTE_US, DayKey, minute_updates
 from services.gateway.core.model import AnomalyMark, ConsumerProgress, StoredMonthly
 from shared.batch import ReadingBatch, datetime_to_us
-from wattstream.reliability.gateway_world import forecast_for, monthly_for
+from testing.reliability.gateway_world import forecast_for, monthly_for
 
 T0 = dt.datetime(2007, 4, 1, tzinfo=dt.UTC)
 KEY = DayKey("uci-0001", T0.date())

@@ -32,6 +32,7 @@ from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import PublishError, PublishReport, StreamPublisher, StreamRecord
 from shared.uci import UCI_HEADER, iter_uci
 from shared.validation import Rejection
+from testing.reliability.bombs import upload_bombs
 from tests.conftest import APRIL_2007
 from tests.services.ingest.fakes import MemoryPublisher, MemoryQuarantine
 from tests.services.ingest.test_http import (
@@ -42,7 +43,6 @@ from tests.services.ingest.test_http import (
 )
 from wattstream.local.runner import EventSourceRunner
 from wattstream.local.stack import StackDescription
-from wattstream.reliability.bombs import upload_bombs
 
 NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
 UCI_CLOCK = {UTC_OFFSET_METADATA: "uci"}  # the uploader declares the UCI file's clock

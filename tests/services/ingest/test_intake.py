@@ -28,8 +28,8 @@ from services.ingest.core.intake import (
     intake_uci_chunk,
 )
 from shared.uci import UCI_HEADER, iter_uci
+from testing.reliability.bad_batch import BAD_KINDS, bad_batch_body
 from tests.conftest import APRIL_2007
-from wattstream.reliability.bad_batch import BAD_KINDS, bad_batch_body
 
 CORPUS = Path(__file__).parent / "corpus"
 NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)

@@ -17,7 +17,7 @@ from services.ingest.core.upload_guard import (
     refuse_stored_size,
 )
 from shared.uci import UCI_HEADER
-from wattstream.reliability.bombs import ONE_ROW, gzip_copies, upload_bombs
+from testing.reliability.bombs import ONE_ROW, gzip_copies, upload_bombs
 
 TEXT = (UCI_HEADER + "\r\n").encode() + ONE_ROW * 3
 

@@ -33,17 +33,17 @@ from shared.retry import RetryPolicy
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from shared.uci import UCI_CLOCK, UTC_OFFSET_METADATA, iter_uci
-from wattstream.local.runner import EventSourceRunner
-from wattstream.local.stack import StackDescription
-from wattstream.reliability.faults import ThrottlingKinesis
-from wattstream.reliability.observe import emf_metrics_in, read_archive
-from wattstream.reliability.runtimes import (
+from testing.reliability.faults import ThrottlingKinesis
+from testing.reliability.observe import emf_metrics_in, read_archive
+from testing.reliability.runtimes import (
     ConsumerRuntime,
     FaustRuntime,
     KclRuntime,
     RunnerRuntime,
     run_with_kills,
 )
+from wattstream.local.runner import EventSourceRunner
+from wattstream.local.stack import StackDescription
 from wattstream.settings import default_data_slice
 
 Clients = Callable[[str], Any]
@@ -227,7 +227,7 @@ def forecast_documents(
     clients: Clients, stack: StackDescription
 ) -> dict[tuple[str, str], Counter[bytes]]:
     """Forecasts on the stream by identity (household, issued at): documents -> copies."""
-    from wattstream.reliability.observe import read_stream
+    from testing.reliability.observe import read_stream
 
     found: dict[tuple[str, str], Counter[bytes]] = {}
     for _, data in read_stream(clients("kinesis"), stack.outputs["ForecastsStreamName"]):
@@ -415,7 +415,7 @@ def hostile_http(
     from fastapi.testclient import TestClient
 
     from services.ingest.shells.http_app import IngestHttpDeps, create_app
-    from wattstream.reliability.hostile import generate, hostile_body, hostile_item
+    from testing.reliability.hostile import generate, hostile_body, hostile_item
 
     s3, sqs = clients("s3"), clients("sqs")
     quarantine_url = queue_url(stack, clients, "QuarantineQueueUrl")
@@ -495,7 +495,7 @@ def hostile_http(
 
 
 def bombs(stack: StackDescription, clients: Clients, workdir: Path) -> ScenarioResult:
-    """The upload bombs of :mod:`wattstream.reliability.bombs` through the real batch path.
+    """The upload bombs of :mod:`testing.reliability.bombs` through the real batch path.
 
     Each file is put under ``uploads/`` (declaring the UCI clock, so only the bomb is at
     fault); the S3 events reach the template's batch handler on the local runner. A bomb
@@ -503,8 +503,8 @@ def bombs(stack: StackDescription, clients: Clients, workdir: Path) -> ScenarioR
     quarantine holds exactly one item for it (and the queue one message), its message
     did not fail (no retry, nothing dead-lettered) and nothing reached the stream.
     """
-    from wattstream.reliability.bombs import upload_bombs
-    from wattstream.reliability.observe import read_quarantine, read_stream
+    from testing.reliability.bombs import upload_bombs
+    from testing.reliability.observe import read_quarantine, read_stream
 
     s3 = clients("s3")
     raw = stack.outputs["RawBucketName"]
@@ -575,13 +575,13 @@ def bad_batch_latency(
 ) -> ScenarioResult:
     """``POST /readings`` with a ~1 MiB body of ``items`` bad readings, ``repeats`` times.
 
-    The measurement is :func:`wattstream.reliability.bad_batch.bad_batch_latency` (the real
+    The measurement is :func:`testing.reliability.bad_batch.bad_batch_latency` (the real
     ingest HTTP app with the real quarantine adapter on the local stack, what API Gateway
     would call); this wraps it as a scenario row. The body scales with ``items``
     (1 MiB at 10,000). The figure is the p99 of the request latency, against API Gateway's
     29 s limit and the 2 s goal; every item must come back ``rejected`` and be quarantined.
     """
-    from wattstream.reliability.bad_batch import bad_batch_latency as measure
+    from testing.reliability.bad_batch import bad_batch_latency as measure
 
     del workdir  # nothing to keep on disk
     figures = measure(
@@ -644,8 +644,8 @@ def hostile_stream(
     its stream coordinates; every valid reading must be archived. ``quarantine_messages``
     counts what reached the quarantine queue from every consumer that ran.
     """
-    from wattstream.reliability.hostile import INJECTIONS, generate, hostile_record
-    from wattstream.reliability.observe import read_quarantine
+    from testing.reliability.hostile import INJECTIONS, generate, hostile_record
+    from testing.reliability.observe import read_quarantine
 
     batches = real_readings(households, days)
     valid = stream_records(batches, readings_per_record=readings_per_record)
@@ -768,7 +768,7 @@ WALL_CLOCK_ATTRIBUTES = frozenset({"updated_at"})
 
 
 def pipeline_outputs(stack: StackDescription, clients: Clients) -> PipelineOutputs:
-    from wattstream.reliability.observe import read_stream
+    from testing.reliability.observe import read_stream
 
     s3 = clients("s3")
     names = {v: f"<{k}>" for k, v in stack.outputs.items() if isinstance(v, str) and len(v) > 6}
@@ -970,14 +970,14 @@ def api_access(*, fuzz_examples: int = 200, seed: int = 1) -> ScenarioResult:
     expired tokens, and with fuzzed household ids; counts leaks, wrong codes and 5xx.
 
     The world is the gateway's API test world (fake stores with two households, from
-    :mod:`wattstream.reliability.gateway_world`); the app is the real one. Routes are
+    :mod:`testing.reliability.gateway_world`); the app is the real one. Routes are
     read from the app, so a new route is covered unasked.
     """
     from fastapi.routing import APIRoute
     from hypothesis import strategies as st
 
-    from wattstream.reliability.gateway_world import NOW, SECRET, A, B, build_world
-    from wattstream.reliability.hostile import bad_household_id, generate
+    from testing.reliability.gateway_world import NOW, SECRET, A, B, build_world
+    from testing.reliability.hostile import bad_household_id, generate
 
     world = build_world()
     fill = {"household_id": B, "month": "2007-04", "name": "components"}

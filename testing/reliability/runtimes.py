@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shared.streams.ports import StreamRecord
+from testing.reliability.observe import read_shards
 from wattstream.local.stack import StackDescription
-from wattstream.reliability.observe import read_shards
 from wattstream.settings import PACKAGE_ROOT, LocalSettings
 
 

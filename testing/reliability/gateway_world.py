@@ -23,7 +23,7 @@ from services.gateway.shells.consumer import refresh_accuracy
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.monthly_results import ForecastError, MonthAccuracy, MonthlyAccuracy, accuracy_key
 from shared.schema import DailyPoint, Forecast, ForecastPoint, MonthlyForecast
-from wattstream.reliability.gateway_fakes import (
+from testing.reliability.gateway_fakes import (
     FixedQueues,
     MemoryObjects,
     MemoryStore,

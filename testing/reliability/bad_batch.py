@@ -8,7 +8,7 @@ the HTTP limit, refused by size (413) before it is parsed.
 
 The ingest HTTP app runs in this process (FastAPI's test client) with the real adapters
 (Kinesis publisher, S3 + SQS quarantine) on a provisioned local stack, as in
-:func:`wattstream.reliability.scenarios.hostile_http`. Reuse :func:`bad_batch_latency`
+:func:`testing.reliability.scenarios.hostile_http`. Reuse :func:`bad_batch_latency`
 from a benchmark or a test; its figures are wall-clock seconds of whole requests.
 
 Example (with a stack and a client factory, as ``bench/reliability.py`` has them)::
@@ -103,7 +103,7 @@ def bad_batch_latency(
     from services.ingest.shells.http_app import IngestHttpDeps, create_app
     from shared.quarantine import message_items
     from shared.streams.kinesis import KinesisPublisher
-    from wattstream.reliability.scenarios import queue_url, take_messages
+    from testing.reliability.scenarios import queue_url, take_messages
 
     s3, sqs = clients("s3"), clients("sqs")
     bucket = stack.outputs["ArchiveBucketName"]
