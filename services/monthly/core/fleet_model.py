@@ -48,8 +48,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from services.monthly.core.holidays import is_bank_holiday
 from services.monthly.core.series import DEFAULT_MIN_COVERAGE, DailySeries, month_end
+from shared.holidays import is_bank_holiday
 
 __all__ = [
     "ACORN_GROUPS",

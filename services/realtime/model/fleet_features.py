@@ -34,6 +34,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from shared.holidays import bank_holidays
+
 __all__ = [
     "DAY_BINS",
     "FLEET_RESOLUTION_S",
@@ -185,68 +187,9 @@ def fleet_features(
 # ------------------------------------------------------------------------ bank holidays
 
 
-def _easter(year: int) -> dt.date:
-    """Gregorian Easter Sunday (anonymous algorithm)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = b // 4, b % 4
-    f = (b + 8) // 25
-    g = (b - f + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = c // 4, c % 4
-    m = (32 + 2 * e + 2 * i - h - k) % 7
-    n = (a + 11 * h + 22 * m) // 451
-    month, day = divmod(h + m - 7 * n + 114, 31)
-    return dt.date(year, month, day + 1)
-
-
-def _monday(year: int, month: int, last: bool) -> dt.date:
-    if last:
-        end = dt.date(year + (month == 12), month % 12 + 1, 1) - dt.timedelta(days=1)
-        return end - dt.timedelta(days=end.weekday())
-    first = dt.date(year, month, 1)
-    return first + dt.timedelta(days=(7 - first.weekday()) % 7)
-
-
-#: One-off bank holidays of England and Wales (and moved ones) the rules cannot know.
-_SPECIAL: Final = {
-    2012: ([dt.date(2012, 6, 4), dt.date(2012, 6, 5)], [dt.date(2012, 5, 28)]),
-    2020: ([dt.date(2020, 5, 8)], [dt.date(2020, 5, 4)]),
-    2022: (
-        [dt.date(2022, 6, 2), dt.date(2022, 6, 3), dt.date(2022, 9, 19)],
-        [dt.date(2022, 5, 30)],
-    ),
-    2023: ([dt.date(2023, 5, 8)], []),
-}
-
-
 def england_bank_holidays(years: Iterable[int]) -> frozenset[int]:
-    """Bank holidays of England and Wales (epoch day numbers) by the statutory rules:
-    New Year, Good Friday, Easter Monday, early May, spring, summer, Christmas, Boxing
-    Day, with substitute days; plus the known one-offs. For serving any year; training
-    also reads the London package's list (``fleet_data.load_bank_holidays``).
+    """Bank holidays of England and Wales (epoch day numbers) of ``years``, by the
+    statutory rules and the known one-offs (:mod:`shared.holidays`). For serving any
+    year; training also reads the London package's list (``fleet_data.load_bank_holidays``).
     """
-    days: set[dt.date] = set()
-    for year in years:
-        easter = _easter(year)
-        fixed = [
-            dt.date(year, 1, 1),
-            easter - dt.timedelta(days=2),
-            easter + dt.timedelta(days=1),
-            _monday(year, 5, last=False),
-            _monday(year, 5, last=True),
-            _monday(year, 8, last=True),
-        ]
-        added, removed = _SPECIAL.get(year, ([], []))
-        fixed = [d for d in fixed if d not in removed] + list(added)
-        new_year = fixed[0]
-        if new_year.weekday() >= 5:
-            fixed[0] = new_year + dt.timedelta(days=7 - new_year.weekday())
-        christmas, boxing = dt.date(year, 12, 25), dt.date(year, 12, 26)
-        if christmas.weekday() == 5:  # Saturday: Mon 27 and Tue 28
-            christmas, boxing = dt.date(year, 12, 27), dt.date(year, 12, 28)
-        elif christmas.weekday() == 6:  # Sunday: Boxing Day Mon 26, Christmas Tue 27
-            christmas = dt.date(year, 12, 27)
-        elif boxing.weekday() == 5:  # Friday Christmas: Boxing Day moves to Mon 28
-            boxing = dt.date(year, 12, 28)
-        days.update([*fixed, christmas, boxing])
-    return frozenset((d - _EPOCH_DAY).days for d in days)
+    return frozenset((d - _EPOCH_DAY).days for year in years for d in bank_holidays(year))

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from services.monthly.core.holidays import bank_holidays, easter_sunday, is_bank_holiday
+from shared.holidays import bank_holidays, easter_sunday, is_bank_holiday
 
 # gov.uk's lists (the London data set's file has day and month swapped in several rows)
 GOV_UK = {
