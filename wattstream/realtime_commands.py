@@ -40,6 +40,17 @@ def _progress() -> Iterator[tuple[Progress, Callable[[Any], None]]]:
         yield progress, update
 
 
+_epochs_option = click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Training epochs (default: the shipped model's setting).",
+)
+_seed_option = click.option(
+    "--seed", type=int, default=None, help="Random seed (default: fixed, reproducible)."
+)
+
+
 @click.group()
 def train() -> None:
     """Train models on real data."""
@@ -61,13 +72,8 @@ def train() -> None:
     show_default=True,
     help="Folder for the new versioned bundle.",
 )
-@click.option(
-    "--epochs",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Training epochs (default: the shipped model's setting).",
-)
-@click.option("--seed", type=int, default=None, help="Random seed (default: fixed, reproducible).")
+@_epochs_option
+@_seed_option
 def train_realtime_command(
     data_path: Path, out_dir: Path, epochs: int | None, seed: int | None
 ) -> None:
@@ -104,19 +110,14 @@ def train_realtime_command(
     show_default=True,
     help="Folder for the new versioned bundle.",
 )
-@click.option(
-    "--epochs",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Training epochs (default: the shipped model's setting).",
-)
+@_epochs_option
 @click.option(
     "--households",
     type=click.IntRange(min=1),
     default=None,
     help="Train on the first N households of the file only (default: all).",
 )
-@click.option("--seed", type=int, default=None, help="Random seed (default: fixed, reproducible).")
+@_seed_option
 def train_fleet_command(
     data_path: Path, out_dir: Path, epochs: int | None, households: int | None, seed: int | None
 ) -> None:
