@@ -35,17 +35,17 @@ from typing import Any
 
 from shared.streams.kafka import KafkaPublisher, make_producer
 from shared.streams.kinesis import KinesisPublisher
-from wattstream.kafka.cli import stream_topics
-from wattstream.kafka.compare import (
+from testing.kafka_compare import (
     documents,
     kafka_messages,
     kinesis_messages,
     readings_in,
     uci_days,
 )
-from wattstream.kafka.processes import TansuBroker, WorkerProcess
-from wattstream.kafka.topics import ensure_topics
+from testing.tansu import TansuBroker
+from wattstream.kafka.topics import ensure_topics, stream_topics
 from wattstream.kafka.worker import dlq_topic
+from wattstream.local.kafka_bus import WorkerProcess
 from wattstream.local.runner import EventSourceRunner, resolve_handler
 from wattstream.local.server import EmbeddedAws, client_factory, provision
 

@@ -432,13 +432,13 @@ def test_cli_replay_never_mixes_into_a_household_with_data(tmp_path, monkeypatch
 
 
 def test_cli_ctrl_c_in_any_command_is_one_line_and_exit_0(tmp_path, monkeypatch):
-    import wattstream.cli
+    import wattstream.cli.stack
 
     def interrupted(*_: object, **__: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setenv("WATTSTREAM_STATE_DIR", str(tmp_path))
-    monkeypatch.setattr(wattstream.cli, "load_stack", interrupted)
+    monkeypatch.setattr(wattstream.cli.stack, "load_stack", interrupted)
 
     result = CliRunner().invoke(main, ["status"])
 

@@ -7,7 +7,7 @@ with the stream. The scenario is the same for every runtime; only this adapter d
 * ``runner``: ``wattstream runner -f FUNCTION``, the local Lambda event-source runner; its
   positions are in the runner's checkpoint file.
 * ``kcl``: ``python -m wattstream.kcl run FUNCTION``, the KCL record processor, driven
-  over the MultiLangDaemon protocol by :mod:`wattstream.kcl.daemon_standin` (the Java
+  over the MultiLangDaemon protocol by :mod:`testing.kcl_daemon_standin` (the Java
   daemon needs DynamoDB leases moto cannot hold); the stand-in plays the daemon's part
   after a crash: it restarts the processor from the last acknowledged checkpoint.
 * ``faust``: ``wattstream kafka worker FUNCTION``, the faust worker on a Kafka topic
@@ -211,7 +211,7 @@ class KclRuntime:
         self._thread.start()
 
     def _drive(self) -> None:
-        from wattstream.kcl.daemon_standin import ProcessorExited, in_subprocess, record
+        from testing.kcl_daemon_standin import ProcessorExited, in_subprocess, record
 
         env = {**os.environ, "WATTSTREAM_STATE_DIR": str(self.workdir), "PYTHONUNBUFFERED": "1"}
         env.pop("AWS_ENDPOINT_URL", None)
@@ -318,7 +318,8 @@ class FaustRuntime:
         session_timeout_s: float = 3.0,
     ) -> None:
         from shared.streams.kafka import KafkaPublisher, make_producer
-        from wattstream.kafka.processes import WorkerProcess, kafka_stack
+        from testing.tansu import kafka_stack
+        from wattstream.local.kafka_bus import WorkerProcess
 
         kafka_stack(stack, bootstrap, workdir)
         (mapping,) = [

@@ -271,7 +271,7 @@ def crash(
             f"no crash scenario for runtime {runtime!r} (forecasts: {bool(clean_stack)})"
         )
     if runtime == "faust" and bootstrap is None:
-        from wattstream.kafka.processes import TansuBroker
+        from testing.tansu import TansuBroker
 
         workdir.mkdir(parents=True, exist_ok=True)
         with TansuBroker(log_path=workdir / "tansu.log") as broker:

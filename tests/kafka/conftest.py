@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from wattstream.kafka.processes import TansuBroker
+from testing.tansu import TansuBroker
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,9 @@
 """Helpers that drive the whole pipeline over Kinesis (local runner) or Kafka (faust).
 
-Importable by other suites: :func:`kafka_stack` (from :mod:`wattstream.kafka.processes`,
+Importable by other suites: :func:`kafka_stack` (from :mod:`testing.tansu`,
 which the reliability drills use too) readies a deployed local stack for the Kafka bus,
 :func:`start_workers` runs one ``wattstream kafka worker``
-subprocess per stream consumer (see :class:`wattstream.kafka.processes.WorkerProcess`
+subprocess per stream consumer (see :class:`wattstream.local.kafka_bus.WorkerProcess`
 for kill -9 / restart), and the readers return what the pipeline produced, comparable
 across buses.
 """
@@ -20,9 +20,9 @@ from typing import Any
 
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
+from testing import kafka_compare as compare
 from tests.conftest import APRIL_2007
-from wattstream.kafka import compare
-from wattstream.kafka.processes import WorkerProcess
+from wattstream.local.kafka_bus import WorkerProcess
 from wattstream.local.runner import EventSourceRunner
 from wattstream.local.stack import StackDescription
 

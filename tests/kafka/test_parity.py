@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.streams.kafka import KafkaPublisher, make_producer
+from testing.tansu import kafka_stack
 from tests.kafka.pipeline import (
     archive_tables,
     documents,
@@ -14,7 +15,6 @@ from tests.kafka.pipeline import (
     uci_days,
     wait_for_records,
 )
-from wattstream.kafka.processes import kafka_stack
 
 
 def test_kafka_path_two_uci_days_same_archive_and_forecasts_as_kinesis(

@@ -12,6 +12,7 @@ import time
 
 from shared.streams.kafka import KafkaPublisher, make_producer
 from shared.streams.ports import StreamRecord
+from testing.tansu import kafka_stack
 from tests.kafka.pipeline import (
     archive_tables,
     documents,
@@ -24,7 +25,6 @@ from tests.kafka.pipeline import (
     uci_days,
     wait_idle,
 )
-from wattstream.kafka.processes import kafka_stack
 
 CONSUMERS = ("ArchiveFunction", "RealtimeFunction", "GatewayForecastsFunction")
 KILLED = ("ArchiveFunction", "RealtimeFunction")

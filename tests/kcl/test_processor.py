@@ -1,7 +1,7 @@
 """The generic KCL record processor, driven over the MultiLangDaemon protocol.
 
 Each test runs amazon_kclpy's real ``KCLProcess`` over OS pipes with a fake daemon on the
-other end (:mod:`wattstream.kcl.daemon_standin`) and an injected handler, and checks what
+other end (:mod:`testing.kcl_daemon_standin`) and an injected handler, and checks what
 the daemon sees: the checkpoints (with their sub-sequence numbers) and the status replies.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("amazon_kclpy", reason="the kcl extra: python deploy/kcl/install_kclpy.py")
 
-from wattstream.kcl.daemon_standin import ProcessorExited, in_thread, record
+from testing.kcl_daemon_standin import ProcessorExited, in_thread, record
 from wattstream.kcl.processor import LambdaShardProcessor, RetryPolicy
 from wattstream.local.runner import Function
 from wattstream.local.stack import FunctionSpec

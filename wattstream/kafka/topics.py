@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 
@@ -40,3 +41,15 @@ def ensure_topics(
         if time.monotonic() > deadline:
             raise TimeoutError(f"topics not listed by {bootstrap}: {wanted}")
         time.sleep(0.1)
+
+
+def use_kafka_bus(bootstrap: str) -> None:
+    """Make every composition root of this process publish to Kafka (``publisher_for``)."""
+    os.environ["STREAM_BUS"] = "kafka"
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+
+
+def stream_topics(description: object) -> list[str]:
+    """Topic names of a stack: its streams (as the consumers and publishers name them)."""
+    outputs = getattr(description, "outputs", {})
+    return [outputs[k] for k in ("ReadingsStreamName", "ForecastsStreamName") if k in outputs]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wattstream.kcl.cli import kcl
+from wattstream.cli.kcl import kcl
 
 if __name__ == "__main__":
     kcl()

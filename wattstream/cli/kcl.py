@@ -1,4 +1,4 @@
-"""``wattstream kcl``: the KCL consumers' commands (register with ``main.add_command(kcl)``).
+"""``wattstream kcl``: the KCL consumers' commands (also ``python -m wattstream.kcl``).
 
 ``run FUNCTION``      the record processor the MultiLangDaemon starts (its executableName)
 ``properties FUNCTION``  the daemon's properties for that consumer, rendered for a stack
@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
 
 import click
 
-from wattstream.kcl.binding import Binding, from_cloudformation, from_local_stack, kinesis_consumers
+from wattstream.cli.common import STACK_NAME_OPTION, bind_consumer
+from wattstream.kcl.binding import kinesis_consumers
 from wattstream.kcl.host import (
     build_processor,
     properties_file,
@@ -28,29 +28,6 @@ from wattstream.kcl.host import (
 from wattstream.local.stack import StackError, load_template
 from wattstream.settings import LocalSettings
 
-_STACK_OPTION = click.option(
-    "--stack-name",
-    envvar="WATTSTREAM_KCL_STACK_NAME",
-    default=None,
-    help="Deployed CloudFormation stack (default: the running local stack).",
-)
-
-
-def bind(function: str, stack_name: str | None) -> tuple[Binding, Any, dict[str, str], str]:
-    """(binding, clients, runtime environment, stack name) of a consumer."""
-    if stack_name:
-        from shared.settings import AwsSettings
-
-        aws = AwsSettings()
-        return from_cloudformation(stack_name, function, aws.client), aws.client, {}, stack_name
-    from wattstream.local.server import client_factory, connect_local_stack
-
-    description = connect_local_stack(LocalSettings().stack_file)
-    clients = client_factory(description.endpoint_url, description.region)
-    environment = {"AWS_ENDPOINT_URL": description.endpoint_url}
-    binding = from_local_stack(description, function)
-    return binding, clients, environment, description.stack_name
-
 
 @click.group()
 def kcl() -> None:
@@ -59,13 +36,13 @@ def kcl() -> None:
 
 @kcl.command("run")
 @click.argument("function")
-@_STACK_OPTION
+@STACK_NAME_OPTION
 def run(function: str, stack_name: str | None) -> None:
     """Process one shard for FUNCTION over stdin/stdout (started by the MultiLangDaemon)."""
     input_file, output_file, error_file = protocol_streams()  # before anything can print
     logging.basicConfig(stream=error_file, level=logging.INFO)
     try:
-        binding, clients, environment, _ = bind(function, stack_name)
+        binding, clients, environment, _ = bind_consumer(function, stack_name)
     except StackError as error:
         raise click.ClickException(str(error)) from error
     processor = build_processor(
@@ -76,11 +53,11 @@ def run(function: str, stack_name: str | None) -> None:
 
 @kcl.command("properties")
 @click.argument("function")
-@_STACK_OPTION
+@STACK_NAME_OPTION
 def properties(function: str, stack_name: str | None) -> None:
     """Print FUNCTION's deploy/kcl properties with the stack's stream and region."""
     try:
-        binding, _, _, name = bind(function, stack_name)
+        binding, _, _, name = bind_consumer(function, stack_name)
     except StackError as error:
         raise click.ClickException(str(error)) from error
     sys.stdout.write(render_properties(binding, name))

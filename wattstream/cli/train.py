@@ -1,4 +1,4 @@
-"""CLI commands of the realtime service: training and SageMaker deployment."""
+"""``wattstream train``: the realtime (UCI), realtime fleet and monthly fleet models."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wattstream.cli import _settings, console, load_stack
+from wattstream.cli.common import console
 
 
 @contextlib.contextmanager
@@ -148,62 +148,6 @@ def train_fleet_command(
     console.print_json(data=trained.metrics["validation"])
 
 
-@click.group()
-def realtime() -> None:
-    """The realtime model's deployment."""
-
-
-@realtime.command("sagemaker-deploy")
-@click.option(
-    "--bundle",
-    "bundle_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    default=None,
-    help="Model bundle folder (default: the shipped model).",
-)
-@click.option("--role-arn", required=True, help="SageMaker execution role ARN.")
-@click.option("--endpoint-name", default="wattstream-realtime", show_default=True)
-@click.option("--instance-type", default="ml.m5.large", show_default=True)
-@click.pass_context
-def sagemaker_deploy(
-    ctx: click.Context,
-    bundle_dir: Path | None,
-    role_arn: str,
-    endpoint_name: str,
-    instance_type: str,
-) -> None:
-    """Package the model for TF Serving, upload it and create the SageMaker endpoint.
-
-    Against the local stack when one is running (moto emulates the control plane),
-    otherwise against the AWS account of your credentials (set MODELS_BUCKET).
-    """
-    import os
-
-    from services.realtime.model.bundle import shipped_bundle_dir
-    from services.realtime.model.sagemaker import deploy_sagemaker
-    from shared.settings import AwsSettings
-    from wattstream.cli import use_stack_environment
-
-    settings = _settings(ctx)
-    if settings.stack_file.exists():
-        use_stack_environment(load_stack(settings), "RealtimeFunction")
-    bucket = os.environ.get("MODELS_BUCKET")
-    if not bucket:
-        raise click.UsageError("no local stack running and MODELS_BUCKET is not set")
-    aws = AwsSettings()
-    deployment = deploy_sagemaker(
-        bundle_dir or shipped_bundle_dir(),
-        bucket=bucket,
-        role_arn=role_arn,
-        s3=aws.client("s3"),
-        sagemaker=aws.client("sagemaker"),
-        region=aws.region,
-        endpoint_name=endpoint_name,
-        instance_type=instance_type,
-    )
-    console.print(deployment)
-
-
 @train.command("monthly")
 @click.option(
     "--data",
@@ -288,61 +232,3 @@ def train_monthly(
     out_file.write_text(model.to_json())
     console.print(f"wrote {out_file} ({out_file.stat().st_size:,} bytes), {model.version}")
     console.print_json(data=dict(model.meta))
-
-
-@click.group()
-def monthly() -> None:
-    """The monthly service's batch commands."""
-
-
-@monthly.command("fleet")
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of London block_*.csv.gz files (lcl_daily_dataset).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Write results under this folder (same keys as the models bucket).",
-)
-@click.option(
-    "--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores)."
-)
-def monthly_fleet(data_dir: Path, out_dir: Path | None, workers: int | None) -> None:
-    """Forecast the rest of the month for every household, in parallel, with progress."""
-    from services.monthly.fleet import run_fleet
-
-    with Progress(
-        TextColumn("[bold]monthly fleet[/]"),
-        BarColumn(),
-        TextColumn(
-            "{task.completed}/{task.total} blocks, {task.fields[households]:,} households,"
-            " {task.fields[fallbacks]:,} fallbacks"
-        ),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task("fleet", total=None, households=0, fallbacks=0)
-
-        def update(event: Any) -> None:
-            progress.update(
-                task,
-                total=event.blocks_total,
-                completed=event.blocks_done,
-                households=event.households_done,
-                fallbacks=event.fallbacks,
-            )
-
-        report = run_fleet(data_dir, out_dir, workers=workers, on_progress=update)
-    console.print_json(data=report.summary())
-
-
-def register(main: click.Group) -> None:
-    main.add_command(train)
-    main.add_command(realtime)
-    main.add_command(monthly)

@@ -1,321 +1,31 @@
-"""The ``wattstream`` command line: the composition root of the local tooling.
-
-Only commands that work are offered; each has ``--help``. Long work shows progress.
-"""
+"""``wattstream run``: everything built so far on real data (what ``make run`` does)."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
+from wattstream.cli.common import console, local_settings, wait_for_interrupt
+from wattstream.cli.gateway import start_gateway, stop_all
+from wattstream.cli.ingest import (
+    put_upload,
+    replay_with_progress,
+    simulate_with_progress,
+    start_ingest_api,
+    wait_for_upload_report,
+)
+from wattstream.cli.stack import build_runner, start_stack
 from wattstream.settings import LocalSettings, default_data_slice
 
-console = Console(stderr=True)
 
-
-def _settings(ctx: click.Context) -> LocalSettings:
-    return ctx.ensure_object(dict).setdefault("settings", LocalSettings())
-
-
-class _Commands(click.Group):
-    """Ctrl-C is how a user stops a command: one line and exit 0, never ``Aborted!``."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except KeyboardInterrupt:
-            name = ctx.invoked_subcommand or "wattstream"
-            console.print(f"stopped (Ctrl-C): `wattstream {name}` interrupted")
-            ctx.exit(0)
-
-
-@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
-@click.pass_context
-def main(ctx: click.Context, verbose: bool) -> None:
-    """wattstream: smart-meter readings streamed, forecast and served.
-
-    Settings come from WATTSTREAM_* environment variables (WATTSTREAM_PORT,
-    WATTSTREAM_STATE_DIR, ...); AWS_ENDPOINT_URL points the AWS clients elsewhere.
-    """
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("botocore", "boto3", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    _settings(ctx)
-    ctx.obj["verbose"] = verbose
-
-
-@main.group()
-def stack() -> None:
-    """The embedded AWS stack (moto server), provisioned from deploy/template.yaml."""
-
-
-def _parse_parameters(values: tuple[str, ...]) -> dict[str, str]:
-    parameters = {}
-    for value in values:
-        key, sep, raw = value.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="--parameter")
-        parameters[key] = raw
-    return parameters
-
-
-def check_ports_free(settings: LocalSettings, *fields: str) -> None:
-    """Fail fast, before anything starts, when a port we would listen on is taken.
-
-    ``fields`` are the settings' port fields (``port``, ``ingest_port``, ...); the error
-    names their variables (WATTSTREAM_PORT, ...) and a command that works.
-    """
-    from wattstream.local.server import busy_ports
-
-    wanted = {f"WATTSTREAM_{field.upper()}": getattr(settings, field) for field in fields}
-    busy = busy_ports(settings.host, wanted)
-    if not busy:
-        return
-    taken = ", ".join(f"{port} ({name})" for name, port in busy.items())
-    fix = " ".join(f"{name}={port + 1}" for name, port in busy.items())
-    raise click.ClickException(
-        f"port in use on {settings.host}: {taken}. Is another `wattstream run` / `make run` "
-        f"running (`wattstream status` shows it)? Stop it with Ctrl-C, or use other ports, "
-        f"e.g. `{fix} make run`."
-    )
-
-
-def _start_stack(
-    settings: LocalSettings, parameters: dict[str, str], *, services: bool = False
-) -> tuple[Any, Any]:
-    from wattstream.local.server import EmbeddedAws, provision
-
-    check_ports_free(
-        settings,
-        "port",
-        *(("ingest_port", "api_port", "dashboard_port") if services else ()),
-    )
-    server = EmbeddedAws(
-        settings.host, settings.port, log_file=settings.state_dir / "logs" / "moto.log"
-    )
-    try:
-        endpoint = server.start()
-    except OSError as error:
-        raise click.ClickException(
-            f"cannot listen on {settings.host}:{settings.port} ({error}); is another stack "
-            "running? Set WATTSTREAM_PORT to use another port."
-        ) from error
-    with console.status(f"provisioning {settings.template} on {endpoint} ..."):
-        description = provision(
-            settings.template,
-            endpoint_url=endpoint,
-            region=settings.region,
-            stack_name=settings.stack_name,
-            parameters=parameters,
-        )
-    description.save(settings.stack_file)
-    if click.get_current_context().find_object(dict).get("verbose"):
-        _print_resources(description)
-    console.print(f"[green]local stack up[/] at {endpoint}: {resource_summary(description)}")
-    return server, description
-
-
-def resource_summary(description: Any) -> str:
-    """One line instead of the resource table (``wattstream status --resources`` has it)."""
-    outputs = description.outputs
-    streams = sum(k.endswith("StreamName") for k in outputs)
-    buckets = sum(k.endswith("BucketName") for k in outputs)
-    queues = sum(v.startswith("http") for v in description.resources.values())
-    return (
-        f"{len(description.resources)} resources ({streams} streams, {queues} queues, "
-        f"{buckets} buckets, {len(description.functions)} functions), "
-        f"{len(description.not_emulated)} AWS-only; `wattstream status --resources` lists them"
-    )
-
-
-def _print_resources(description: Any) -> None:
-    table = Table(title=f"stack {description.stack_name}", show_lines=False)
-    table.add_column("resource")
-    table.add_column("physical id")
-    for logical, physical in sorted(description.resources.items()):
-        table.add_row(logical, physical)
-    for logical, kind in description.not_emulated.items():
-        table.add_row(logical, f"[dim]{kind}: AWS only, not emulated locally[/]")
-    console.print(table)
-
-
-def _wait_for_interrupt() -> None:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-
-
-@stack.command("up")
-@click.option(
-    "-p",
-    "--parameter",
-    "parameters",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Template parameter override, e.g. ReadingsShardCount=8 (repeatable).",
-)
-@click.pass_context
-def stack_up(ctx: click.Context, parameters: tuple[str, ...]) -> None:
-    """Start the local stack and keep it running until Ctrl-C."""
-    settings = _settings(ctx)
-    server, _ = _start_stack(settings, _parse_parameters(parameters))
-    try:
-        _wait_for_interrupt()
-    finally:
-        server.stop()
-        settings.stack_file.unlink(missing_ok=True)
-        console.print("local stack stopped")
-
-
-@main.command()
-@click.option(
-    "-r", "--resources", is_flag=True, help="Also list every resource and its physical id."
-)
-@click.pass_context
-def status(ctx: click.Context, resources: bool) -> None:
-    """Show the running local stack: streams, queue depths (DLQs included), buckets."""
-    from wattstream.local.stack import StackError
-    from wattstream.local.status import collect_status
-
-    description = load_stack(_settings(ctx))
-    try:
-        rows = collect_status(description)
-    except StackError as error:
-        raise click.ClickException(str(error)) from error
-    table = Table(title=f"stack {description.stack_name} at {description.endpoint_url}")
-    for column in ("kind", "resource", "state"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*row)
-    if resources:
-        _print_resources(description)
-    console.print(table)
-    console.print(
-        f"state: {_settings(ctx).stack_file}; from another shell: export "
-        f"AWS_ENDPOINT_URL={description.endpoint_url} AWS_ACCESS_KEY_ID=testing "
-        f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={description.region}"
-    )
-
-
-def _build_runner(
-    settings: LocalSettings,
-    description: Any,
-    functions: set[str] | None,
-    *,
-    batching_windows: bool = True,
-) -> Any:
-    from wattstream.local.runner import EventSourceRunner
-    from wattstream.local.server import client_factory
-
-    return EventSourceRunner(
-        description,
-        clients=client_factory(description.endpoint_url, description.region),
-        checkpoint_path=settings.checkpoint_file(description.stack_name, description.created_at),
-        functions=functions,
-        log_dir=settings.state_dir / "logs",
-        batching_windows=batching_windows,
-    )
-
-
-@main.command()
-@click.option(
-    "-f",
-    "--function",
-    "functions",
-    multiple=True,
-    metavar="LOGICAL_ID",
-    help="Run only this template function (repeatable); default: all with event sources.",
-)
-@click.pass_context
-def runner(ctx: click.Context, functions: tuple[str, ...]) -> None:
-    """Run the template's Lambda handlers against the running local stack, until Ctrl-C."""
-    settings = _settings(ctx)
-    description = load_stack(settings)
-    unknown = set(functions) - set(description.functions)
-    if unknown:
-        raise click.BadParameter(
-            f"not in the template: {sorted(unknown)}; known: {sorted(description.functions)}",
-            param_hint="--function",
-        )
-    event_runner = _build_runner(settings, description, set(functions) or None)
-    if not event_runner.pollers:
-        raise click.ClickException("the template has no functions with event sources to run")
-    console.print(f"running {len(event_runner.pollers)} event source mappings; Ctrl-C stops")
-    event_runner.start()
-    try:
-        _wait_for_interrupt()
-    finally:
-        event_runner.stop()
-
-
-def load_stack(settings: LocalSettings) -> Any:
-    """The running local stack's description, or a clear error saying how to start one.
-
-    Every command that talks to the local stack comes through here, so each one works on
-    a machine with no AWS credentials (see ``connect_local_stack``).
-    """
-    from wattstream.local.server import connect_local_stack
-    from wattstream.local.stack import StackError
-
-    try:
-        return connect_local_stack(settings.stack_file)
-    except StackError as error:
-        raise click.ClickException(str(error)) from error
-
-
-_FUNCTION_LOGS: dict[Path, Any] = {}
-
-
-@contextlib.contextmanager
-def function_log(log_dir: Path | None, name: str) -> Iterator[None]:
-    """Build an in-process service here: its loggers keep this file as their stdout.
-
-    Powertools loggers write JSON to the stdout of the moment they are made; made here,
-    that is ``LOG_DIR/NAME.log`` (kept open for the process's life), not the console.
-    """
-    if log_dir is None:
-        yield
-        return
-    path = log_dir / f"{name}.log"
-    if path not in _FUNCTION_LOGS:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        _FUNCTION_LOGS[path] = path.open("a", buffering=1, encoding="utf-8")
-    with contextlib.redirect_stdout(_FUNCTION_LOGS[path]):
-        yield
-
-
-def use_stack_environment(description: Any, function_logical_id: str) -> None:
-    """Configure this process like the template's function: same variables, local endpoint.
-
-    The composition roots then read their settings from the environment exactly as they
-    do on Lambda; nothing in them knows the stack is local.
-    """
-    os.environ.update(description.functions[function_logical_id].environment)
-    os.environ["AWS_ENDPOINT_URL"] = description.endpoint_url
-    os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = description.region
-
-
-@main.command()
+@click.command()
 @click.option(
     "--data",
     "data_path",
@@ -371,17 +81,14 @@ def run(
     path, one labelled injected anomaly) and one batch upload of a day of the UCI file, so
     every feature shows (see :mod:`wattstream.demo`).
     """
-    from wattstream.gateway_commands import start_gateway, stop_all
-    from wattstream.ingest_commands import replay_with_progress, start_ingest_api
-
-    settings = _settings(ctx)
+    settings = local_settings(ctx)
     path = data_path or default_data_slice()
     if bus == "kafka" and not bootstrap:
         raise click.BadParameter("--bus kafka needs --bootstrap HOST:PORT", param_hint="--bus")
     started = time.monotonic()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill`: stop like Ctrl-C
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO lines
-    server, description = _start_stack(settings, {}, services=not once)
+    server, description = start_stack(settings, {}, services=not once)
     workers: list[Any] = []
     event_runner: Any = None
     api = None
@@ -390,17 +97,17 @@ def run(
     stop = threading.Event()
     try:
         if bus == "kafka":
-            from wattstream.kafka import run as kafka_run
+            from wattstream.local import kafka_bus
 
             assert bootstrap is not None
-            kafka_run.prepare_bus(description, bootstrap, partitions=4)
-            event_runner = _build_runner(
-                settings, description, kafka_run.queue_consumers(description)
+            kafka_bus.prepare_bus(description, bootstrap, partitions=4)
+            event_runner = build_runner(
+                settings, description, kafka_bus.queue_consumers(description)
             )
-            workers = kafka_run.start_workers(description, bootstrap, settings.state_dir)
+            workers = kafka_bus.start_workers(description, bootstrap, settings.state_dir)
             console.print(f"Kafka bus at {bootstrap}: {len(workers)} faust workers")
         else:  # --once steps in lockstep: no waiting for fuller batches
-            event_runner = _build_runner(settings, description, None, batching_windows=not once)
+            event_runner = build_runner(settings, description, None, batching_windows=not once)
         if not once:
             event_runner.start()
             api = start_ingest_api(description, settings, announce=False)
@@ -435,18 +142,18 @@ def run(
         if once:
             with console.status("processing: archive, forecasts, accuracy, summaries ..."):
                 if workers:
-                    kafka_run.wait_quiet(workers, description)
+                    kafka_bus.wait_quiet(workers, description)
                 event_runner.drain(timeout_s=900)
             _print_pipeline_summary(description, event_runner)
             if workers:
-                console.print("\n".join(kafka_run.summary(workers)))
+                console.print("\n".join(kafka_bus.summary(workers)))
             _print_upload_report(description, upload, timeout=60)
             _print_feature_summary(description, first_day=start.date())
         else:
             if fleet is not None:
                 fleet.join()
             console.print("replay finished; still serving. Ctrl-C stops")
-            _wait_for_interrupt()
+            wait_for_interrupt()
     except KeyboardInterrupt:  # Ctrl-C is how a demo ends: not an error
         interrupted = True
     finally:
@@ -469,6 +176,8 @@ def run(
 
 
 ONCE_UCI_WINDOW_MINUTES = 360
+
+
 ONCE_LONDON_WINDOW_MINUTES = 180
 """``run --once`` publishes the UCI replay 6 h and the London fleet 3 h at a time, and lets
 the pipeline process each window before the next: a forecast per window and household,
@@ -517,15 +226,12 @@ def _print_welcome(
 def _demo_upload(description: Any, settings: LocalSettings, path: Path) -> str:
     """Batch processing in the demo: a day of the real UCI file through the raw bucket."""
     from wattstream.demo import UPLOAD_HOUSEHOLD, write_upload_slice
-    from wattstream.ingest_commands import put_upload
 
     day = write_upload_slice(path, settings.state_dir / "demo-upload")
     return put_upload(description, day, UPLOAD_HOUSEHOLD, "+01:00")  # the UCI clock
 
 
 def _print_upload_report(description: Any, key: str, *, timeout: float) -> None:
-    from wattstream.ingest_commands import wait_for_upload_report
-
     report = wait_for_upload_report(description, key, timeout)
     if report is None:
         console.print(f"[red]upload:[/] no batch report for {key} after {timeout:.0f} s")
@@ -546,7 +252,6 @@ def _london_fleet(
     """The demo's London fleet (``simulate``'s code path) with its labelled anomaly."""
     from services.ingest.core.fleet import plan_fleet
     from wattstream.demo import DEMO_LONDON_DAYS, LONDON_PREFIX, anomaly_label, demo_anomaly
-    from wattstream.ingest_commands import simulate_with_progress
     from wattstream.settings import shipped_london_dir
 
     # the fleet's first id, as plan_fleet spells it for this many households
@@ -657,26 +362,3 @@ def _print_feature_summary(description: Any, *, first_day: dt.date) -> None:
         f"accuracy: {sum(h.scored_pairs for h in counts.households)} scored forecast-actual "
         f"pairs in {sum(h.scored_pairs > 0 for h in counts.households)} households"
     )
-
-
-def _register_service_commands() -> None:
-    from wattstream import gateway_commands, ingest_commands, realtime_commands
-    from wattstream.kafka.cli import kafka
-    from wattstream.kcl.cli import kcl
-
-    ingest_commands.register(main)
-    gateway_commands.register(main)
-    realtime_commands.register(main)
-    main.add_command(kcl)
-    main.add_command(kafka)
-
-
-if __name__ == "__main__":
-    # ``python -m wattstream.cli``: this copy is ``__main__``; the command modules import
-    # ``wattstream.cli``, so run that module's group (registering here would import this
-    # file a second time, half-initialised, from inside the registration).
-    from wattstream.cli import main as _main
-
-    _main()
-else:
-    _register_service_commands()

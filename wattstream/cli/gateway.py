@@ -1,4 +1,4 @@
-"""CLI commands of the gateway: the API, the dashboard, and access tokens.
+"""Commands of the gateway: ``serve gateway`` (the API and the dashboard) and ``token``.
 
 The gateway never imports the ingest service: the replay the dashboard can start is
 wired here, in the composition root, behind the gateway's ``ReplayStarter`` port.
@@ -13,28 +13,28 @@ from typing import Any
 
 import click
 
-from wattstream.cli import (
-    _settings,
-    _wait_for_interrupt,
+from wattstream.cli.common import (
+    check_ports_free,
     console,
     function_log,
     load_stack,
+    local_settings,
     use_stack_environment,
+    wait_for_interrupt,
 )
+from wattstream.cli.ingest import replay_id_prefix, stack_publisher_and_quarantine
 from wattstream.settings import LocalSettings, default_data_slice
 
 
 def _api_deps(description: Any, log_dir: Path | None = None) -> Any:
     from services.gateway.adapters.replay import ThreadedReplayStarter
     from services.gateway.shells.api_lambda import dead_letter_queues, deps_from_environment
-    from wattstream.ingest_commands import _stack_publisher_and_quarantine
 
     def run_replay_job(request: Any, on_progress: Any) -> Any:
         from services.ingest.core.replay import parse_speed
         from services.ingest.sources import ReplayOptions, run_replay
-        from wattstream.ingest_commands import replay_id_prefix
 
-        publisher, quarantine = _stack_publisher_and_quarantine(description)
+        publisher, quarantine = stack_publisher_and_quarantine(description)
         return run_replay(
             default_data_slice(),
             publisher,
@@ -48,7 +48,7 @@ def _api_deps(description: Any, log_dir: Path | None = None) -> Any:
             on_progress=on_progress,
         )
 
-    _stack_publisher_and_quarantine(description)  # resolves settings early: clear errors
+    stack_publisher_and_quarantine(description)  # resolves settings early: clear errors
     use_stack_environment(description, "GatewayApiFunction")
     os.environ["GATEWAY_DEAD_LETTER_QUEUES"] = json.dumps(dead_letter_queues(description.outputs))
     with function_log(log_dir, "GatewayApi"):  # its JSON logs go to the file, not the console
@@ -113,7 +113,7 @@ def token(ctx: click.Context, households: tuple[str, ...], operator: bool, ttl_s
 
     if operator == bool(households):
         raise click.UsageError("give either --operator or at least one --household")
-    description = load_stack(_settings(ctx))
+    description = load_stack(local_settings(ctx))
     secret = description.functions["GatewayApiFunction"].environment["TOKEN_SECRET"]
     click.echo(issue_token(secret, households=households, operator=operator, ttl_s=ttl_s))
 
@@ -128,19 +128,11 @@ def token(ctx: click.Context, households: tuple[str, ...], operator: bool, ttl_s
 @click.pass_context
 def serve_gateway(ctx: click.Context, dashboard: bool) -> None:
     """The gateway API (and dashboard) against the running local stack, until Ctrl-C."""
-    from wattstream.cli import check_ports_free
 
-    settings = _settings(ctx)
+    settings = local_settings(ctx)
     check_ports_free(settings, "api_port", *(("dashboard_port",) if dashboard else ()))
     running = start_gateway(load_stack(settings), settings, dashboard=dashboard)
     try:
-        _wait_for_interrupt()
+        wait_for_interrupt()
     finally:
         stop_all(running)
-
-
-def register(main: click.Group) -> None:
-    main.add_command(token)
-    serve = main.commands["serve"]
-    assert isinstance(serve, click.Group)
-    serve.add_command(serve_gateway)

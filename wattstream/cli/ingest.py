@@ -1,4 +1,4 @@
-"""CLI commands of the ingest service: replay, simulate, upload, serve.
+"""Commands of the ingest service: ``replay``, ``simulate``, ``upload``, ``serve ingest``.
 
 Each command is a composition root: it configures the process like the template's
 function (``use_stack_environment``) and builds the same adapters the Lambda shells use.
@@ -16,11 +16,19 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wattstream.cli import _settings, console, function_log, load_stack, use_stack_environment
+from wattstream.cli.common import (
+    check_ports_free,
+    console,
+    function_log,
+    load_stack,
+    local_settings,
+    use_stack_environment,
+)
 from wattstream.settings import LocalSettings
 
 
-def _stack_publisher_and_quarantine(description: Any) -> tuple[Any, Any]:
+def stack_publisher_and_quarantine(description: Any) -> tuple[Any, Any]:
+    """The ingest function's publisher and quarantine, built against the running stack."""
     from services.ingest.adapters.quarantine import S3SqsQuarantine
     from services.ingest.settings import IngestSettings
     from shared.settings import AwsSettings
@@ -131,7 +139,7 @@ def replay_with_progress(
         speed_factor = parse_speed(speed)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--speed") from error
-    publisher, quarantine = _stack_publisher_and_quarantine(description)
+    publisher, quarantine = stack_publisher_and_quarantine(description)
     return _run_source(
         f"replay {path.name}",
         lambda update: run_replay(
@@ -245,7 +253,7 @@ def replay(
     """Stream a UCI file to the running local stack as if live (time-shifted, sped up)."""
     from services.ingest.core.replay import replay_household_ids
 
-    description = load_stack(_settings(ctx))
+    description = load_stack(local_settings(ctx))
     prefix = replay_id_prefix(description, households, id_prefix)
     ids = replay_household_ids(households, prefix)
     fresh = id_prefix is None and prefix != "uci"
@@ -315,7 +323,7 @@ def simulate(
     data_dir: Path | None,
 ) -> None:
     """Publish a seeded fleet of households built from real UCI and London profiles."""
-    description = load_stack(_settings(ctx))
+    description = load_stack(local_settings(ctx))
     data, uci = _fleet_data(data_dir)
     console.print(f"real profiles from {data} (London) and {uci.name if uci else 'no'} (UCI)")
     begin: dt.datetime | str = start
@@ -375,7 +383,7 @@ def simulate_with_progress(
             uci_share=uci_share,
             id_prefix=id_prefix,
         )
-    publisher, quarantine = _stack_publisher_and_quarantine(description)
+    publisher, quarantine = stack_publisher_and_quarantine(description)
 
     def publish(update: Any, sleep: Any = time.sleep) -> Any:
         return run_fleet(
@@ -460,7 +468,7 @@ def upload(
         offset = format_utc_offset(parse_utc_offset(utc_offset))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--utc-offset") from error
-    description = load_stack(_settings(ctx))
+    description = load_stack(local_settings(ctx))
     key = put_upload(description, path, household, offset)
     if not wait:
         return
@@ -509,12 +517,7 @@ def wait_for_upload_report(description: Any, key: str, timeout: float) -> dict[s
     return None
 
 
-@click.group()
-def serve() -> None:
-    """Serve a service's HTTP API locally (the same app the Lambda serves)."""
-
-
-@serve.command("ingest")
+@click.command()
 @click.pass_context
 def serve_ingest(ctx: click.Context) -> None:
     """The ingest API (POST /readings) on WATTSTREAM_INGEST_PORT, until Ctrl-C."""
@@ -522,14 +525,8 @@ def serve_ingest(ctx: click.Context) -> None:
 
     from services.ingest.shells.http_app import create_app
     from services.ingest.shells.http_lambda import deps_from_environment
-    from wattstream.cli import check_ports_free
 
-    settings = _settings(ctx)
+    settings = local_settings(ctx)
     check_ports_free(settings, "ingest_port")
     use_stack_environment(load_stack(settings), "IngestHttpFunction")
     uvicorn.run(create_app(deps_from_environment()), host=settings.host, port=settings.ingest_port)
-
-
-def register(main: click.Group) -> None:
-    for command in (replay, simulate, upload, serve):
-        main.add_command(command)

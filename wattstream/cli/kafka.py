@@ -1,4 +1,4 @@
-"""``wattstream kafka``: the Kafka bus's commands (registered with ``main.add_command(kafka)``).
+"""``wattstream kafka``: the Kafka bus's commands.
 
 ``worker FUNCTION --bootstrap HOST:PORT``  one faust worker running FUNCTION's handler
 ``topics --bootstrap HOST:PORT``           create the stack's topics (and DLQs) if missing
@@ -13,12 +13,17 @@ from the deployed template.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import click
 
-from wattstream.kafka.topics import DEFAULT_PARTITIONS, ensure_topics
+from wattstream.cli.common import bind_consumer, load_stack, local_settings
+from wattstream.kafka.topics import (
+    DEFAULT_PARTITIONS,
+    ensure_topics,
+    stream_topics,
+    use_kafka_bus,
+)
 from wattstream.kafka.worker import (
     KafkaMappingHost,
     WorkerConfig,
@@ -41,18 +46,6 @@ _PARTITIONS = click.option(
     type=click.IntRange(1, 1024),
     help="Partitions of topics created here.",
 )
-
-
-def use_kafka_bus(bootstrap: str) -> None:
-    """Make every composition root of this process publish to Kafka (``publisher_for``)."""
-    os.environ["STREAM_BUS"] = "kafka"
-    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
-
-
-def stream_topics(description: object) -> list[str]:
-    """Topic names of a stack: its streams (as the consumers and publishers name them)."""
-    outputs = getattr(description, "outputs", {})
-    return [outputs[k] for k in ("ReadingsStreamName", "ForecastsStreamName") if k in outputs]
 
 
 @click.group()
@@ -93,12 +86,11 @@ def worker(
     """Run FUNCTION's Lambda handler on its stream's topic until SIGTERM/Ctrl-C."""
     from shared.streams.kafka import KafkaDeadLetters, make_producer
     from wattstream.eventsource import RetryPolicy
-    from wattstream.kcl.cli import bind
     from wattstream.local.stack import StackError
 
     logging.basicConfig(level=logging.INFO)
     try:
-        binding, _, environment, name = bind(function, stack_name)
+        binding, _, environment, name = bind_consumer(function, stack_name)
     except StackError as error:
         raise click.ClickException(str(error)) from error
     use_kafka_bus(bootstrap)
@@ -128,9 +120,7 @@ def worker(
 @_PARTITIONS
 def topics(bootstrap: str, partitions: int) -> None:
     """Create the running local stack's topics and their dead-letter topics if missing."""
-    from wattstream.cli import _settings, load_stack
-
-    description = load_stack(_settings(click.get_current_context()))
+    description = load_stack(local_settings())
     names = stream_topics(description)
     ensure_topics(bootstrap, names + [dlq_topic(t) for t in names], partitions=partitions)
     for name in names:
