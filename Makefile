@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,ml,kafka]'
+	$(BIN)/pip install --quiet -e '.[local,monthly,kafka,ml,dev]'  # + kcl: next line
 	$(BIN)/python deploy/kcl/install_kclpy.py --python $(BIN)/python
 	touch $(STAMP)
 
