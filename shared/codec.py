@@ -11,7 +11,7 @@ Layout of a record (little-endian)::
     offset  size  field
     0       4     magic b"\\x89WSR" (the high byte keeps it apart from JSON and text)
     4       1     codec version (1)
-    5       1     schema version of MeterReading (1)
+    5       1     schema MAJOR version of MeterReading (1)
     6       1     flags: bit 0 = payload is zlib-compressed; other bits must be 0
     7       1     household id length L (1..64)
     8       2     column bitmask: bit i set = MEASUREMENT_FIELDS[i] is stored
@@ -22,6 +22,12 @@ Layout of a record (little-endian)::
                     N x int64 timestamp deltas in microseconds (first one from 0)
                     N x float64 per stored column, in MEASUREMENT_FIELDS order
     18+L+P  4     CRC-32 of every preceding byte
+
+Evolution (see :mod:`shared.schema`): a new measurement is a minor change, appended to
+``MEASUREMENT_FIELDS`` and given the next bit; a reader that does not know a bit skips its
+column (every column is ``N`` float64s, so its place is known) and reads the others. A
+different schema major or codec version, or an unknown flag (it changes how the payload
+is read), is refused with code ``unsupported_version``/``unsupported``.
 
 Columns that are all NaN in a record are omitted; NaN inside a stored column means
 "absent in this row". Timestamps and every non-NaN float round-trip bit for bit (``-0.0``,
@@ -78,7 +84,7 @@ FLAG_ZLIB: Final = 0x01
 _KNOWN_FLAGS: Final = FLAG_ZLIB
 _HEADER: Final = struct.Struct("<4sBBBBHII")
 _CRC: Final = struct.Struct("<I")
-_KNOWN_COLUMNS: Final = (1 << len(MEASUREMENT_FIELDS)) - 1
+_MASK_BITS: Final = 16
 _HOUSEHOLD_RE: Final = re.compile(HOUSEHOLD_ID_PATTERN)
 _WORD: Final = 8  # bytes per timestamp delta and per float
 
@@ -217,7 +223,8 @@ def decode_record(data: bytes | bytearray | memoryview) -> ReadingBatch:
         )
     if schema != SCHEMA_VERSION:
         raise CodecError(
-            f"unsupported schema version {schema} (this reader knows {SCHEMA_VERSION})",
+            f"unsupported schema version {schema} (this reader knows {SCHEMA_VERSION}.x; "
+            "a new major is read from its own stream, or after its consumers are deployed)",
             code="unsupported_version",
         )
     expected_len = _HEADER.size + id_len + payload_len + _CRC.size
@@ -236,10 +243,8 @@ def decode_record(data: bytes | bytearray | memoryview) -> ReadingBatch:
         raise CodecError("checksum mismatch: the record is corrupted", code="checksum_mismatch")
     # The checksum matched, so the rest was written by an encoder: a failure below means an
     # encoder bug or a foreign writer, still reported as CodecError.
-    if flags & ~_KNOWN_FLAGS or mask & ~_KNOWN_COLUMNS:
-        raise CodecError(
-            f"unsupported flags {flags:#04x} or column mask {mask:#06x}", code="unsupported"
-        )
+    if flags & ~_KNOWN_FLAGS:
+        raise CodecError(f"unsupported flags {flags:#04x}", code="unsupported")
     household = data[_HEADER.size : _HEADER.size + id_len].decode("ascii", errors="replace")
     if not _HOUSEHOLD_RE.fullmatch(household):
         raise CodecError(f"bad household id {household!r}", code="bad_household_id")
@@ -247,8 +252,9 @@ def decode_record(data: bytes | bytearray | memoryview) -> ReadingBatch:
         raise CodecError(
             "inconsistent lengths: a record holds at least one reading", code="inconsistent_lengths"
         )
-    names = [name for i, name in enumerate(MEASUREMENT_FIELDS) if mask >> i & 1]
-    expected_raw = _WORD * count * (1 + len(names))
+    # every stored column by its place; columns of a newer minor (unknown bits) are skipped
+    stored = [i for i in range(_MASK_BITS) if mask >> i & 1]
+    expected_raw = _WORD * count * (1 + len(stored))
     payload = data[_HEADER.size + id_len : -_CRC.size]
     if flags & FLAG_ZLIB:
         raw = _inflate(payload, expected_raw)
@@ -263,7 +269,10 @@ def decode_record(data: bytes | bytearray | memoryview) -> ReadingBatch:
     if not MIN_TIMESTAMP_US <= stamps.min() <= stamps.max() <= MAX_TIMESTAMP_US:
         raise CodecError("timestamps outside the years 1-9999", code="bad_timestamp")
     columns = {
-        name: np.frombuffer(raw, dtype="<f8", count=count, offset=_WORD * count * (1 + i))
-        for i, name in enumerate(names)
+        MEASUREMENT_FIELDS[bit]: np.frombuffer(
+            raw, dtype="<f8", count=count, offset=_WORD * count * (1 + place)
+        )
+        for place, bit in enumerate(stored)
+        if bit < len(MEASUREMENT_FIELDS)
     }
     return ReadingBatch(household, stamps, columns)

@@ -3,9 +3,23 @@
 Why one module: a reading, a forecast or a quarantined record must mean the same thing in
 the gateway, the stream consumers and the dashboards. Every model carries
 ``schema_version`` so a consumer can refuse a payload it does not understand instead of
-silently misreading it; every model is frozen and forbids unknown fields, so a typo in a
-producer fails loudly at the edge. All datetimes are timezone-aware and normalised to UTC;
-all floats are finite (``NaN``/``inf`` are rejected, absence is spelled ``None``).
+silently misreading it. Every model is frozen.
+
+How the contract changes (the README's "Wire contract" section has the deploy order):
+
+* a **minor** change is additive (a new optional field, a new codec column): writers send
+  ``"MAJOR.MINOR"``, and every reader of the same major reads it, ignoring what it does
+  not know. Internal records (forecasts, summaries, monthly results, quarantine) therefore
+  ignore unknown fields.
+* a **major** change is anything else: a reader refuses an unknown major with code
+  ``unsupported_schema_version`` and a reason (quarantine or skip, as for any bad record);
+  a new major goes to a new stream/topic, or its consumers deploy first.
+* :class:`MeterReading` is also the ingest API's *input* from external clients, and stays
+  strict: an unknown field there is refused, since a client's typo
+  (``global_active_power_kW``) would otherwise drop a measurement silently.
+
+All datetimes are timezone-aware and normalised to UTC; all floats are finite
+(``NaN``/``inf`` are rejected, absence is spelled ``None``).
 
 Example:
     >>> r = MeterReading.model_validate_json(
@@ -43,6 +57,7 @@ __all__ = [
     "ANOMALY_KINDS",
     "HOUSEHOLD_ID_PATTERN",
     "MEASUREMENT_FIELDS",
+    "SCHEMA_MINOR",
     "SCHEMA_VERSION",
     "AnomalyKind",
     "DailyPoint",
@@ -53,11 +68,58 @@ __all__ = [
     "MeterReading",
     "MonthlyForecast",
     "Quarantined",
+    "SchemaVersion",
     "StreamCoordinates",
     "UtcDatetime",
+    "parse_schema_version",
+    "wire_schema_version",
 ]
 
 SCHEMA_VERSION: Final = 1
+"""The contract's MAJOR version: a reader accepts records of this major only."""
+SCHEMA_MINOR: Final = 0
+"""The contract's MINOR version: additive changes since the major (0: none yet)."""
+_SCHEMA_VERSION_TEXT: Final = re.compile(r"(\d{1,4})\.(\d{1,4})")
+
+
+def wire_schema_version(major: int = SCHEMA_VERSION, minor: int = SCHEMA_MINOR) -> int | str:
+    """What writers put in ``schema_version``: ``"MAJOR.MINOR"``, or the bare major while
+    the minor is 0, so that today's records stay byte-identical and readable by readers
+    that still pin the integer ``1``."""
+    return major if minor == 0 else f"{major}.{minor}"
+
+
+def parse_schema_version(value: Any) -> tuple[int, int]:
+    """``(major, minor)`` of a ``schema_version``: an integer major (minor 0) or
+    ``"MAJOR.MINOR"`` text. Raises ``PydanticCustomError`` for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value, 0
+    if isinstance(value, str) and (match := _SCHEMA_VERSION_TEXT.fullmatch(value)):
+        return int(match[1]), int(match[2])
+    raise PydanticCustomError(
+        "unsupported_schema_version",
+        "schema_version must be an integer major or 'MAJOR.MINOR' text such as '1.2'",
+    )
+
+
+def _readable_schema_version(value: Any) -> int | str:
+    """Any minor of this reader's major is readable (what it does not know is ignored);
+    another major is refused with a reason. The model then holds the version it read as:
+    this reader's own (its fields are what this reader understood)."""
+    major, _ = parse_schema_version(value)
+    if major != SCHEMA_VERSION:
+        raise PydanticCustomError(
+            "unsupported_schema_version",
+            "schema_version {version}: major {major} is not this reader's major "
+            "{ours}; a new major is read from its own stream, or after its consumers are "
+            "deployed",
+            {"version": str(value), "major": major, "ours": SCHEMA_VERSION},
+        )
+    return wire_schema_version()
+
+
+SchemaVersion = Annotated[int | str, BeforeValidator(_readable_schema_version)]
+"""``schema_version`` of every model: any ``1.x`` is read, another major is refused."""
 
 #: What a flagged anomaly is (``Forecast.anomaly_kind``): one unusually large bin; a run
 #: above or below the household's usual consumption for that time of day; a change that
@@ -152,11 +214,12 @@ Append only: the codec's column bitmask gives bit ``i`` to ``MEASUREMENT_FIELDS[
 
 
 class _WireModel(BaseModel):
-    """Common configuration: versioned, immutable, no unknown fields, finite floats."""
+    """Common configuration: versioned, immutable, finite floats; unknown fields of a newer
+    minor version are ignored (internal records: see the module's evolution rule)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
 
 
 class MeterReading(_WireModel):
@@ -165,7 +228,13 @@ class MeterReading(_WireModel):
     UCI-style meters send instantaneous (minute-averaged) power; London-style meters send
     the energy of an interval. Either ``global_active_power_kw`` or both ``energy_kwh`` and
     ``interval_s`` must be present, otherwise the reading carries no consumption at all.
+
+    Strict, unlike the internal records: external clients send it to the ingest API, and
+    an unknown field there is refused (a typo would otherwise lose a measurement). On the
+    readings stream it travels in the codec, whose new columns old readers skip.
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     household_id: HouseholdId
     timestamp: UtcDatetime

@@ -212,7 +212,7 @@ def rejection_from_validation_error(error: ValidationError) -> Rejection:
     )
     if field == "household_id" and kind != "missing":
         code = "bad_household_id"
-    elif field == "schema_version" and kind == "literal_error":
+    elif field == "schema_version" and kind in ("literal_error", "unsupported_schema_version"):
         code = "unsupported_schema_version"
     elif kind.startswith("datetime"):
         code = "bad_timestamp"

@@ -181,7 +181,9 @@ def test_decode_record_detects_any_single_byte_corruption() -> None:
         ({"version": 2}, "unsupported_version", "codec version 2"),
         ({"schema": 9}, "unsupported_version", "schema version 9"),
         ({"flags": 0x81}, "unsupported", "flags"),
-        ({"mask": 0xFFFF}, "unsupported", "column mask"),
+        # every bit is a column of N floats (newer columns are skipped, not refused): a mask
+        # announcing 16 columns over a 2-column payload is caught by the lengths
+        ({"mask": 0xFFFF}, "inconsistent_lengths", "expected"),
         ({"count": 4}, "inconsistent_lengths", "expected"),
         ({"count": 0}, "inconsistent_lengths", "at least one"),
         ({"payload_len": 1}, "inconsistent_lengths", "header announces"),
