@@ -101,6 +101,14 @@ def test_extras_handler_imports_without_other_extras(logical_id, handler):
     """Each handler imports with every non-base package made unimportable."""
     module, image = handler
     blocked = [m for m in NOT_BASE if not (image and m in MONTHLY)]
+
+    result = _import_blocked([module], blocked)
+
+    assert result.returncode == 0, f"{logical_id}: {result.stderr[-2000:]}"
+    assert result.stdout.strip().endswith("imported")
+
+
+def _import_blocked(modules: list[str], blocked: list[str]) -> subprocess.CompletedProcess[str]:
     code = f"""
 import importlib, importlib.abc, sys
 BLOCKED = {blocked!r}
@@ -110,14 +118,24 @@ class Block(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"{{name}} is not in the base install", name=name)
         return None
 sys.meta_path.insert(0, Block())
-importlib.import_module({module!r})
+for module in {modules!r}:
+    importlib.import_module(module)
 print("imported")
 """
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
     )
 
-    assert result.returncode == 0, f"{logical_id}: {result.stderr[-2000:]}"
+
+def test_extras_every_shared_module_imports_on_the_base_install():
+    modules = sorted(
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for p in (ROOT / "shared").rglob("*.py")
+    )
+
+    result = _import_blocked(modules, list(NOT_BASE))
+
+    assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("imported")
 
 

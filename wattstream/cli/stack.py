@@ -26,6 +26,7 @@ def stack() -> None:
 
 
 def parse_parameters(values: tuple[str, ...]) -> dict[str, str]:
+    """``--parameter KEY=VALUE`` options as template parameter overrides."""
     parameters = {}
     for value in values:
         key, sep, raw = value.partition("=")
@@ -38,6 +39,8 @@ def parse_parameters(values: tuple[str, ...]) -> dict[str, str]:
 def start_stack(
     settings: LocalSettings, parameters: dict[str, str], *, services: bool = False
 ) -> tuple[Any, Any]:
+    """Start moto and provision the template; (server, description). ``services``: also
+    check the ports of the APIs and the dashboard before anything starts."""
     from wattstream.local.server import EmbeddedAws, provision
 
     check_ports_free(
@@ -153,6 +156,7 @@ def build_runner(
     *,
     batching_windows: bool = True,
 ) -> Any:
+    """The local event-source runner of the stack's mappings (``functions``: only those)."""
     from wattstream.local.runner import EventSourceRunner
     from wattstream.local.server import client_factory
 
