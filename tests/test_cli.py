@@ -246,7 +246,7 @@ def test_cli_runs_as_a_module_with_every_command():
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert "runner" in done.stdout
-    assert "upload" in done.stdout  # registered by ingest_commands
+    assert "upload" in done.stdout  # a group of wattstream.cli.ingest
 
 
 def _without_aws_credentials(monkeypatch, tmp_path):
