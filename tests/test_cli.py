@@ -66,6 +66,7 @@ def test_cli_status_shows_streams_and_queue_depths(tmp_path, monkeypatch, deploy
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # as the subprocess's: 570 s at load average 6 on 2 cores
 def test_cli_run_once_shows_every_feature(tmp_path, monkeypatch):
     """`run --once`: each feature of the demo produced output, counted in its summary.
 
