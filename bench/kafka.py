@@ -35,6 +35,8 @@ from typing import Any
 
 from shared.streams.kafka import KafkaPublisher, make_producer
 from shared.streams.kinesis import KinesisPublisher
+from wattstream.hosting.kafka.worker import dlq_topic
+from wattstream.hosting.lambda_model import resolve_handler
 from wattstream.kafka.cli import stream_topics
 from wattstream.kafka.compare import (
     documents,
@@ -45,8 +47,7 @@ from wattstream.kafka.compare import (
 )
 from wattstream.kafka.processes import TansuBroker, WorkerProcess
 from wattstream.kafka.topics import ensure_topics
-from wattstream.kafka.worker import dlq_topic
-from wattstream.local.runner import EventSourceRunner, resolve_handler
+from wattstream.local.runner import EventSourceRunner
 from wattstream.local.server import EmbeddedAws, client_factory, provision
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -194,7 +194,7 @@ def stack_up(ctx: click.Context, parameters: tuple[str, ...]) -> None:
 @click.pass_context
 def status(ctx: click.Context, resources: bool) -> None:
     """Show the running local stack: streams, queue depths (DLQs included), buckets."""
-    from wattstream.local.stack import StackError
+    from wattstream.hosting.template import StackError
     from wattstream.local.status import collect_status
 
     description = load_stack(_settings(ctx))
@@ -274,8 +274,8 @@ def load_stack(settings: LocalSettings) -> Any:
     Every command that talks to the local stack comes through here, so each one works on
     a machine with no AWS credentials (see ``connect_local_stack``).
     """
+    from wattstream.hosting.template import StackError
     from wattstream.local.server import connect_local_stack
-    from wattstream.local.stack import StackError
 
     try:
         return connect_local_stack(settings.stack_file)

@@ -42,8 +42,8 @@ from testing.reliability.runtimes import (
     RunnerRuntime,
     run_with_kills,
 )
+from wattstream.hosting.template import StackDescription
 from wattstream.local.runner import EventSourceRunner
-from wattstream.local.stack import StackDescription
 from wattstream.settings import default_data_slice
 
 Clients = Callable[[str], Any]

@@ -21,10 +21,10 @@ from typing import Any
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from tests.conftest import APRIL_2007
+from wattstream.hosting.template import StackDescription
 from wattstream.kafka import compare
 from wattstream.kafka.processes import WorkerProcess
 from wattstream.local.runner import EventSourceRunner
-from wattstream.local.stack import StackDescription
 
 #: The template's stream consumers, each a faust worker on the Kafka bus.
 CONSUMERS = (

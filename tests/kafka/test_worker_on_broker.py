@@ -6,8 +6,8 @@ from shared.streams.kafka import KafkaPublisher, make_producer
 from shared.streams.ports import StreamRecord
 from tests.kafka.pipeline import kafka_messages
 from tests.kafka.probes import poison_probe
+from wattstream.hosting.kafka.worker import dlq_topic
 from wattstream.kafka.processes import WorkerProcess, kafka_stack
-from wattstream.kafka.worker import dlq_topic
 
 
 def test_kafka_worker_poison_record_dead_lettered_the_rest_handled_in_order(

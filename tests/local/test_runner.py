@@ -17,8 +17,9 @@ from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from tests.local import probes
 from tests.local.probes import kinesis_probe, sqs_probe
-from wattstream.local.runner import EventSourceRunner, resolve_handler
-from wattstream.local.stack import FunctionSpec, StackDescription
+from wattstream.hosting.lambda_model import resolve_handler
+from wattstream.hosting.template import FunctionSpec, StackDescription
+from wattstream.local.runner import EventSourceRunner
 
 
 class Recorder:

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from wattstream.hosting.kafka.worker import dlq_topic
+from wattstream.hosting.template import StackDescription
 from wattstream.kafka.cli import stream_topics
 from wattstream.kafka.topics import ensure_topics
-from wattstream.kafka.worker import dlq_topic
-from wattstream.local.stack import StackDescription
 
 #: ``python -m wattstream.cli`` would import the CLI twice (as ``__main__`` too).
 _RUN_CLI = "import sys; from wattstream.cli import main; sys.argv[0] = 'wattstream'; main()"

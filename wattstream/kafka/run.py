@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wattstream.hosting.kafka.worker import dlq_topic
 from wattstream.kafka.cli import stream_topics, use_kafka_bus
 from wattstream.kafka.processes import WorkerProcess
 from wattstream.kafka.topics import ensure_topics
-from wattstream.kafka.worker import dlq_topic
 
 
 def prepare_bus(description: Any, bootstrap: str, partitions: int) -> None:

@@ -17,15 +17,20 @@ from typing import Any
 
 import click
 
-from wattstream.kcl.binding import Binding, from_cloudformation, from_local_stack, kinesis_consumers
-from wattstream.kcl.host import (
+from wattstream.hosting.kcl.binding import (
+    Binding,
+    from_cloudformation,
+    from_local_stack,
+    kinesis_consumers,
+)
+from wattstream.hosting.kcl.host import (
     build_processor,
     properties_file,
     protocol_streams,
     render_properties,
     serve,
 )
-from wattstream.local.stack import StackError, load_template
+from wattstream.hosting.template import StackError, load_template
 from wattstream.settings import LocalSettings
 
 _STACK_OPTION = click.option(

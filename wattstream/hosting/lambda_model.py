@@ -1,0 +1,245 @@
+"""The Lambda model: a template function bound to its handler, invoked as Lambda invokes it.
+
+:class:`Function` (environment, context, timeout, reply check), :class:`LambdaContext`,
+:class:`InvokeResult`, the Kinesis event Lambda builds (:func:`kinesis_event`) and the
+partial batch response it reads (:func:`batch_item_failures`). The local runner, the KCL
+host and the faust host invoke handlers through this, so a handler sees the same event and
+context from each of them and from Lambda.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext, redirect_stdout
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from wattstream.hosting.template import FunctionSpec
+
+log = logging.getLogger("wattstream.hosting")
+
+Handler = Callable[[dict[str, Any], Any], Any]
+Clock = Callable[[], float]
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    timeout_s: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "local-runner"
+    _started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_s - (time.monotonic() - self._started)) * 1000))
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """How an invocation ended: a response, or a function error with its reason."""
+
+    response: Any = None
+    error: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+_ENV_LOCK = threading.RLock()
+
+
+@contextmanager
+def function_environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Give the handler its own environment, as its Lambda sandbox would have."""
+    with _ENV_LOCK:
+        saved = {k: os.environ.get(k) for k in variables}
+        os.environ.update(variables)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def resolve_handler(spec: FunctionSpec, template_dir: Path) -> Handler:
+    """Import ``module.attr`` from the Handler; ``CodeUri`` is the import root, as on Lambda.
+
+    Resolving a handler starts a fresh sandbox: a shell builds its dependencies once, on
+    first use, from the environment (``_default_handler``), which on Lambda serves one stack
+    for the sandbox's life. In-process runs meet several stacks (tests, benchmarks), so the
+    cached dependencies are dropped here and rebuilt for the stack the runner serves now.
+    """
+    module_name, _, attr = spec.handler.rpartition(".")
+    if not module_name:
+        raise ValueError(f"{spec.logical_id}: Handler {spec.handler!r} is not module.function")
+    code_root = str((template_dir / spec.code_uri).resolve())
+    if code_root not in sys.path:
+        sys.path.append(code_root)
+    module = importlib.import_module(module_name)
+    cached_dependencies = getattr(module, "_default_handler", None)
+    if callable(getattr(cached_dependencies, "cache_clear", None)):
+        cached_dependencies.cache_clear()
+    handler = getattr(module, attr, None)
+    if not callable(handler):
+        raise ValueError(f"{spec.logical_id}: {spec.handler!r} is not a callable handler")
+    return handler
+
+
+class Function:
+    """A template function bound to its handler: invoked the way Lambda invokes it.
+
+    Its environment is the template's variables plus what the Lambda runtime sets
+    (region, function name, and ``AWS_ENDPOINT_URL`` so its clients reach the local
+    stack). With ``log`` its stdout (Powertools logs and EMF metrics) goes to that file,
+    as it would go to CloudWatch Logs, instead of the terminal.
+    """
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        handler: Handler,
+        *,
+        runtime_environment: Mapping[str, str] | None = None,
+        log: TextIO | None = None,
+    ) -> None:
+        self.spec = spec
+        self._handler = handler
+        self._environment = {
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            **(runtime_environment or {}),
+            **spec.environment,
+        }
+        self._log = log
+
+    def invoke(self, event: dict[str, Any]) -> InvokeResult:
+        context = LambdaContext(
+            function_name=self.spec.name,
+            invoked_function_arn=self.spec.arn,
+            memory_limit_in_mb=self.spec.memory_mb,
+            timeout_s=self.spec.timeout_s,
+        )
+        started = time.monotonic()
+        output = redirect_stdout(self._log) if self._log else nullcontext()
+        with function_environment(self._environment), output:
+            try:
+                response = self._handler(event, context)
+                json.dumps(response)  # Lambda must serialise the reply, or the call fails
+            except Exception as error:
+                log.exception("%s failed", self.spec.logical_id)
+                if self._log:
+                    traceback.print_exc(file=self._log)
+                return InvokeResult(
+                    error=f"{type(error).__name__}: {error}",
+                    duration_s=time.monotonic() - started,
+                )
+        duration = time.monotonic() - started
+        if duration > self.spec.timeout_s:
+            return InvokeResult(
+                error=f"Task timed out after {self.spec.timeout_s} seconds", duration_s=duration
+            )
+        return InvokeResult(response=response, duration_s=duration)
+
+
+def batch_item_failures(response: Any, identifiers: list[str]) -> set[str] | None:
+    """The failed item ids of a partial batch response, or None if the reply is invalid.
+
+    Lambda treats a malformed reply, or an id that is not in the batch, as a failure of
+    the whole batch; we do the same (None).
+    """
+    if response is None:
+        return set()
+    if not isinstance(response, dict) or "batchItemFailures" not in response:
+        return set()
+    failures = response["batchItemFailures"]
+    if not isinstance(failures, list):
+        return None
+    result = set()
+    known = set(identifiers)
+    for failure in failures:
+        item = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if not isinstance(item, str) or item not in known:
+            return None
+        result.add(item)
+    return result
+
+
+@dataclass
+class MappingStats:
+    """Counters shown by ``wattstream status`` and asserted by tests."""
+
+    invocations: int = 0
+    records: int = 0
+    function_errors: int = 0
+    partial_failures: int = 0
+    bisects: int = 0
+    sent_to_destination: int = 0
+    millis_behind_latest: int = 0
+
+
+def epoch_seconds(value: Any) -> float:
+    """A boto3 timestamp (datetime) or epoch seconds, as epoch seconds."""
+    return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+def kinesis_event(
+    records: list[dict[str, Any]],
+    *,
+    shard_id: str,
+    stream_arn: str,
+    function_arn: str,
+    region: str,
+) -> dict[str, Any]:
+    """A Lambda Kinesis event of GetRecords-shaped records (``PartitionKey``, ``Data``, ...).
+
+    Shared with the KCL host (:mod:`wattstream.kcl`), so a handler sees the same event
+    from the local runner, from Lambda and from a KCL worker.
+    """
+    return {
+        "Records": [
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": r["PartitionKey"],
+                    "sequenceNumber": r["SequenceNumber"],
+                    "data": base64.b64encode(r["Data"]).decode("ascii"),
+                    "approximateArrivalTimestamp": epoch_seconds(r["ApproximateArrivalTimestamp"]),
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": f"{shard_id}:{r['SequenceNumber']}",
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": function_arn,
+                "awsRegion": region,
+                "eventSourceARN": stream_arn,
+            }
+            for r in records
+        ]
+    }
