@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import io
 import json
 import logging
 import os
@@ -20,11 +21,12 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext, redirect_stdout
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO, cast
 
 from wattstream.hosting.template import FunctionSpec
 
@@ -68,12 +70,84 @@ class InvokeResult:
         return self.error is not None
 
 
+# --- Output: each function's stdout to its own log, without swapping sys.stdout ---------
+
+#: The log of the function invoking in this thread (None: the process's own stdout).
+_FUNCTION_OUTPUT: ContextVar[TextIO | None] = ContextVar("wattstream_function_output", default=None)
+_WRITE_LOCK = threading.Lock()
+
+
+class RoutedStdout(io.TextIOBase):
+    """``sys.stdout`` for hosted functions: each write goes to the log of the function that is
+    invoking in the writing thread, everything else to the stdout it replaced.
+
+    Installed once (:func:`route_stdout`) instead of ``redirect_stdout`` per invocation,
+    which swaps a process-wide global and races between threads. Powertools' Logger keeps
+    the ``sys.stdout`` of its construction (a ``StreamHandler``) and Metrics ``print``; both
+    reach this object as long as it is installed before the handler's dependencies are
+    built, and both are routed by the context of the thread that writes. Threads a handler
+    starts itself do not inherit that context: their output goes to the process's stdout.
+    """
+
+    def __init__(self, fallback: TextIO) -> None:
+        self.fallback = fallback
+
+    def _target(self) -> TextIO:
+        return _FUNCTION_OUTPUT.get() or self.fallback
+
+    def write(self, text: str) -> int:
+        target = self._target()
+        with _WRITE_LOCK:  # one line is never interleaved with another thread's
+            target.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self._target().isatty()
+
+    def fileno(self) -> int:
+        return self.fallback.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self.fallback, "encoding", "utf-8"))
+
+
+def route_stdout() -> None:
+    """Make ``sys.stdout`` a :class:`RoutedStdout` (again, if someone replaced it since)."""
+    if not isinstance(sys.stdout, RoutedStdout):
+        sys.stdout = RoutedStdout(sys.stdout)
+
+
+@contextmanager
+def function_output(log: TextIO | None) -> Iterator[None]:
+    """Route this thread's (and this context's) stdout to ``log`` while inside."""
+    if log is None:
+        yield
+        return
+    route_stdout()
+    token = _FUNCTION_OUTPUT.set(log)
+    try:
+        yield
+    finally:
+        _FUNCTION_OUTPUT.reset(token)
+
+
+# --- LEGACY(remove when shells land): handlers that read os.environ ----------------------
+
 _ENV_LOCK = threading.RLock()
 
 
 @contextmanager
 def function_environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """Give the handler its own environment, as its Lambda sandbox would have."""
+    """LEGACY(remove when shells land): swap ``variables`` into ``os.environ``, holding a
+    process-wide lock until the block ends. Only for handlers without ``bind``: they read
+    their settings from ``os.environ``, so two of them cannot run at once."""
     with _ENV_LOCK:
         saved = {k: os.environ.get(k) for k in variables}
         os.environ.update(variables)
@@ -87,13 +161,28 @@ def function_environment(variables: Mapping[str, str]) -> Iterator[None]:
                     os.environ[key] = value
 
 
-def resolve_handler(spec: FunctionSpec, template_dir: Path) -> Handler:
+# --- Handlers -----------------------------------------------------------------------------
+
+
+class BindableHandler(Protocol):
+    """A shell's entry point: ``bind(environment)`` builds a handler with fresh dependencies
+    from that mapping alone (nothing read from ``os.environ``); ``reset()`` drops them."""
+
+    def bind(self, environment: Mapping[str, str]) -> Handler: ...
+
+    def reset(self) -> None: ...
+
+
+def is_bindable(handler: Any) -> bool:
+    return callable(getattr(handler, "bind", None))
+
+
+def resolve_handler(spec: FunctionSpec, template_dir: Path) -> Handler | BindableHandler:
     """Import ``module.attr`` from the Handler; ``CodeUri`` is the import root, as on Lambda.
 
-    Resolving a handler starts a fresh sandbox: a shell builds its dependencies once, on
-    first use, from the environment (``_default_handler``), which on Lambda serves one stack
-    for the sandbox's life. In-process runs meet several stacks (tests, benchmarks), so the
-    cached dependencies are dropped here and rebuilt for the stack the runner serves now.
+    A shell entry with ``bind`` is returned as is: :class:`Function` binds it to its own
+    environment, which builds fresh dependencies for the stack it serves. A plain handler
+    function is the legacy case (see below).
     """
     module_name, _, attr = spec.handler.rpartition(".")
     if not module_name:
@@ -102,13 +191,18 @@ def resolve_handler(spec: FunctionSpec, template_dir: Path) -> Handler:
     if code_root not in sys.path:
         sys.path.append(code_root)
     module = importlib.import_module(module_name)
+    handler = getattr(module, attr, None)
+    if is_bindable(handler):
+        return cast(BindableHandler, handler)
+    # LEGACY(remove when shells land): a plain handler builds its dependencies once, on
+    # first use, from os.environ (``_default_handler``). In-process runs meet several stacks
+    # (tests, benchmarks), so the cached dependencies are dropped here.
     cached_dependencies = getattr(module, "_default_handler", None)
     if callable(getattr(cached_dependencies, "cache_clear", None)):
         cached_dependencies.cache_clear()
-    handler = getattr(module, attr, None)
     if not callable(handler):
         raise ValueError(f"{spec.logical_id}: {spec.handler!r} is not a callable handler")
-    return handler
+    return cast(Handler, handler)
 
 
 class Function:
@@ -116,28 +210,50 @@ class Function:
 
     Its environment is the template's variables plus what the Lambda runtime sets
     (region, function name, and ``AWS_ENDPOINT_URL`` so its clients reach the local
-    stack). With ``log`` its stdout (Powertools logs and EMF metrics) goes to that file,
-    as it would go to CloudWatch Logs, instead of the terminal.
+    stack). A handler with ``bind`` gets that environment passed in, once, on the first
+    invocation (Lambda's cold start); functions then run concurrently, each with its own
+    dependencies, and one never waits for another. With ``log`` its stdout (Powertools logs
+    and EMF metrics) goes to that file, as it would go to CloudWatch Logs.
     """
 
     def __init__(
         self,
         spec: FunctionSpec,
-        handler: Handler,
+        handler: Handler | BindableHandler,
         *,
         runtime_environment: Mapping[str, str] | None = None,
         log: TextIO | None = None,
     ) -> None:
         self.spec = spec
-        self._handler = handler
-        self._environment = {
+        self.environment: dict[str, str] = {
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             **(runtime_environment or {}),
             **spec.environment,
         }
+        self._entry = handler
+        self._bound: Handler | None = None
+        self._bind_lock = threading.Lock()
         self._log = log
+        if log is not None:
+            route_stdout()
+
+    def _handler(self) -> Handler:
+        """The handler to call: bound to this function's environment on first use."""
+        if not is_bindable(self._entry):
+            return cast(Handler, self._entry)
+        if self._bound is None:
+            with self._bind_lock:  # this function's cold start only; others go on
+                if self._bound is None:
+                    entry = cast(BindableHandler, self._entry)
+                    self._bound = entry.bind(dict(self.environment))
+        return self._bound
+
+    def _environment_scope(self) -> AbstractContextManager[None]:
+        if is_bindable(self._entry):
+            return nullcontext()
+        return function_environment(self.environment)  # LEGACY(remove when shells land)
 
     def invoke(self, event: dict[str, Any]) -> InvokeResult:
         context = LambdaContext(
@@ -147,15 +263,15 @@ class Function:
             timeout_s=self.spec.timeout_s,
         )
         started = time.monotonic()
-        output = redirect_stdout(self._log) if self._log else nullcontext()
-        with function_environment(self._environment), output:
+        with function_output(self._log), self._environment_scope():
             try:
-                response = self._handler(event, context)
+                response = self._handler()(event, context)
                 json.dumps(response)  # Lambda must serialise the reply, or the call fails
             except Exception as error:
                 log.exception("%s failed", self.spec.logical_id)
                 if self._log:
-                    traceback.print_exc(file=self._log)
+                    with _WRITE_LOCK:
+                        self._log.write(traceback.format_exc())
                 return InvokeResult(
                     error=f"{type(error).__name__}: {error}",
                     duration_s=time.monotonic() - started,

@@ -30,17 +30,18 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Any, TextIO
 
 from botocore.exceptions import ClientError
 
 from wattstream.hosting.lambda_model import (
+    BindableHandler,
     Function,
     Handler,
     MappingStats,
     batch_item_failures,
+    function_output,
     resolve_handler,
 )
 from wattstream.hosting.settler import (
@@ -422,7 +423,7 @@ class EventSourceRunner:
         *,
         clients: Callable[[str], Any],
         checkpoint_path: Path,
-        handlers: Mapping[str, Handler] | None = None,
+        handlers: Mapping[str, Handler | BindableHandler] | None = None,
         functions: set[str] | None = None,
         idle_sleep_s: float = 0.1,
         max_backoff_s: float = 1.0,
@@ -460,8 +461,8 @@ class EventSourceRunner:
                 mapping = dataclasses.replace(mapping, properties=properties)
             spec = stack.function_for(mapping)
             function_log = self._log_for(spec, log_dir)
-            # Loggers made at import time keep the stdout of that moment: the log file.
-            with redirect_stdout(function_log) if function_log else nullcontext():
+            # Output while importing (module-level loggers) goes to the function's log too.
+            with function_output(function_log):
                 handler = (handlers or {}).get(spec.logical_id) or resolve_handler(
                     spec, template_dir
                 )
