@@ -197,9 +197,9 @@ def resolve_handler(spec: FunctionSpec, template_dir: Path) -> Handler | Bindabl
     # LEGACY(remove when shells land): a plain handler builds its dependencies once, on
     # first use, from os.environ (``_default_handler``). In-process runs meet several stacks
     # (tests, benchmarks), so the cached dependencies are dropped here.
-    cached_dependencies = getattr(module, "_default_handler", None)
-    if callable(getattr(cached_dependencies, "cache_clear", None)):
-        cached_dependencies.cache_clear()
+    cache_clear = getattr(getattr(module, "_default_handler", None), "cache_clear", None)
+    if callable(cache_clear):
+        cache_clear()
     if not callable(handler):
         raise ValueError(f"{spec.logical_id}: {spec.handler!r} is not a callable handler")
     return cast(Handler, handler)
