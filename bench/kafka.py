@@ -43,10 +43,11 @@ from testing.kafka_compare import (
     uci_days,
 )
 from testing.tansu import TansuBroker
+from wattstream.hosting.kafka.worker import dlq_topic
+from wattstream.hosting.lambda_model import resolve_handler
 from wattstream.kafka.topics import ensure_topics, stream_topics
-from wattstream.kafka.worker import dlq_topic
 from wattstream.local.kafka_bus import WorkerProcess
-from wattstream.local.runner import EventSourceRunner, resolve_handler
+from wattstream.local.runner import EventSourceRunner
 from wattstream.local.server import EmbeddedAws, client_factory, provision
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,21 +72,38 @@ class _Timed:
             self.last = time.time()
 
 
+class _TimedEntry:
+    """A shell entry (``bind(environment)``) whose bound handler is timed by ``timed``."""
+
+    def __init__(self, entry: Any) -> None:
+        self.entry = entry
+        self.timed = _Timed(None)
+
+    def bind(self, environment: Any) -> _Timed:
+        self.timed.handler = self.entry.bind(environment)
+        return self.timed
+
+    def reset(self) -> None:
+        self.entry.reset()
+
+
 def _lambda_path(stack: Any, clients: Any, records: list[Any], state: Path) -> float:
     KinesisPublisher(stack.outputs["ReadingsStreamName"], clients("kinesis")).publish(records)
-    handler = _Timed(resolve_handler(stack.functions[FUNCTION], TEMPLATE.parent))
+    entry = resolve_handler(stack.functions[FUNCTION], TEMPLATE.parent)
+    wrapped = _TimedEntry(entry) if hasattr(entry, "bind") else _Timed(entry)
     runner = EventSourceRunner(
         stack,
         clients=clients,
         checkpoint_path=state / "checkpoints.json",
-        handlers={FUNCTION: handler},
+        handlers={FUNCTION: wrapped},
         functions={FUNCTION},
         idle_sleep_s=0.01,
     )
     runner.drain(timeout_s=1800, quiet_rounds=2)
     stats = runner.stats()
     assert sum(s.records for s in stats.values()) == len(records), stats
-    return handler.last - handler.first
+    timed = wrapped.timed if isinstance(wrapped, _TimedEntry) else wrapped
+    return timed.last - timed.first
 
 
 def _kafka_path(

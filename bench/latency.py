@@ -55,8 +55,8 @@ from shared.schema import Forecast, ForecastPoint
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamPublisher, StreamRecord
 from shared.uci import iter_uci
+from wattstream.hosting.lambda_model import function_environment as runner_function_environment
 from wattstream.local.runner import EventSourceRunner
-from wattstream.local.runner import function_environment as runner_function_environment
 from wattstream.local.server import EmbeddedAws, client_factory, provision
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -47,8 +47,8 @@ from rich.table import Table
 
 from testing.reliability import scenarios
 from testing.reliability.runtimes import faust_available
+from wattstream.hosting.template import StackDescription
 from wattstream.local.server import EmbeddedAws, client_factory, provision
-from wattstream.local.stack import StackDescription
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "deploy" / "template.yaml"

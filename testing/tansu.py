@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from wattstream.hosting.kafka.worker import dlq_topic
+from wattstream.hosting.template import StackDescription
 from wattstream.kafka.topics import ensure_topics, stream_topics
-from wattstream.kafka.worker import dlq_topic
-from wattstream.local.stack import StackDescription
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from wattstream.hosting.template import StackDescription, load_template
 from wattstream.local.server import EmbeddedAws, client_factory, provision
-from wattstream.local.stack import StackDescription, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "deploy" / "template.yaml"

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from wattstream.local.stack import StackDescription
+from wattstream.hosting.template import StackDescription
 
 __all__ = ["BAD_KINDS", "bad_batch_body", "bad_batch_latency"]
 

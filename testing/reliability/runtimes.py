@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from shared.streams.ports import StreamRecord
 from testing.reliability.observe import read_shards
-from wattstream.local.stack import StackDescription
+from wattstream.hosting.template import StackDescription
 from wattstream.settings import PACKAGE_ROOT, LocalSettings
 
 

@@ -42,8 +42,8 @@ from testing.reliability.runtimes import (
     RunnerRuntime,
     run_with_kills,
 )
+from wattstream.hosting.template import StackDescription
 from wattstream.local.runner import EventSourceRunner
-from wattstream.local.stack import StackDescription
 from wattstream.settings import default_data_slice
 
 Clients = Callable[[str], Any]
@@ -111,7 +111,7 @@ def in_process_runner(
     """The template's functions in this process (the runner's own semantics, no kills).
 
     Scenarios run several stacks in one process: the runner resolves each handler afresh
-    (:func:`wattstream.local.runner.resolve_handler`), so it builds its dependencies from
+    (:func:`wattstream.hosting.lambda_model.resolve_handler`), so it builds its dependencies from
     *this* stack's environment.
     """
     return EventSourceRunner(

@@ -16,7 +16,7 @@ import tomllib
 import pytest
 
 from tests.conftest import ROOT, TEMPLATE
-from wattstream.local.stack import load_template
+from wattstream.hosting.template import load_template
 
 REQUIREMENTS = ROOT / "deploy" / "functions" / "requirements"
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

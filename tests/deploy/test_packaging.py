@@ -18,7 +18,7 @@ from types import ModuleType
 import pytest
 
 from tests.conftest import ROOT, TEMPLATE
-from wattstream.local.stack import load_template
+from wattstream.hosting.template import load_template
 
 DEPLOY = ROOT / "deploy"
 FUNCTIONS_DIR = DEPLOY / "functions"

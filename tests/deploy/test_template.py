@@ -16,7 +16,8 @@ import pytest
 
 from services.gateway.shells.api_lambda import dead_letter_queues
 from tests.conftest import REGION, TEMPLATE
-from wattstream.local.stack import LOCAL_ACCOUNT_ID, load_template, translate
+from wattstream.hosting.template import load_template
+from wattstream.local.stack import LOCAL_ACCOUNT_ID, translate
 
 #: Resource types the local stack does not create; each is AWS-only and documented in the
 #: README (access policies and API Gateway are enforced on AWS only; the shared code layer

@@ -22,9 +22,9 @@ from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from testing import kafka_compare as compare
 from tests.conftest import APRIL_2007
+from wattstream.hosting.template import StackDescription
 from wattstream.local.kafka_bus import WorkerProcess
 from wattstream.local.runner import EventSourceRunner
-from wattstream.local.stack import StackDescription
 
 #: The template's stream consumers, each a faust worker on the Kafka bus.
 CONSUMERS = (

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from shared.streams.kafka import DeadLetterError
-from wattstream.eventsource import RetryPolicy
-from wattstream.kafka import worker as worker_module
-from wattstream.kafka.worker import KafkaMappingHost, KafkaRecord, settle_or_exit, shard_id
-from wattstream.local.runner import Function
-from wattstream.local.stack import FunctionSpec
+from wattstream.hosting.kafka import worker as worker_module
+from wattstream.hosting.kafka.worker import KafkaMappingHost, KafkaRecord, settle_or_exit, shard_id
+from wattstream.hosting.lambda_model import Function
+from wattstream.hosting.settler import MappingPolicy
+from wattstream.hosting.template import FunctionSpec
 
 SPEC = FunctionSpec(
     logical_id="ProbeFunction",
@@ -27,7 +27,7 @@ SPEC = FunctionSpec(
     memory_mb=128,
     environment={},
 )
-POLICY = RetryPolicy(
+POLICY = MappingPolicy(
     batch_size=100,
     report_item_failures=True,
     bisect_on_function_error=True,

@@ -7,7 +7,7 @@ from shared.streams.ports import StreamRecord
 from testing.tansu import kafka_stack
 from tests.kafka.pipeline import kafka_messages
 from tests.kafka.probes import poison_probe
-from wattstream.kafka.worker import dlq_topic
+from wattstream.hosting.kafka.worker import dlq_topic
 from wattstream.local.kafka_bus import WorkerProcess
 
 

@@ -21,9 +21,9 @@ from shared.schema import Quarantined
 from shared.uci import iter_uci
 from testing.kcl_daemon_standin import in_subprocess, record
 from tests.conftest import APRIL_2007, ROOT, TEMPLATE
-from wattstream.kcl.binding import from_cloudformation, from_local_stack, kinesis_consumers
-from wattstream.kcl.host import PROPERTIES_DIR, properties_file, render_properties
-from wattstream.local.stack import StackError, load_template
+from wattstream.hosting.kcl.binding import from_cloudformation, from_local_stack, kinesis_consumers
+from wattstream.hosting.kcl.host import PROPERTIES_DIR, properties_file, render_properties
+from wattstream.hosting.template import StackError, load_template
 
 
 def _properties(path: Path) -> dict[str, str]:

@@ -16,9 +16,10 @@ import pytest
 pytest.importorskip("amazon_kclpy", reason="the kcl extra: python deploy/kcl/install_kclpy.py")
 
 from testing.kcl_daemon_standin import ProcessorExited, in_thread, record
-from wattstream.kcl.processor import LambdaShardProcessor, RetryPolicy
-from wattstream.local.runner import Function
-from wattstream.local.stack import FunctionSpec
+from wattstream.hosting.kcl.processor import LambdaShardProcessor
+from wattstream.hosting.lambda_model import Function
+from wattstream.hosting.settler import MappingPolicy
+from wattstream.hosting.template import FunctionSpec
 
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:t1-ProbeFunction"
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/t1-ReadingsStream"
@@ -86,7 +87,7 @@ def make_processor(
     return LambdaShardProcessor(
         Function(spec, handler),
         stream_arn=STREAM_ARN,
-        policy=RetryPolicy(**{**settings, **policy}),
+        policy=MappingPolicy(**{**settings, **policy}),
         destination=destination,
         sleep=(sleeps if sleeps is not None else []).append,
         clock=lambda: NOW_MS / 1000,
@@ -151,14 +152,15 @@ def test_processor_retries_are_bounded_then_coordinates_go_to_the_destination():
     (document,) = destination.documents
     info = document["KinesisBatchInfo"]
     assert (info["shardId"], info["streamArn"]) == (SHARD, STREAM_ARN)
-    assert (info["startSequenceNumber"], info["endSequenceNumber"]) == (seq(2), seq(2))
-    assert info["batchSize"] == 1
+    # The whole retried batch is discarded, from the lowest failure to its end (AWS).
+    assert (info["startSequenceNumber"], info["endSequenceNumber"]) == (seq(2), seq(3))
+    assert info["batchSize"] == 2
     assert document["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert document["requestContext"]["functionArn"] == FUNCTION_ARN
     assert document["requestContext"]["approximateInvokeCount"] == 3
-    # Past the given-up record, then past the one that succeeded in the last attempt.
-    assert daemon.checkpoints == [(seq(1), 0), (seq(2), 0), (seq(3), 0)]
-    assert processor.stats.sent_to_destination == 1
+    # Before the lowest failure, then past the discarded batch.
+    assert daemon.checkpoints == [(seq(1), 0), (seq(3), 0)]
+    assert processor.stats.sent_to_destination == 2
 
 
 def test_processor_function_error_bisects_down_to_the_poison_record():
@@ -293,7 +295,7 @@ def test_processor_unreachable_destination_exits_without_checkpointing():
 
 
 def test_retry_policy_of_template_mapping():
-    from wattstream.local.stack import MappingSpec
+    from wattstream.hosting.template import MappingSpec
 
     mapping = MappingSpec(
         "ArchiveFunctionReadings",
@@ -307,9 +309,9 @@ def test_retry_policy_of_template_mapping():
             "FunctionResponseTypes": ["ReportBatchItemFailures"],
         },
     )
-    policy = RetryPolicy.of(mapping)
+    policy = MappingPolicy.of(mapping)
 
-    assert policy == RetryPolicy(
+    assert policy == MappingPolicy(
         batch_size=100,
         report_item_failures=True,
         bisect_on_function_error=True,

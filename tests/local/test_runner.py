@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +18,9 @@ from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from tests.local import probes
 from tests.local.probes import kinesis_probe, sqs_probe
-from wattstream.local.runner import EventSourceRunner, resolve_handler
-from wattstream.local.stack import FunctionSpec, StackDescription
+from wattstream.hosting.lambda_model import resolve_handler
+from wattstream.hosting.template import FunctionSpec, StackDescription
+from wattstream.local.runner import EventSourceRunner
 
 
 class Recorder:
@@ -342,3 +344,72 @@ def test_resolve_handler_builds_dependencies_afresh_for_each_stack(tmp_path, mon
     assert resolve_handler(spec, tmp_path)({}, None) == "first"
     monkeypatch.setenv("STACK", "second")
     assert resolve_handler(spec, tmp_path)({}, None) == "second"  # not the first stack's
+
+
+class BindableProbe:
+    """A shell entry (``bind(environment) -> handler``) that records payloads in order and can
+    hold its invocation until released."""
+
+    def __init__(self, expected: int = 0, *, hold: bool = False) -> None:
+        self.delivered: list[bytes] = []
+        self.environments: list[dict[str, str]] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.all_seen = threading.Event()
+        self.expected = expected
+        if not hold:
+            self.release.set()
+
+    def bind(self, environment: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+        self.environments.append(dict(environment))
+
+        def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            self.started.set()
+            assert self.release.wait(STUCK_S), "never released"
+            self.delivered += [base64.b64decode(r["kinesis"]["data"]) for r in event["Records"]]
+            if len(self.delivered) >= self.expected:
+                self.all_seen.set()
+            return {"batchItemFailures": []}
+
+        return handle
+
+    def reset(self) -> None:
+        self.environments.clear()
+
+
+#: Liveness bound for event waits: reached only when one function is blocked by another.
+STUCK_S = 60
+
+
+def test_runner_slow_function_does_not_stall_another_functions_records(
+    deploy_stack, clients, tmp_path
+):
+    def both(template: dict[str, Any]) -> None:
+        kinesis_probe("SlowFunction")(template)
+        kinesis_probe("FastFunction")(template)
+
+    stack = deploy_stack(both, {"ReadingsShardCount": "1"})
+    slow, fast = BindableProbe(hold=True), BindableProbe(expected=25)
+    runner = EventSourceRunner(
+        stack,
+        clients=clients,
+        checkpoint_path=tmp_path / "c.json",
+        handlers={"SlowFunction": slow, "FastFunction": fast},
+        functions={"SlowFunction", "FastFunction"},
+        idle_sleep_s=0.01,
+    )
+    publish(stack, clients, payloads(25))
+    runner.start()
+    try:
+        assert slow.started.wait(STUCK_S)
+        assert fast.all_seen.wait(STUCK_S), "the fast function waited for the slow one"
+        assert not slow.release.is_set()  # every record went through while slow was held
+    finally:
+        slow.release.set()
+        runner.stop()
+
+    assert fast.delivered == payloads(25)  # in shard order, across its batches
+    assert fast.environments[0]["PROBE_STREAM"] == stack.outputs["ReadingsStreamName"]
+    assert fast.environments[0]["AWS_LAMBDA_FUNCTION_NAME"] == stack.functions["FastFunction"].name
+    assert slow.environments[0]["AWS_LAMBDA_FUNCTION_NAME"] == stack.functions["SlowFunction"].name
+    assert "PROBE_STREAM" not in os.environ

@@ -7,7 +7,7 @@ from urllib.parse import unquote_plus
 
 from tests.conftest import TEMPLATE
 from tests.local.probes import kinesis_probe
-from wattstream.local.stack import StackDescription, load_template
+from wattstream.hosting.template import StackDescription, load_template
 
 
 def test_stack_creates_every_template_resource(deploy_stack):

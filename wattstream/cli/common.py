@@ -68,8 +68,8 @@ def load_stack(settings: LocalSettings) -> Any:
     Every command that talks to the local stack comes through here, so each one works on
     a machine with no AWS credentials (see ``connect_local_stack``).
     """
+    from wattstream.hosting.template import StackError
     from wattstream.local.server import connect_local_stack
-    from wattstream.local.stack import StackError
 
     try:
         return connect_local_stack(settings.stack_file)
@@ -124,7 +124,7 @@ def bind_consumer(function: str, stack_name: str | None) -> tuple[Any, Any, dict
     ``AWS_ENDPOINT_URL`` names); without it, the running local stack. The KCL and Kafka
     hosts bind the same way.
     """
-    from wattstream.kcl.binding import from_cloudformation, from_local_stack
+    from wattstream.hosting.kcl.binding import from_cloudformation, from_local_stack
 
     if stack_name:
         from shared.settings import AwsSettings

@@ -18,18 +18,18 @@ from pathlib import Path
 import click
 
 from wattstream.cli.common import bind_consumer, load_stack, local_settings
-from wattstream.kafka.topics import (
-    DEFAULT_PARTITIONS,
-    ensure_topics,
-    stream_topics,
-    use_kafka_bus,
-)
-from wattstream.kafka.worker import (
+from wattstream.hosting.kafka.worker import (
     KafkaMappingHost,
     WorkerConfig,
     build_app,
     dlq_topic,
     run_app,
+)
+from wattstream.kafka.topics import (
+    DEFAULT_PARTITIONS,
+    ensure_topics,
+    stream_topics,
+    use_kafka_bus,
 )
 
 _BOOTSTRAP = click.option(
@@ -85,8 +85,8 @@ def worker(
 ) -> None:
     """Run FUNCTION's Lambda handler on its stream's topic until SIGTERM/Ctrl-C."""
     from shared.streams.kafka import KafkaDeadLetters, make_producer
-    from wattstream.eventsource import RetryPolicy
-    from wattstream.local.stack import StackError
+    from wattstream.hosting.settler import MappingPolicy
+    from wattstream.hosting.template import StackError
 
     logging.basicConfig(level=logging.INFO)
     try:
@@ -96,7 +96,7 @@ def worker(
     use_kafka_bus(bootstrap)
     topic = binding.stream_name
     ensure_topics(bootstrap, [topic, dlq_topic(topic)], partitions=partitions)
-    policy = RetryPolicy.of(binding.mapping)
+    policy = MappingPolicy.of(binding.mapping)
     host = KafkaMappingHost(
         binding.function_runner(runtime_environment=environment),
         stream_arn=binding.stream_arn,
@@ -130,8 +130,8 @@ def topics(bootstrap: str, partitions: int) -> None:
 @kafka.command("list")
 def list_consumers() -> None:
     """The template's stream consumers (each one runs as a worker)."""
-    from wattstream.kcl.binding import kinesis_consumers
-    from wattstream.local.stack import load_template
+    from wattstream.hosting.kcl.binding import kinesis_consumers
+    from wattstream.hosting.template import load_template
     from wattstream.settings import LocalSettings
 
     for function, stream in sorted(

@@ -17,15 +17,15 @@ import sys
 import click
 
 from wattstream.cli.common import STACK_NAME_OPTION, bind_consumer
-from wattstream.kcl.binding import kinesis_consumers
-from wattstream.kcl.host import (
+from wattstream.hosting.kcl.binding import kinesis_consumers
+from wattstream.hosting.kcl.host import (
     build_processor,
     properties_file,
     protocol_streams,
     render_properties,
     serve,
 )
-from wattstream.local.stack import StackError, load_template
+from wattstream.hosting.template import StackError, load_template
 from wattstream.settings import LocalSettings
 
 

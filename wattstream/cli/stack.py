@@ -126,7 +126,7 @@ def stack_up(ctx: click.Context, parameters: tuple[str, ...]) -> None:
 @click.pass_context
 def status(ctx: click.Context, resources: bool) -> None:
     """Show the running local stack: streams, queue depths (DLQs included), buckets."""
-    from wattstream.local.stack import StackError
+    from wattstream.hosting.template import StackError
     from wattstream.local.status import collect_status
 
     description = load_stack(local_settings(ctx))

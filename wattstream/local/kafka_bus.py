@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wattstream.hosting.kafka.worker import dlq_topic
 from wattstream.kafka.topics import ensure_topics, stream_topics, use_kafka_bus
-from wattstream.kafka.worker import dlq_topic
 
 #: The worker command line, with ``wattstream`` as the program name in its messages.
 _RUN_CLI = "import sys; from wattstream.cli import main; sys.argv[0] = 'wattstream'; main()"

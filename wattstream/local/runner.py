@@ -2,15 +2,15 @@
 
 moto cannot run Lambda code without Docker, so this module plays the part of the
 Lambda service for the local stack. It reads each function's ``Handler``/``CodeUri`` and
-its event source mappings from the deployed template (see :mod:`wattstream.local.stack`)
+its event source mappings from the deployed template (see :mod:`wattstream.hosting.template`)
 and calls the handlers in-process with Lambda-shaped events.
 
 Kinesis mappings implement: per-shard polling with ``BatchSize``,
-``MaximumBatchingWindowInSeconds`` and ``StartingPosition``; ``ReportBatchItemFailures``
-(retry from the lowest failed sequence number); ``BisectBatchOnFunctionError`` (a failed
-batch is split in two, which does not count as a retry); ``MaximumRetryAttempts``;
-``MaximumRecordAgeInSeconds``; the ``OnFailure`` destination (SQS), which receives the
-same batch-info document AWS sends; checkpoints persisted to a file so a restarted runner
+``MaximumBatchingWindowInSeconds`` and ``StartingPosition``; what happens to a batch after
+an invocation (``ReportBatchItemFailures``, ``BisectBatchOnFunctionError``,
+``MaximumRetryAttempts``, ``MaximumRecordAgeInSeconds``, the ``OnFailure`` destination) is
+the one settler of :mod:`wattstream.hosting.settler`, shared with the KCL and faust hosts;
+checkpoints persisted to a file so a restarted runner
 resumes where it left off; shards processed sequentially, so one partition key (one
 household) is always delivered in order. ``ParallelizationFactor`` is not emulated: each
 shard is one sequential poller, which keeps per-key order, the property it must preserve.
@@ -23,192 +23,41 @@ message to its dead-letter queue after ``maxReceiveCount`` receives.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import importlib
 import json
 import logging
 import os
-import sys
 import threading
 import time
-import traceback
-import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext, redirect_stdout
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from botocore.exceptions import ClientError
 
-from wattstream.local.stack import FunctionSpec, MappingSpec, StackDescription
+from wattstream.hosting.lambda_model import (
+    BindableHandler,
+    Function,
+    Handler,
+    MappingStats,
+    batch_item_failures,
+    function_output,
+    resolve_handler,
+)
+from wattstream.hosting.settler import (
+    BatchSettler,
+    DeliveredRecord,
+    MappingPolicy,
+    SqsDestination,
+    failure_document,
+    invoke_kinesis,
+    queue_url,
+)
+from wattstream.hosting.template import FunctionSpec, MappingSpec, StackDescription
 
 log = logging.getLogger("wattstream.runner")
 
-Handler = Callable[[dict[str, Any], Any], Any]
 Clock = Callable[[], float]
-
-
-# --- Invocation ---------------------------------------------------------------------------
-
-
-@dataclass
-class LambdaContext:
-    """The attributes of Lambda's context object that handlers and Powertools read."""
-
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    timeout_s: int
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = "local-runner"
-    _started: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.timeout_s - (time.monotonic() - self._started)) * 1000))
-
-
-@dataclass(frozen=True)
-class InvokeResult:
-    """How an invocation ended: a response, or a function error with its reason."""
-
-    response: Any = None
-    error: str | None = None
-    duration_s: float = 0.0
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
-
-_ENV_LOCK = threading.RLock()
-
-
-@contextmanager
-def function_environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """Give the handler its own environment, as its Lambda sandbox would have."""
-    with _ENV_LOCK:
-        saved = {k: os.environ.get(k) for k in variables}
-        os.environ.update(variables)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-
-def resolve_handler(spec: FunctionSpec, template_dir: Path) -> Handler:
-    """Import ``module.attr`` from the Handler; ``CodeUri`` is the import root, as on Lambda.
-
-    Resolving a handler starts a fresh sandbox: a shell builds its dependencies once, on
-    first use, from the environment (``_default_handler``), which on Lambda serves one stack
-    for the sandbox's life. In-process runs meet several stacks (tests, benchmarks), so the
-    cached dependencies are dropped here and rebuilt for the stack the runner serves now.
-    """
-    module_name, _, attr = spec.handler.rpartition(".")
-    if not module_name:
-        raise ValueError(f"{spec.logical_id}: Handler {spec.handler!r} is not module.function")
-    code_root = str((template_dir / spec.code_uri).resolve())
-    if code_root not in sys.path:
-        sys.path.append(code_root)
-    module = importlib.import_module(module_name)
-    cached_dependencies = getattr(module, "_default_handler", None)
-    if callable(getattr(cached_dependencies, "cache_clear", None)):
-        cached_dependencies.cache_clear()
-    handler = getattr(module, attr, None)
-    if not callable(handler):
-        raise ValueError(f"{spec.logical_id}: {spec.handler!r} is not a callable handler")
-    return handler
-
-
-class Function:
-    """A template function bound to its handler: invoked the way Lambda invokes it.
-
-    Its environment is the template's variables plus what the Lambda runtime sets
-    (region, function name, and ``AWS_ENDPOINT_URL`` so its clients reach the local
-    stack). With ``log`` its stdout (Powertools logs and EMF metrics) goes to that file,
-    as it would go to CloudWatch Logs, instead of the terminal.
-    """
-
-    def __init__(
-        self,
-        spec: FunctionSpec,
-        handler: Handler,
-        *,
-        runtime_environment: Mapping[str, str] | None = None,
-        log: TextIO | None = None,
-    ) -> None:
-        self.spec = spec
-        self._handler = handler
-        self._environment = {
-            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            **(runtime_environment or {}),
-            **spec.environment,
-        }
-        self._log = log
-
-    def invoke(self, event: dict[str, Any]) -> InvokeResult:
-        context = LambdaContext(
-            function_name=self.spec.name,
-            invoked_function_arn=self.spec.arn,
-            memory_limit_in_mb=self.spec.memory_mb,
-            timeout_s=self.spec.timeout_s,
-        )
-        started = time.monotonic()
-        output = redirect_stdout(self._log) if self._log else nullcontext()
-        with function_environment(self._environment), output:
-            try:
-                response = self._handler(event, context)
-                json.dumps(response)  # Lambda must serialise the reply, or the call fails
-            except Exception as error:
-                log.exception("%s failed", self.spec.logical_id)
-                if self._log:
-                    traceback.print_exc(file=self._log)
-                return InvokeResult(
-                    error=f"{type(error).__name__}: {error}",
-                    duration_s=time.monotonic() - started,
-                )
-        duration = time.monotonic() - started
-        if duration > self.spec.timeout_s:
-            return InvokeResult(
-                error=f"Task timed out after {self.spec.timeout_s} seconds", duration_s=duration
-            )
-        return InvokeResult(response=response, duration_s=duration)
-
-
-def batch_item_failures(response: Any, identifiers: list[str]) -> set[str] | None:
-    """The failed item ids of a partial batch response, or None if the reply is invalid.
-
-    Lambda treats a malformed reply, or an id that is not in the batch, as a failure of
-    the whole batch; we do the same (None).
-    """
-    if response is None:
-        return set()
-    if not isinstance(response, dict) or "batchItemFailures" not in response:
-        return set()
-    failures = response["batchItemFailures"]
-    if not isinstance(failures, list):
-        return None
-    result = set()
-    known = set(identifiers)
-    for failure in failures:
-        item = failure.get("itemIdentifier") if isinstance(failure, dict) else None
-        if not isinstance(item, str) or item not in known:
-            return None
-        result.add(item)
-    return result
 
 
 # --- Checkpoints ------------------------------------------------------------------------
@@ -240,37 +89,29 @@ class FileCheckpointStore:
 # --- Kinesis ------------------------------------------------------------------------------
 
 
-@dataclass
-class MappingStats:
-    """Counters shown by ``wattstream status`` and asserted by tests."""
-
-    invocations: int = 0
-    records: int = 0
-    function_errors: int = 0
-    partial_failures: int = 0
-    bisects: int = 0
-    sent_to_destination: int = 0
-    millis_behind_latest: int = 0
-
-
-def _epoch(value: Any) -> float:
-    return value.timestamp() if isinstance(value, datetime) else float(value)
-
-
 class KinesisShard:
-    """One shard of one mapping: fetch, batch, invoke, retry, checkpoint."""
+    """One shard of one mapping: fetch and batch; the settler decides the rest.
+
+    One batch is in flight per shard (:class:`~wattstream.hosting.settler.BatchSettler`
+    holds it until every record succeeded or was given up on), so per-key order holds.
+    """
 
     def __init__(self, poller: KinesisPoller, shard_id: str) -> None:
         self.poller = poller
         self.shard_id = shard_id
         self.key = f"{poller.mapping.logical_id}|{poller.stream_arn}|{shard_id}"
-        self.buffer: list[dict[str, Any]] = []
+        self.buffer: list[DeliveredRecord] = []
         self.iterator: str | None = None
         self.reached_end = False
-        self.attempts = 0
-        self.splits: list[int] = []
-        self.not_before = 0.0
         self.buffered_since: float | None = None
+        self.settler: BatchSettler[DeliveredRecord] = BatchSettler(
+            poller.policy,
+            commit=self._commit,
+            give_up=self._give_up,
+            stats=poller.stats,
+            clock=poller.clock,
+        )
+        self._handled = 0
 
     @property
     def finished(self) -> bool:
@@ -279,7 +120,7 @@ class KinesisShard:
     def _fresh_iterator(self) -> str:
         poller = self.poller
         saved = poller.checkpoints.get(self.key)
-        after = self.buffer[-1]["SequenceNumber"] if self.buffer else saved.get("sequence")
+        after = self.buffer[-1].sequence if self.buffer else saved.get("sequence")
         args: dict[str, Any] = {"StreamName": poller.stream_name, "ShardId": self.shard_id}
         if after:
             args.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after)
@@ -300,7 +141,7 @@ class KinesisShard:
         return poller.kinesis.get_shard_iterator(**args)["ShardIterator"]
 
     def _fetch(self) -> None:
-        batch_size = self.poller.batch_size
+        batch_size = self.poller.policy.batch_size
         if self.reached_end or len(self.buffer) >= batch_size:
             return
         if self.iterator is None:
@@ -314,7 +155,7 @@ class KinesisShard:
                 self.iterator = None
                 return
             raise
-        records = reply.get("Records", [])
+        records = [DeliveredRecord.of_get_records(r) for r in reply.get("Records", [])]
         if records and not self.buffer:
             self.buffered_since = self.poller.clock()
         self.buffer.extend(records)
@@ -323,102 +164,48 @@ class KinesisShard:
         if self.iterator is None:
             self.reached_end = True
 
-    def _checkpoint(self, sequence: str) -> None:
-        self.poller.checkpoints.put(self.key, sequence=sequence)
-
-    def _consume(self, count: int) -> None:
-        """Drop ``count`` handled records from the front, checkpointing the last."""
-        if count <= 0:
-            return
-        self._checkpoint(self.buffer[count - 1]["SequenceNumber"])
+    def _commit(self, record: DeliveredRecord, why: str) -> None:
+        """The settler settled everything up to ``record``: checkpoint, drop it from the buffer."""
+        count = self.buffer.index(record) + 1
+        self.poller.checkpoints.put(self.key, sequence=record.sequence)
         del self.buffer[:count]
-        if self.splits:
-            self.splits[0] -= count
-            if self.splits[0] <= 0:
-                self.splits.pop(0)
+        self._handled += count
         self.buffered_since = self.poller.clock() if self.buffer else None
 
-    def _give_up(self, records: list[dict[str, Any]], condition: str, error: str) -> None:
-        self.poller.send_to_destination(self.shard_id, records, condition, error, self.attempts)
-        self.attempts = 0
-        self._consume(len(records))
+    def _give_up(
+        self, records: Sequence[DeliveredRecord], condition: str, error: str, retries: int
+    ) -> None:
+        self.poller.send_to_destination(self.shard_id, records, condition, error, retries)
 
     def step(self) -> int:
-        """Do one unit of work; returns how many records were handled (0 when idle)."""
+        """Do one unit of work; returns how many records were settled (0 when idle)."""
         poller = self.poller
-        now = poller.clock()
-        if now < self.not_before:
-            return 0
-        self._fetch()
-        if not self.buffer:
-            if self.reached_end and not self.finished:
-                poller.checkpoints.put(self.key, ended=True)
-            return 0
-        window = float(poller.properties.get("MaximumBatchingWindowInSeconds", 0) or 0)
-        full = len(self.buffer) >= poller.batch_size
-        waited = now - (self.buffered_since or now)
-        if not full and not self.reached_end and waited < window:
-            return 0
-        size = min(self.splits[0] if self.splits else poller.batch_size, len(self.buffer))
-        batch = self.buffer[:size]
-        max_age = int(poller.properties.get("MaximumRecordAgeInSeconds", -1) or -1)
-        if max_age >= 0:
-            expired = [r for r in batch if now - _epoch(r["ApproximateArrivalTimestamp"]) > max_age]
-            if expired:  # arrival order: the expired records are a prefix
-                self._give_up(expired, "RecordAgeExceeded", "record older than the maximum age")
-                return len(expired)
-        return self._invoke(batch)
-
-    def _invoke(self, batch: list[dict[str, Any]]) -> int:
-        poller = self.poller
-        result = poller.function.invoke(poller.event(self.shard_id, batch))
-        poller.stats.invocations += 1
-        sequences = [r["SequenceNumber"] for r in batch]
-        failed: set[str] | None = set()
-        if not result.failed and poller.reports_item_failures:
-            failed = batch_item_failures(result.response, sequences)
-        if not result.failed and failed == set():
-            self.attempts = 0
-            self._consume(len(batch))
-            poller.stats.records += len(batch)
-            return len(batch)
-        if not result.failed and failed:
-            poller.stats.partial_failures += 1
-            first = min(sequences.index(s) for s in failed)
-            self.attempts = 1 if first > 0 else self.attempts + 1
-            self._consume(first)
-            poller.stats.records += first
-            remaining = batch[first:]
-            if self._exhausted():
-                self._give_up(remaining, "RetryAttemptsExhausted", "partial batch failure")
-            else:
-                self._backoff()
-            return first
-        error = result.error or "invalid batchItemFailures in the function response"
-        poller.stats.function_errors += 1
-        if poller.properties.get("BisectBatchOnFunctionError") and len(batch) > 1:
-            half = len(batch) // 2  # splitting does not count against the retry quota
-            if self.splits:
-                self.splits[0:1] = [half, len(batch) - half]
-            else:
-                self.splits = [half, len(batch) - half]
-            poller.stats.bisects += 1
-            return 0
-        self.attempts += 1
-        if self._exhausted():
-            self._give_up(batch, "RetryAttemptsExhausted", error)
-            return len(batch)
-        self._backoff()
-        return 0
-
-    def _exhausted(self) -> bool:
-        limit = int(self.poller.properties.get("MaximumRetryAttempts", -1))
-        return limit >= 0 and self.attempts > limit
-
-    def _backoff(self) -> None:
-        self.not_before = self.poller.clock() + min(
-            self.poller.max_backoff_s, 0.05 * 2 ** min(self.attempts, 10)
-        )
+        self._handled = 0
+        if self.settler.settled:
+            self._fetch()
+            if not self.buffer:
+                if self.reached_end and not self.finished:
+                    poller.checkpoints.put(self.key, ended=True)
+                return 0
+            now = poller.clock()
+            window = float(poller.properties.get("MaximumBatchingWindowInSeconds", 0) or 0)
+            full = len(self.buffer) >= poller.policy.batch_size
+            waited = now - (self.buffered_since or now)
+            if not full and not self.reached_end and waited < window:
+                return 0
+            self.settler.start(self.buffer[: poller.policy.batch_size])
+        batch = self.settler.next_invocation()
+        if batch is not None:
+            self.settler.record_result(
+                invoke_kinesis(
+                    poller.function,
+                    batch,
+                    shard_id=self.shard_id,
+                    stream_arn=poller.stream_arn,
+                    report_item_failures=poller.policy.report_item_failures,
+                )
+            )
+        return self._handled
 
 
 class KinesisPoller:
@@ -444,13 +231,9 @@ class KinesisPoller:
         self.region = region
         self.checkpoints = checkpoints
         self.clock = clock
-        self.max_backoff_s = max_backoff_s
+        self.policy = MappingPolicy.of(mapping, base_backoff_s=0.1, max_backoff_s=max_backoff_s)
         self.stream_arn = mapping.source_arn
         self.stream_name = self.stream_arn.rsplit("/", 1)[1]
-        self.batch_size = int(self.properties.get("BatchSize", 100))
-        self.reports_item_failures = "ReportBatchItemFailures" in self.properties.get(
-            "FunctionResponseTypes", []
-        )
         self.stats = MappingStats()
         self.shards: dict[str, KinesisShard] = {}
         self._listed_at = -1e9
@@ -493,26 +276,15 @@ class KinesisPoller:
     def buffered(self) -> int:
         return sum(len(s.buffer) for s in self.shards.values())
 
-    def event(self, shard_id: str, records: list[dict[str, Any]]) -> dict[str, Any]:
-        """A Lambda Kinesis event, exactly as the Lambda service shapes it."""
-        return kinesis_event(
-            records,
-            shard_id=shard_id,
-            stream_arn=self.stream_arn,
-            function_arn=self.function.spec.arn,
-            region=self.region,
-        )
-
     def send_to_destination(
         self,
         shard_id: str,
-        records: list[dict[str, Any]],
+        records: Sequence[DeliveredRecord],
         condition: str,
         error: str,
-        attempts: int,
+        retries: int,
     ) -> None:
         """The on-failure record AWS sends: batch coordinates, not the data itself."""
-        self.stats.sent_to_destination += len(records)
         destination = (
             self.properties.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
         )
@@ -534,99 +306,9 @@ class KinesisPoller:
             function_arn=self.function.spec.arn,
             condition=condition,
             error=error,
-            attempts=attempts,
+            attempts=retries,
         )
-        self.sqs.send_message(
-            QueueUrl=queue_url(self.sqs, destination), MessageBody=json.dumps(document)
-        )
-
-
-def kinesis_event(
-    records: list[dict[str, Any]],
-    *,
-    shard_id: str,
-    stream_arn: str,
-    function_arn: str,
-    region: str,
-) -> dict[str, Any]:
-    """A Lambda Kinesis event of GetRecords-shaped records (``PartitionKey``, ``Data``, ...).
-
-    Shared with the KCL host (:mod:`wattstream.kcl`), so a handler sees the same event
-    from the local runner, from Lambda and from a KCL worker.
-    """
-    return {
-        "Records": [
-            {
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": r["PartitionKey"],
-                    "sequenceNumber": r["SequenceNumber"],
-                    "data": base64.b64encode(r["Data"]).decode("ascii"),
-                    "approximateArrivalTimestamp": _epoch(r["ApproximateArrivalTimestamp"]),
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": f"{shard_id}:{r['SequenceNumber']}",
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": function_arn,
-                "awsRegion": region,
-                "eventSourceARN": stream_arn,
-            }
-            for r in records
-        ]
-    }
-
-
-def failure_document(
-    records: list[dict[str, Any]],
-    *,
-    shard_id: str,
-    stream_arn: str,
-    function_arn: str,
-    condition: str,
-    error: str,
-    attempts: int,
-) -> dict[str, Any]:
-    """The document Lambda sends to a Kinesis mapping's on-failure destination.
-
-    Coordinates of the skipped records (shard, first/last sequence number, count), not
-    their data: the records stay readable on the stream for its retention period.
-    """
-    return {
-        "requestContext": {
-            "requestId": str(uuid.uuid4()),
-            "functionArn": function_arn,
-            "condition": condition,
-            "approximateInvokeCount": attempts + 1,
-        },
-        "responseContext": {
-            "statusCode": 200,
-            "executedVersion": "$LATEST",
-            "functionError": error,
-        },
-        "version": "1.0",
-        "timestamp": datetime.now(UTC).isoformat(),
-        "KinesisBatchInfo": {
-            "shardId": shard_id,
-            "startSequenceNumber": records[0]["SequenceNumber"],
-            "endSequenceNumber": records[-1]["SequenceNumber"],
-            "approximateArrivalOfFirstRecord": _iso(records[0]["ApproximateArrivalTimestamp"]),
-            "approximateArrivalOfLastRecord": _iso(records[-1]["ApproximateArrivalTimestamp"]),
-            "batchSize": len(records),
-            "streamArn": stream_arn,
-        },
-    }
-
-
-def _iso(value: Any) -> str:
-    return datetime.fromtimestamp(_epoch(value), UTC).isoformat()
-
-
-def queue_url(sqs: Any, arn: str) -> str:
-    """Queue URL of an SQS ARN, through the client's own endpoint."""
-    if not arn.startswith("arn:aws:sqs:"):
-        raise ValueError(f"the local runner supports SQS destinations only, not {arn}")
-    return str(sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[1])["QueueUrl"])
+        SqsDestination(self.sqs, queue_url(self.sqs, destination)).send(document)
 
 
 # --- SQS ----------------------------------------------------------------------------------
@@ -741,7 +423,7 @@ class EventSourceRunner:
         *,
         clients: Callable[[str], Any],
         checkpoint_path: Path,
-        handlers: Mapping[str, Handler] | None = None,
+        handlers: Mapping[str, Handler | BindableHandler] | None = None,
         functions: set[str] | None = None,
         idle_sleep_s: float = 0.1,
         max_backoff_s: float = 1.0,
@@ -779,8 +461,8 @@ class EventSourceRunner:
                 mapping = dataclasses.replace(mapping, properties=properties)
             spec = stack.function_for(mapping)
             function_log = self._log_for(spec, log_dir)
-            # Loggers made at import time keep the stdout of that moment: the log file.
-            with redirect_stdout(function_log) if function_log else nullcontext():
+            # Output while importing (module-level loggers) goes to the function's log too.
+            with function_output(function_log):
                 handler = (handlers or {}).get(spec.logical_id) or resolve_handler(
                     spec, template_dir
                 )

@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from wattstream.local.stack import StackDescription, deploy, load_template
+from wattstream.hosting.template import StackDescription, load_template
+from wattstream.local.stack import deploy
 
 #: Credentials moto accepts; only ever set when nothing else is configured.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}

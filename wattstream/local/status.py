@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from wattstream.hosting.template import StackDescription, StackError
 from wattstream.local.server import client_factory, ensure_local_credentials
-from wattstream.local.stack import StackDescription, StackError
 
 
 def collect_status(stack: StackDescription) -> list[tuple[str, str, str]]:

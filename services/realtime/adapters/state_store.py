@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError
 
 from services.realtime.core.window import StateDecodeError, WindowState
 from services.realtime.ports import LoadReport, SaveReport
+from shared.retry import backoff_delay
 
 __all__ = ["POSITION_DIGITS", "DynamoStateStore", "StateStoreError", "position_key"]
 
@@ -85,8 +86,11 @@ class DynamoStateStore:
         self._rng = rng or random.Random()
 
     def _backoff(self, attempt: int) -> None:
-        cap = min(self._max_delay_s, self._base_delay_s * 2 ** (attempt - 1))
-        self._sleep(self._rng.uniform(0.0, cap))
+        self._sleep(
+            backoff_delay(
+                attempt, base_s=self._base_delay_s, max_s=self._max_delay_s, rng=self._rng
+            )
+        )
 
     def load(self, household_ids: Sequence[str]) -> LoadReport:
         """The stored states of these households (missing ones are simply absent)."""

@@ -18,7 +18,7 @@ from services.gateway.shells.api_lambda import build_handler, dead_letter_queues
 from shared.quarantine import SqsQuarantine
 from shared.schema import Quarantined, StreamCoordinates
 from testing.reliability.gateway_world import A, build_world
-from wattstream.local.runner import LambdaContext
+from wattstream.hosting.lambda_model import LambdaContext
 
 
 @pytest.fixture

@@ -42,8 +42,9 @@ from tests.lambda_events import (
     sequences,
 )
 from tests.services.ingest.fakes import MemoryQuarantine
-from wattstream.local.runner import EventSourceRunner, LambdaContext
-from wattstream.local.stack import StackDescription
+from wattstream.hosting.lambda_model import LambdaContext
+from wattstream.hosting.template import StackDescription
+from wattstream.local.runner import EventSourceRunner
 
 MINUTE_US = 60_000_000
 

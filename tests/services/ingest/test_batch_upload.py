@@ -41,8 +41,8 @@ from tests.services.ingest.test_http import (
     published,
     stream_records_on,
 )
+from wattstream.hosting.template import StackDescription
 from wattstream.local.runner import EventSourceRunner
-from wattstream.local.stack import StackDescription
 
 NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
 UCI_CLOCK = {UTC_OFFSET_METADATA: "uci"}  # the uploader declares the UCI file's clock

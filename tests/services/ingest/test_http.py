@@ -26,7 +26,7 @@ from shared.streams.ports import PublishError, PublishReport, StreamRecord
 from shared.uci import UCI_HEADER
 from testing.reliability.bad_batch import bad_batch_body
 from tests.services.ingest.fakes import MemoryPublisher, MemoryQuarantine
-from wattstream.local.runner import LambdaContext
+from wattstream.hosting.lambda_model import LambdaContext
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)

@@ -28,7 +28,7 @@ from tests.services.monthly.fakes import (
     sqs_event,
     summary,
 )
-from wattstream.local.runner import LambdaContext
+from wattstream.hosting.lambda_model import LambdaContext
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 START = dt.date(2024, 1, 1)

@@ -22,8 +22,8 @@ from shared.archive_parquet import encode_day
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.monthly_results import MonthlyComponents, components_key
 from tests.services.monthly.fakes import daily_kwh
+from wattstream.hosting.template import StackDescription
 from wattstream.local.runner import EventSourceRunner
-from wattstream.local.stack import StackDescription
 
 START = dt.date(2024, 1, 1)
 DAYS = 70

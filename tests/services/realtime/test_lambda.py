@@ -32,8 +32,9 @@ from tests.lambda_events import (
     sequences,
 )
 from tests.services.realtime.fakes import MemoryPublisher, MemoryStateStore, PersistenceModel
-from wattstream.local.runner import EventSourceRunner, LambdaContext
-from wattstream.local.stack import StackDescription
+from wattstream.hosting.lambda_model import LambdaContext
+from wattstream.hosting.template import StackDescription
+from wattstream.local.runner import EventSourceRunner
 
 HALF_HOUR_US = 1800 * 1_000_000
 POISON = b"\x89WSR\x01 this is not a record"

@@ -6,7 +6,8 @@ handler is the function's own (built by its composition root on first use, as on
 and each Kafka batch is handed to it as the Kinesis event Lambda would deliver, one
 partition at a time (a partition plays the part of a shard). What Lambda's mapping does
 with the reply (``BatchSize``, ``ReportBatchItemFailures``, bisecting, bounded retries,
-record age) is :class:`wattstream.eventsource.BatchSettler`, shared with the KCL host.
+record age) is :class:`wattstream.hosting.settler.BatchSettler`, shared with the KCL host
+and the local runner.
 
 Kafka specifics, and why:
 
@@ -37,15 +38,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.retry import backoff_delay
 from shared.streams.kafka import KafkaDeadLetters
-from wattstream.eventsource import (
+from wattstream.hosting.lambda_model import Function, MappingStats
+from wattstream.hosting.settler import (
     BatchSettler,
     DeliveredRecord,
+    MappingPolicy,
     Outcome,
-    RetryPolicy,
     invoke_kinesis,
 )
-from wattstream.local.runner import Function, MappingStats
 
 log = logging.getLogger("wattstream.kafka")
 
@@ -131,7 +133,7 @@ class KafkaMappingHost:
         function: Function,
         *,
         stream_arn: str,
-        policy: RetryPolicy,
+        policy: MappingPolicy,
         dead_letters: KafkaDeadLetters,
         stats_file: Path | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -159,13 +161,22 @@ class KafkaMappingHost:
             done = self.settled.get((topic, partition), -1)
             fresh = [r for r in group if r.offset > done]
             self.stats.redelivered_skipped += len(group) - len(fresh)
-            self._settler(partition).settle_all(fresh)
+            self._settler().settle_all(fresh, self._invoker(partition), self.sleep)
         self.stats.batches += 1
         self.stats.last_batch_done_at = time.time()
         self.stats.busy_s += self.stats.last_batch_done_at - started
         self._write_stats()
 
-    def _settler(self, partition: int) -> BatchSettler[KafkaRecord]:
+    def _settler(self) -> BatchSettler[KafkaRecord]:
+        return BatchSettler(
+            self.policy,
+            commit=self._commit,
+            give_up=self._give_up,
+            stats=self.stats,
+            clock=self.clock,
+        )
+
+    def _invoker(self, partition: int) -> Callable[[Sequence[KafkaRecord]], Outcome]:
         def invoke(records: Sequence[KafkaRecord]) -> Outcome:
             return invoke_kinesis(
                 self.function,
@@ -175,15 +186,7 @@ class KafkaMappingHost:
                 report_item_failures=self.policy.report_item_failures,
             )
 
-        return BatchSettler(
-            self.policy,
-            invoke=invoke,
-            commit=self._commit,
-            give_up=self._give_up,
-            stats=self.stats,
-            sleep=self.sleep,
-            clock=self.clock,
-        )
+        return invoke
 
     def _commit(self, record: KafkaRecord, why: str) -> None:
         key = (record.topic, record.partition)
@@ -261,7 +264,7 @@ async def settle_or_exit(
             failures += 1
             log.exception("a batch could not be settled (attempt %d); retrying it", failures)
         try:
-            await asyncio.sleep(min(max_backoff_s, 0.5 * 2 ** min(failures - 1, 10)))
+            await asyncio.sleep(backoff_delay(failures, base_s=0.5, max_s=max_backoff_s))
         except asyncio.CancelledError:
             log.error("stopped with an unsettled batch: exiting without acking it")
             os._exit(EXIT_UNSETTLED)

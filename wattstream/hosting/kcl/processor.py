@@ -3,11 +3,12 @@
 The Java MultiLangDaemon (KCL) owns leases and reads shards; it starts one of these
 processes per shard lease and talks to it over stdin/stdout (amazon_kclpy's v3 interface).
 Each KCL batch is turned into the Kinesis event Lambda would deliver
-(:func:`wattstream.local.runner.kinesis_event`) and given to the function's handler, built
-by the function's own composition root: the same shell and core as on Lambda.
+(:func:`wattstream.hosting.lambda_model.kinesis_event`) and given to the function's
+handler, built by the function's own composition root: the same shell and core as on Lambda.
 
-What Lambda's event source mapping does, this does in-process, from the same mapping
-settings (``BatchSize``, ``FunctionResponseTypes``, ``BisectBatchOnFunctionError``,
+What Lambda's event source mapping does, this does in-process through the one settler
+(:class:`wattstream.hosting.settler.BatchSettler`), from the same mapping settings
+(``BatchSize``, ``FunctionResponseTypes``, ``BisectBatchOnFunctionError``,
 ``MaximumRetryAttempts``, ``MaximumRecordAgeInSeconds``, ``DestinationConfig``):
 
 * a KCL batch is cut into chunks of the mapping's ``BatchSize``, so a handler never sees
@@ -16,12 +17,12 @@ settings (``BatchSize``, ``FunctionResponseTypes``, ``BisectBatchOnFunctionError
   before the lowest failed record and retries from there (KCL never redelivers a batch that
   was not checkpointed, until the lease moves, so retrying is this process's job). The
   records after the failed one come again: handlers are idempotent;
-* a function error (the handler raised, or replied nonsense) bisects the chunk, as
-  ``BisectBatchOnFunctionError`` does; splitting is not a retry;
+* a function error (the handler raised, or replied nonsense) bisects the chunk when
+  ``BisectBatchOnFunctionError`` is set; splitting is not a retry;
 * retries are bounded (``MaximumRetryAttempts``) with capped exponential backoff; records
-  older than ``MaximumRecordAgeInSeconds`` are not retried. Either way the records'
+  older than ``MaximumRecordAgeInSeconds`` are not retried. Either way the batch's
   coordinates go to the on-failure destination, in the document Lambda sends
-  (:func:`wattstream.local.runner.failure_document`), and the checkpoint moves past them;
+  (:func:`wattstream.hosting.settler.failure_document`), and the checkpoint moves past them;
 * if the destination cannot take that document, or the processor fails in a way it does
   not understand, the process exits: the daemon then restarts the shard from the last
   checkpoint, so nothing is skipped silently (amazon_kclpy would otherwise log the
@@ -33,24 +34,26 @@ settings (``BatchSize``, ``FunctionResponseTypes``, ``BisectBatchOnFunctionError
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3.processor import RecordProcessorBase
 
-from wattstream.eventsource import (
+from wattstream.hosting.lambda_model import Function, MappingStats
+from wattstream.hosting.settler import (
     BatchSettler,
     DeliveredRecord,
+    FailureDestination,
+    MappingPolicy,
     Outcome,
-    RetryPolicy,
+    SqsDestination,
+    failure_document,
     invoke_kinesis,
 )
-from wattstream.local.runner import Function, MappingStats, failure_document
 
 log = logging.getLogger("wattstream.kcl")
 
@@ -58,12 +61,6 @@ Sleep = Callable[[float], None]
 Clock = Callable[[], float]
 
 _CHECKPOINT_ATTEMPTS = 5
-
-
-class FailureDestination(Protocol):
-    """Where the coordinates of records that were given up on go (an SQS queue on AWS)."""
-
-    def send(self, document: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -101,7 +98,7 @@ class LambdaShardProcessor(RecordProcessorBase):  # type: ignore[misc]
         function: Function,
         *,
         stream_arn: str,
-        policy: RetryPolicy,
+        policy: MappingPolicy,
         destination: FailureDestination | None,
         sleep: Sleep = time.sleep,
         clock: Clock = time.time,
@@ -131,7 +128,7 @@ class LambdaShardProcessor(RecordProcessorBase):  # type: ignore[misc]
         records = [KclRecord.of(r) for r in process_records_input.records]
         checkpointer = process_records_input.checkpointer
         try:
-            self._settler(checkpointer).settle_all(records)
+            self._settler(checkpointer).settle_all(records, self._invoke, self.sleep)
         except LeaseLost:
             log.warning("%s: lease lost mid-batch; the new owner resumes", self.shard_id)
         except SystemExit:
@@ -158,11 +155,9 @@ class LambdaShardProcessor(RecordProcessorBase):  # type: ignore[misc]
         """Lambda's retry/bisect/give-up semantics, checkpointing through ``checkpointer``."""
         return BatchSettler(
             self.policy,
-            invoke=self._invoke,
             commit=lambda record, why: self._checkpoint(checkpointer, record, why),
             give_up=self._give_up,
             stats=self.stats,
-            sleep=self.sleep,
             clock=self.clock,
         )
 
@@ -194,7 +189,7 @@ class LambdaShardProcessor(RecordProcessorBase):  # type: ignore[misc]
             )
         else:
             document = failure_document(
-                [r.as_get_records() for r in records],
+                records,
                 shard_id=self.shard_id,
                 stream_arn=self.stream_arn,
                 function_arn=self.function.spec.arn,
@@ -250,12 +245,4 @@ class LambdaShardProcessor(RecordProcessorBase):  # type: ignore[misc]
         )
 
 
-class SqsDestination:
-    """The on-failure destination of a mapping: an SQS queue (what the template uses)."""
-
-    def __init__(self, sqs: Any, queue_url: str) -> None:
-        self.sqs = sqs
-        self.queue_url = queue_url
-
-    def send(self, document: dict[str, Any]) -> None:
-        self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(document))
+__all__ = ["FailureDestination", "KclRecord", "LambdaShardProcessor", "SqsDestination"]

@@ -3,8 +3,9 @@
 A consumer is a template function with a Kinesis event: its handler, environment,
 batch size, retry bounds and on-failure destination all come from the deployed stack, so
 a KCL worker runs the function exactly as Lambda would run it, with nothing configured
-twice. Two sources, one shape (:class:`Binding`, made of the local stack's own
-:class:`~wattstream.local.stack.FunctionSpec` and :class:`~wattstream.local.stack.MappingSpec`):
+twice. Two sources, one shape (:class:`Binding`, made of the template model's
+:class:`~wattstream.hosting.template.FunctionSpec` and
+:class:`~wattstream.hosting.template.MappingSpec`):
 
 * the local stack's description (``wattstream stack up`` writes it), for local runs;
 * a CloudFormation stack on AWS (or any endpoint ``AWS_ENDPOINT_URL`` names): the function's
@@ -18,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from wattstream.local.runner import Function, Handler, resolve_handler
-from wattstream.local.stack import (
+from wattstream.hosting.lambda_model import Function, Handler, resolve_handler
+from wattstream.hosting.template import (
     FunctionSpec,
     MappingSpec,
     StackDescription,

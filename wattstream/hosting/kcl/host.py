@@ -4,7 +4,7 @@
 ``deploy/kcl/archive.properties``) binds the consumer to the deployed stack, imports the
 function's ``Handler`` (whose module-level ``handler`` builds its dependencies from the
 environment on first use: the function's own composition root), and runs amazon_kclpy's
-``KCLProcess`` with :class:`~wattstream.kcl.processor.LambdaShardProcessor` until the
+``KCLProcess`` with :class:`~wattstream.hosting.kcl.processor.LambdaShardProcessor` until the
 daemon closes stdin.
 
 stdout belongs to the protocol: the daemon reads JSON lines from it. Handlers print
@@ -23,8 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from wattstream.kcl.binding import Binding
-from wattstream.local.runner import Handler, queue_url
+from wattstream.hosting.kcl.binding import Binding
+from wattstream.hosting.lambda_model import Handler
+from wattstream.hosting.settler import MappingPolicy, SqsDestination, queue_url
 from wattstream.settings import PACKAGE_ROOT
 
 #: ``deploy/kcl/<consumer>.properties``, one per Kinesis consumer of the template.
@@ -75,7 +76,7 @@ def build_processor(
     clock: Callable[[], float] = time.time,
 ) -> Any:
     """The record processor of one consumer (``handler`` overrides the template's, for tests)."""
-    from wattstream.kcl.processor import LambdaShardProcessor, RetryPolicy, SqsDestination
+    from wattstream.hosting.kcl.processor import LambdaShardProcessor
 
     function = binding.function_runner(
         handler=handler, runtime_environment=runtime_environment, log=log
@@ -87,7 +88,7 @@ def build_processor(
     return LambdaShardProcessor(
         function,
         stream_arn=binding.stream_arn,
-        policy=RetryPolicy.of(binding.mapping),
+        policy=MappingPolicy.of(binding.mapping),
         destination=destination,
         sleep=sleep,
         clock=clock,
