@@ -173,12 +173,14 @@ def _free_port() -> int:
 
 
 @contextmanager
-def local_aws(mode: str) -> Iterator[str]:
-    """A moto server: in its own process (``subprocess``) or as a thread of this one."""
+def local_aws(mode: str, log_file: Path) -> Iterator[str]:
+    """A moto server: in its own process (``subprocess``) or as a thread of this one.
+
+    The server's own errors (a request it failed with 500) go to ``log_file``."""
     from wattstream.local.server import EmbeddedAws, ensure_local_credentials
 
     if mode == "thread":
-        with EmbeddedAws() as aws:
+        with EmbeddedAws(log_file=log_file) as aws:
             yield aws.endpoint_url
         return
     ensure_local_credentials()
@@ -194,6 +196,7 @@ def local_aws(mode: str) -> Iterator[str]:
         [sys.executable, "-c", code, str(port)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=log_file.open("a"),
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")},
     )
@@ -210,6 +213,13 @@ def local_aws(mode: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _server_errors(log_file: Path) -> int:
+    """Requests the local AWS answered with an internal error (its log's tracebacks)."""
+    if not log_file.exists():
+        return 0
+    return log_file.read_text(errors="replace").count("Error on request")
 
 
 def _handler_of(spec: Any) -> Callable[..., Any]:
@@ -324,6 +334,25 @@ def _console(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+@contextmanager
+def heartbeat(clocks: dict[str, StageClock], since: float, what: str) -> Iterator[None]:
+    """Records consumed per stage on the console every 10 s while the block runs."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(10):
+            counts = {stage: clock.records for stage, clock in clocks.items() if clock.records}
+            _console(f"  {time.perf_counter() - since:6.1f} s ({what}): consumed {counts}")
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 def expected_readings(
     fleet: Any, sources: Any, *, day: dt.date, noise_sigma: float = 0.2
 ) -> dict[str, set[int]]:
@@ -367,7 +396,8 @@ def run(
     )
     load_s = time.perf_counter() - started_load
     _console(f"  loaded in {load_s:.1f} s")
-    with local_aws(moto) as endpoint:
+    moto_log = state_dir / "moto.log"
+    with local_aws(moto, moto_log) as endpoint:
         stack = provision(
             TEMPLATE, endpoint_url=endpoint, region=REGION, stack_name="bench-fleet-day"
         )
@@ -411,9 +441,10 @@ def run(
                 days=1.0,
                 speed="max",
                 quarantine=quarantine,
-                max_window_minutes=window_minutes,
+                max_window_minutes=24 * 60,  # one record per household: quick, same state
             )
-            runner.drain(timeout_s=drain_timeout_s)
+            with heartbeat(clocks, warm_started, "warm-up"):
+                runner.drain(timeout_s=drain_timeout_s)
             _console(
                 f"  {warm.readings_published:,} readings through the pipeline in "
                 f"{time.perf_counter() - warm_started:.1f} s (not timed)"
@@ -448,19 +479,10 @@ def run(
         )
         published_s = time.perf_counter() - started
         _console(f"ingest done in {published_s:.1f} s; waiting for the pipeline to drain ...")
-        watcher = threading.Event()
-
-        def heartbeat() -> None:
-            while not watcher.wait(10):
-                done = {s: c.records for s, c in clocks.items() if c.records}
-                _console(f"  {time.perf_counter() - started:6.1f} s: consumed {done}")
-
-        beat = threading.Thread(target=heartbeat, daemon=True)
-        beat.start()
-        runner.stop()
-        runner.drain(timeout_s=drain_timeout_s)
+        with heartbeat(clocks, started, "draining"):
+            runner.stop()
+            runner.drain(timeout_s=drain_timeout_s)
         seconds = time.perf_counter() - started
-        watcher.set()
         stats = runner.stats()
         _console(f"drained after {seconds:.1f} s; reading everything back ...")
         expected = expected_readings(fleet, sources, day=day)
@@ -552,6 +574,7 @@ def run(
         "rejected": report.rejected,
         "missing_in_source": report.rows_missing,
         "runner_errors": errors,
+        "local_aws_errors": _server_errors(moto_log),
         "warmup_days": warmup_days,
         "window_minutes": window_minutes,
         "speed": speed,
@@ -566,8 +589,10 @@ def run(
 def print_stages(result: dict[str, Any]) -> None:
     """The per-stage table on the console, slowest (most busy) first."""
     rows = sorted(result["stages"].items(), key=lambda item: -item[1]["busy_s"])
-    _console(f"{'stage':<18} {'items':>9} {'unit':<15} {'busy s':>8} {'span s':>8} "
-             f"{'per s':>9} {'max lag s':>9}")
+    _console(
+        f"{'stage':<18} {'items':>9} {'unit':<15} {'busy s':>8} {'span s':>8} "
+        f"{'per s':>9} {'max lag s':>9}"
+    )
     for name, row in rows:
         per_s = f"{row['per_s']:,.1f}" if row["per_s"] else "-"
         _console(
