@@ -8,8 +8,11 @@ a real household's daily kWh spread over 48 half-hours by a real intraday profil
 (``services.ingest.core.fleet``, the ``wattstream simulate`` generator), for one UTC day:
 48 readings a household, about 267,000 for the fleet. The ingest side
 (:func:`services.ingest.sources.run_fleet`: validate, frame, publish) sends the fleet's
-readings one window at a time (``--window-minutes``, default 30: every meter's half-hour
-goes out when it ends, as live meters report it; ``--speed max``: as fast as ingest can).
+readings one window at a time (``--speed max``: as fast as ingest can): by default one
+window of the whole day, i.e. one record of 48 readings per household, as
+``wattstream simulate --speed max`` frames it; ``--window-minutes 30`` sends every
+half-hour on its own, as live meters report it (48 times the records, and 48 times the
+per-record work in every consumer).
 Every template function with an event source runs on the local event-source runner
 beside it, from ``deploy/template.yaml`` on a moto server: ``ArchiveFunction`` (Parquet
 per household-day and daily summaries), ``RealtimeFunction`` (forecasts),
@@ -77,6 +80,7 @@ GOAL_SECONDS: Final = 600.0
 DEFAULT_DATE: Final = dt.date(2013, 6, 12)
 ALL_HOUSEHOLDS: Final = 5_566
 HALF_HOUR_MINUTES: Final = 30
+DAY_MINUTES: Final = 1440
 
 #: Stage name -> (template function, unit of its throughput).
 STAGES: Final = {
@@ -161,6 +165,54 @@ class CountingPublisher:
         self.seconds += time.perf_counter() - started
         self.records += len(records)
         return result
+
+
+class StackSampler:
+    """A small sampling profiler (py-spy is not installed here): every ``interval_s`` it
+    looks at every thread's Python stack and counts each function once per sample
+    (inclusive time). Cheap enough to leave on; it sees the runner's threads and the
+    handlers' worker pools, which ``cProfile`` (one thread) would miss."""
+
+    def __init__(self, interval_s: float = 0.01) -> None:
+        self.interval_s = interval_s
+        self.samples = 0
+        self.counts: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+
+    def _run(self) -> None:
+        me = threading.get_ident()
+        while not self._stop.wait(self.interval_s):
+            for ident, frame in sys._current_frames().items():
+                leaf = frame.f_code
+                if ident == me or (
+                    leaf.co_filename.endswith(("threading.py", "queue.py"))
+                    and leaf.co_name in ("wait", "get", "_wait_for_tstate_lock")
+                ):
+                    continue  # this thread, or one that is idle
+                seen: set[str] = set()
+                while frame is not None:
+                    code = frame.f_code
+                    seen.add(f"{code.co_name} ({code.co_filename}:{code.co_firstlineno})")
+                    frame = frame.f_back  # type: ignore[assignment]
+                if any("site-packages" not in name and "/bench/" not in name for name in seen):
+                    self.samples += 1
+                    for name in seen:
+                        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def __enter__(self) -> StackSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def report(self, top: int = 60) -> str:
+        ranked = sorted(self.counts.items(), key=lambda item: -item[1])[:top]
+        lines = [f"{self.samples} thread samples every {self.interval_s * 1000:.0f} ms"]
+        lines += [f"{count / max(self.samples, 1):6.1%}  {name}" for name, count in ranked]
+        return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------ local stack
@@ -382,6 +434,7 @@ def run(
     moto: str,
     state_dir: Path,
     warmup_days: int = 1,
+    profile: Path | None = None,
     data_dir: Path = DATA_DIR,
     drain_timeout_s: float = 3600.0,
 ) -> dict[str, Any]:
@@ -452,6 +505,7 @@ def run(
         clocks.update({stage: StageClock() for stage in STAGES})
         publisher.records, publisher.seconds = 0, 0.0
         _console(f"the measured day: {day}")
+        sampler = StackSampler().__enter__() if profile is not None else None
         started = time.perf_counter()
         runner.start()
         last = [started]
@@ -483,6 +537,11 @@ def run(
             runner.stop()
             runner.drain(timeout_s=drain_timeout_s)
         seconds = time.perf_counter() - started
+        if sampler is not None:
+            sampler.__exit__()
+            assert profile is not None
+            profile.write_text(sampler.report())
+            _console(f"stack samples of the measured day: {profile}")
         stats = runner.stats()
         _console(f"drained after {seconds:.1f} s; reading everything back ...")
         expected = expected_readings(fleet, sources, day=day)
@@ -614,7 +673,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--households", type=int, default=ALL_HOUSEHOLDS)
     parser.add_argument("--date", type=dt.date.fromisoformat, default=DEFAULT_DATE)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--window-minutes", type=int, default=HALF_HOUR_MINUTES)
+    parser.add_argument(
+        "--window-minutes",
+        type=int,
+        default=DAY_MINUTES,
+        help="the ingest window: 1440 (default) sends each household's day as one record, "
+        "as `wattstream simulate --speed max` does; 30 sends every half-hour on its own, "
+        "as live meters would (48x the records)",
+    )
     parser.add_argument("--speed", default="max", help="simulated s per wall s, or max")
     parser.add_argument(
         "--warmup-days",
@@ -624,6 +690,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--moto", choices=["subprocess", "thread"], default="subprocess")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="sample every thread's stack during the measured day; the ranking goes to FILE",
+    )
     args = parser.parse_args(argv)
     if args.households < 1:
         parser.error("--households must be >= 1")
@@ -638,6 +711,7 @@ def main(argv: list[str] | None = None) -> int:
             speed=args.speed,
             moto=args.moto,
             warmup_days=args.warmup_days,
+            profile=args.profile,
             state_dir=Path(state),
             data_dir=args.data_dir,
         )
