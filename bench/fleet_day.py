@@ -464,15 +464,20 @@ def run(
             for function, stage in by_function.items()
             if function in stack.functions
         }
-        runner = EventSourceRunner(
-            stack,
-            clients=clients,
-            checkpoint_path=state_dir / "checkpoints.json",
-            handlers=handlers,
-            functions=set(handlers),
-            log_dir=state_dir / "logs",
-            idle_sleep_s=0.05,
-        )
+
+        def new_runner() -> EventSourceRunner:
+            """A runner over the same checkpoints (a second one resumes where the first
+            stopped: the warm-up's and the measured day's)."""
+            return EventSourceRunner(
+                stack,
+                clients=clients,
+                checkpoint_path=state_dir / "checkpoints.json",
+                handlers=handlers,
+                functions=set(handlers),
+                log_dir=state_dir / "logs",
+                idle_sleep_s=0.05,
+            )
+
         publisher = CountingPublisher(
             KinesisPublisher(stack.outputs["ReadingsStreamName"], clients("kinesis"))
         )
@@ -486,6 +491,8 @@ def run(
             warm_day = day - dt.timedelta(days=back)
             _console(f"warm-up: {warm_day} (realtime needs a known day before it forecasts)")
             warm_started = time.perf_counter()
+            warm_runner = new_runner()
+            warm_runner.start()
             warm = run_fleet(
                 fleet,
                 sources,
@@ -497,7 +504,8 @@ def run(
                 max_window_minutes=24 * 60,  # one record per household: quick, same state
             )
             with heartbeat(clocks, warm_started, "warm-up"):
-                runner.drain(timeout_s=drain_timeout_s)
+                warm_runner.stop(timeout_s=drain_timeout_s)  # finish calls in flight
+                warm_runner.drain(timeout_s=drain_timeout_s)
             _console(
                 f"  {warm.readings_published:,} readings through the pipeline in "
                 f"{time.perf_counter() - warm_started:.1f} s (not timed)"
@@ -506,6 +514,7 @@ def run(
         publisher.records, publisher.seconds = 0, 0.0
         _console(f"the measured day: {day}")
         sampler = StackSampler().__enter__() if profile is not None else None
+        runner = new_runner()
         started = time.perf_counter()
         runner.start()
         last = [started]
@@ -534,7 +543,7 @@ def run(
         published_s = time.perf_counter() - started
         _console(f"ingest done in {published_s:.1f} s; waiting for the pipeline to drain ...")
         with heartbeat(clocks, started, "draining"):
-            runner.stop()
+            runner.stop(timeout_s=drain_timeout_s)  # finish calls in flight
             runner.drain(timeout_s=drain_timeout_s)
         seconds = time.perf_counter() - started
         if sampler is not None:
