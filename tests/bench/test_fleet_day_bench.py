@@ -37,9 +37,7 @@ def test_fleet_day_bench_few_households_loses_and_duplicates_nothing(
     assert result["archive"]["rows"] == result["readings"]
     assert result["query_store"]["readings"] == result["readings"]
     stages = result["stages"]
-    assert {"ingest", "archive", "realtime", "gateway_readings", "gateway_forecasts"} <= set(
-        stages
-    )
+    assert {"ingest", "archive", "realtime", "gateway_readings", "gateway_forecasts"} <= set(stages)
     assert stages["archive"]["items"] == result["readings"]
     assert stages["gateway_forecasts"]["items"] == result["forecasts_published"] > 0
     assert result["monthly"]["results"] > 0
