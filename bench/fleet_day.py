@@ -238,11 +238,13 @@ def local_aws(mode: str, log_file: Path) -> Iterator[str]:
     ensure_local_credentials()
     port = _free_port()
     code = (
-        "import logging, sys, time\n"
+        "import os, sys\n"
         "from wattstream.local.server import EmbeddedAws\n"
         "aws = EmbeddedAws(port=int(sys.argv[1])); aws.start()\n"
         "print('ready', flush=True)\n"
-        "sys.stdin.read()\n"
+        "sys.stdin.read()  # until the parent closes it, or dies\n"
+        "aws.stop()\n"
+        "os._exit(0)  # the server's threads must not keep this process alive\n"
     )
     process = subprocess.Popen(
         [sys.executable, "-c", code, str(port)],
