@@ -307,6 +307,8 @@ class ForecastPoint(_WireModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> ForecastPoint:
+        if self.lower_kw <= self.value_kw <= self.upper_kw:
+            return self  # the common case, without building the message's inputs
         _require_ordered(
             "forecast point",
             {"lower_kw": self.lower_kw, "value_kw": self.value_kw, "upper_kw": self.upper_kw},

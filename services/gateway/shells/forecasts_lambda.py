@@ -8,7 +8,8 @@ redelivery overwrites itself. The scored steps of every forecast (its first step
 day-ahead step, :func:`services.gateway.core.accuracy.targets_of`) are kept per target
 interval, and the household's rolling accuracy is recomputed from the store. A record
 that is not a valid forecast goes to the quarantine with its bytes, reason and
-coordinates; a failed write fails only the records of that household.
+coordinates; a failed write fails only the records of that household. Households are
+written up to ``max_workers`` at a time, like the readings consumer's household-days.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -84,24 +86,46 @@ def apply_forecasts(records: Sequence[KinesisStreamRecord], deps: ConsumerDeps) 
             continue
         by_household[forecast.household_id].append((record, forecast))
 
-    for household, items in by_household.items():
+    def write(household: str) -> tuple[int, int, int, int] | Exception:
+        """The household's anomalies, targets, latest forecast and accuracy; its own
+        failure, returned (not raised), fails only its records."""
+        items = by_household[household]
         latest = max(items, key=lambda item: item[1].issued_at)[1]
         try:
+            anomalies = 0
             for _, forecast in items:
                 mark = anomaly_of(forecast)
                 if mark is not None:
                     deps.store.put_anomaly(mark)
-                    outcome.anomalies += 1
+                    anomalies += 1
             targets = [t for _, forecast in items for t in targets_of(forecast)]
             if targets:
                 deps.store.put_targets(household, targets)
-                outcome.targets += len(targets)
-            outcome.forecasts_kept += int(deps.store.put_forecast(latest))
-            outcome.accuracy_updates += int(refresh_accuracy(deps.store, household))
+            kept = int(deps.store.put_forecast(latest))
+            rescored = int(refresh_accuracy(deps.store, household))
         except Exception as error:  # this household's records are retried
-            deps.logger.exception("writing a forecast failed", extra={"household_id": household})
-            for record, _ in items:
-                outcome.failed.setdefault(record.sequence, f"{type(error).__name__}: {error}")
+            return error
+        return anomalies, len(targets), kept, rescored
+
+    # Households are independent: up to ``max_workers`` at a time (each is a few
+    # sequential store calls, so one at a time left the batch waiting on round trips).
+    households = list(by_household)
+    with ThreadPoolExecutor(max_workers=max(1, min(deps.max_workers, len(households)))) as pool:
+        results = list(pool.map(write, households))
+    for household, result in zip(households, results, strict=True):
+        if isinstance(result, Exception):
+            deps.logger.error(
+                "writing a forecast failed",
+                extra={"household_id": household},
+                exc_info=result,
+            )
+            for record, _ in by_household[household]:
+                outcome.failed.setdefault(record.sequence, f"{type(result).__name__}: {result}")
+            continue
+        outcome.anomalies += result[0]
+        outcome.targets += result[1]
+        outcome.forecasts_kept += result[2]
+        outcome.accuracy_updates += result[3]
 
     if refused:
         try:
