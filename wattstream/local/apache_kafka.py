@@ -16,6 +16,7 @@ Everything the JVMs print goes to ``log_path``; a failed start raises with its t
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -60,6 +61,10 @@ class LocalBroker(Protocol):
     def start(self, timeout_s: float = ...) -> str: ...
 
     def stop(self) -> object: ...
+
+    def __enter__(self) -> LocalBroker: ...
+
+    def __exit__(self, *_: object) -> None: ...
 
 
 class KafkaUnavailable(RuntimeError):
@@ -247,12 +252,9 @@ class ApacheKafkaBroker:
             if self._process is None or self._process.poll() is not None:
                 code = self._process.returncode if self._process else None
                 raise RuntimeError(f"Kafka exited ({code}) while starting:\n{self.log_tail()}")
-            try:
-                metadata = admin.list_topics(timeout=1.0)
-                if metadata.brokers:
+            with contextlib.suppress(Exception):  # not up yet: KafkaException, timeouts
+                if admin.list_topics(timeout=1.0).brokers:
                     return
-            except Exception:  # noqa: BLE001  # not up yet: KafkaException, timeouts
-                pass
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Kafka not ready at {self.bootstrap}:\n{self.log_tail()}")
             time.sleep(0.1)
