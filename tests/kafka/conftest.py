@@ -20,6 +20,7 @@ from wattstream.local.apache_kafka import (
     KafkaUnavailable,
     LocalBroker,
     kafka_libs,
+    kafka_version,
     local_broker,
 )
 
@@ -42,3 +43,14 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBrok
         yield broker
     finally:
         broker.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """One line at the top of the run: which broker the Kafka tests get, or what is missing."""
+    kind = os.environ.get(BROKER_ENV, "apache-kafka")
+    if kind != "apache-kafka":
+        return f"kafka broker: {kind} ({BROKER_ENV})"
+    try:
+        return f"kafka broker: apache-kafka {kafka_version()} ({kafka_libs()})"
+    except KafkaUnavailable as error:
+        return f"kafka broker: SKIPPED, {error}"
