@@ -320,3 +320,37 @@ def local_broker(
 
         return TansuBroker(log_path)
     raise ValueError(f"unknown broker {kind!r}: one of {', '.join(BROKERS)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m wattstream.local.apache_kafka [--broker tansu]``: a local broker until Ctrl-C.
+
+    Prints the bootstrap address for ``wattstream run --bus kafka --bootstrap HOST:PORT``.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m wattstream.local.apache_kafka")
+    parser.add_argument("--broker", choices=BROKERS, default="apache-kafka")
+    parser.add_argument("--work-dir", type=Path, help="data and log (default: a temp folder)")
+    args = parser.parse_args(argv)
+    log = args.work_dir / "broker.log" if args.work_dir else None
+    if args.work_dir:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+    broker = local_broker(args.broker, log, work_dir=args.work_dir)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # taken by sigwait below
+    try:
+        broker.start()
+    except KafkaUnavailable as error:
+        print(error)
+        return 1
+    print(f"{broker.name} at {broker.bootstrap} (Ctrl-C stops it)", flush=True)
+    try:
+        signal.sigwait(stop_signals)
+    finally:
+        broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
