@@ -54,8 +54,12 @@ def _window() -> Any:
 
 
 def _apply(state: Any, records: list[tuple[int, bytes]]) -> Any:
-    """The stand-in update: records past the state's position move it and are counted."""
-    fresh = [offset for offset, _ in records if offset + 1 > state.position]
+    """The stand-in update: records past the state's position move it and are counted.
+
+    A record delivered twice in one batch counts once (the realtime core drops such
+    duplicates by position too); the worker counts those deliveries apart.
+    """
+    fresh = sorted({offset for offset, _ in records if offset + 1 > state.position})
     if not fresh:
         return None
     return state.replace(position=max(fresh) + 1, late_ignored=state.late_ignored + len(fresh))
@@ -89,7 +93,7 @@ def worker(store: str, bootstrap: str, topic: str, group: str, stats: Path, aws:
         from wattstream.local.server import client_factory
 
         dynamo = DynamoStateStore(group, client_factory(aws, REGION)("dynamodb"))
-    counters = {"records": 0, "batches": 0, "first": 0.0, "last": 0.0, "fresh": 0}
+    counters = {"records": 0, "batches": 0, "first": 0.0, "last": 0.0, "fresh": 0, "twice": 0}
     final: dict[str, list[int]] = {}
 
     def load(households: list[str]) -> dict[str, Any]:
@@ -104,6 +108,8 @@ def worker(store: str, bootstrap: str, topic: str, group: str, stats: Path, aws:
             counters["first"] = counters["first"] or started
             groups: dict[str, list[tuple[int, bytes]]] = {}
             partition_of: dict[str, int] = {}
+            coordinates = {(e.message.partition, e.message.offset) for e in events}
+            counters["twice"] += len(events) - len(coordinates)
             for event in events:
                 household = event.message.key.decode()
                 groups.setdefault(household, []).append((event.message.offset, event.value))
@@ -280,15 +286,20 @@ def _measure(
             if drill == "throughput":
                 stats = worker.wait(lambda s: s["records"] >= total, timeout_s)
             else:
+                twice = 0
                 for fraction in (0.3, 0.3):  # kill -9 twice mid-stream, restart each time
                     worker.wait(lambda s, f=fraction: s["records"] >= total * f, timeout_s)
                     worker.kill()
+                    twice += worker.stats().get("twice", 0)
                     worker.start()
                 final = _wait_final(store, worker, group, dynamodb, expected, timeout_s)
                 if store == "table":  # once more after the end: the table from its changelog
                     worker.kill()
+                    twice += worker.stats().get("twice", 0)
                     worker.start()
                     final = _wait_final(store, worker, group, dynamodb, expected, timeout_s)
+                time.sleep(1.0)  # the last stats of this process
+                twice += worker.stats().get("twice", 0)
         finally:
             worker.stop()
         if drill == "throughput":
@@ -298,6 +309,7 @@ def _measure(
             for h, (p, c) in expected.items():
                 if final.get(h, [0, 0]) != [p, c]:
                     print(f"{store} {h}: expected {[p, c]}, final {final.get(h)}", flush=True)
+            result[f"{store}_delivered_twice_in_a_batch"] = twice
             result[f"{store}_lost"] = lost
             result[f"{store}_duplicated"] = duplicated
     return result
