@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test test-slow test-all lint bench-codec check-deploy clean
+.PHONY: run test test-slow test-all lint bench-codec check-deploy clean kafka
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,17 +14,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/python deploy/kcl/install_kclpy.py --python $(BIN)/python
 	touch $(STAMP)
 
+## make kafka: Apache Kafka's jars from Maven Central for the Kafka tests (Java 17+, Maven)
+KAFKA_LIBS := build/kafka/libs/.fetched
+kafka: $(KAFKA_LIBS)
+$(KAFKA_LIBS): deploy/kafka/pom.xml
+	@if command -v mvn >/dev/null && command -v java >/dev/null; then \
+	  rm -rf build/kafka/libs && mvn -B -q -f deploy/kafka/pom.xml dependency:copy-dependencies \
+	    -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/build/kafka/libs && touch $@; \
+	else echo "Apache Kafka not fetched: install Java 17+ and Maven (its tests will skip)"; fi
+
 ## make run: local AWS stack + handlers + the shipped real-data slice (Ctrl-C stops)
 run: $(STAMP)
 	$(BIN)/wattstream run
 
 ## make test: the default (fast) test suite, with lint
-test: $(STAMP)
+test: $(STAMP) $(KAFKA_LIBS)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 ## make test-slow: long tests on the full real data set (../shared/data)
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(KAFKA_LIBS)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow test selected
 
 test-all: test test-slow

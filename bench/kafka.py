@@ -7,8 +7,10 @@ household) go through the template's ``RealtimeFunction`` twice, in the same run
 
 * **Lambda path**: published to the readings stream of a local stack (moto Kinesis) and
   drained by the local event-source runner (Lambda's poller, in-process);
-* **Kafka path**: published to the readings topic of a ``tansu`` broker on loopback and
-  consumed by one ``wattstream kafka worker RealtimeFunction`` (faust) subprocess.
+* **Kafka path**: published to the readings topic of a broker on loopback (``--broker``:
+  Apache Kafka from ``make kafka`` by default, or ``tansu``) and consumed by one
+  ``wattstream kafka worker RealtimeFunction`` (faust) subprocess. ``broker`` in the JSON
+  names the broker and its version.
 
 Both consume a backlog that was published before they start; both are timed from the
 start of the first handler invocation to the end of the last (so the handler's cold
@@ -42,10 +44,10 @@ from testing.kafka_compare import (
     readings_in,
     uci_days,
 )
-from testing.tansu import TansuBroker
 from wattstream.hosting.kafka.worker import dlq_topic
 from wattstream.hosting.lambda_model import resolve_handler
 from wattstream.kafka.topics import ensure_topics, stream_topics
+from wattstream.local.apache_kafka import BROKERS, local_broker
 from wattstream.local.kafka_bus import WorkerProcess
 from wattstream.local.runner import EventSourceRunner
 from wattstream.local.server import EmbeddedAws, client_factory, provision
@@ -123,7 +125,12 @@ def _kafka_path(
 
 
 def run(
-    source: Path = APRIL_2007, *, days: int = 2, households: int = 4, per_record: int = 5
+    source: Path = APRIL_2007,
+    *,
+    days: int = 2,
+    households: int = 4,
+    per_record: int = 5,
+    broker_kind: str = "apache-kafka",
 ) -> dict[str, Any]:
     names = [f"uci-{i:03d}" for i in range(households)]
     records = uci_days(source, days, names, per_record=per_record)
@@ -131,8 +138,11 @@ def run(
     with (
         tempfile.TemporaryDirectory() as tmp,
         EmbeddedAws() as aws,
-        TansuBroker(Path(tmp) / "tansu.log") as broker,
+        local_broker(
+            broker_kind, Path(tmp) / "broker.log", work_dir=Path(tmp) / "broker"
+        ) as broker,
     ):
+        broker_name = broker.name
         clients = client_factory(aws.endpoint_url, REGION)
         stacks = [
             provision(TEMPLATE, endpoint_url=aws.endpoint_url, region=REGION, stack_name=name)
@@ -152,6 +162,7 @@ def run(
     kafka_rate, lambda_rate = readings / kafka_s, readings / lambda_s
     return {
         "benchmark": "kafka",
+        "broker": broker_name,
         "readings": readings,
         "records": len(records),
         "households": households,
@@ -174,9 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--households", type=int, default=8)
     parser.add_argument("--per-record", type=int, default=5)
+    parser.add_argument("--broker", choices=BROKERS, default="apache-kafka")
     args = parser.parse_args(argv)
     result = run(
-        args.source, days=args.days, households=args.households, per_record=args.per_record
+        args.source,
+        days=args.days,
+        households=args.households,
+        per_record=args.per_record,
+        broker_kind=args.broker,
     )
     print(
         f"realtime consumer: faust/Kafka {result['kafka_readings_per_s']:,.0f} readings/s, "

@@ -12,7 +12,9 @@ import gzip
 import io
 import itertools
 import json
+import os
 import random
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -271,10 +273,24 @@ def crash(
             f"no crash scenario for runtime {runtime!r} (forecasts: {bool(clean_stack)})"
         )
     if runtime == "faust" and bootstrap is None:
-        from testing.tansu import TansuBroker
+        from wattstream.local.apache_kafka import (
+            BROKER_ENV,
+            KafkaUnavailable,
+            kafka_libs,
+            local_broker,
+        )
 
+        # Apache Kafka (what users run) unless WATTSTREAM_KAFKA_BROKER says otherwise;
+        # tansu where Java or the jars are missing, said on stderr, never silently.
+        kind = os.environ.get(BROKER_ENV, "apache-kafka")
+        if kind == "apache-kafka":
+            try:
+                kafka_libs()
+            except KafkaUnavailable as error:
+                print(f"crash drill on tansu: {error}", file=sys.stderr)
+                kind = "tansu"
         workdir.mkdir(parents=True, exist_ok=True)
-        with TansuBroker(log_path=workdir / "tansu.log") as broker:
+        with local_broker(kind, workdir / f"{kind}.log", work_dir=workdir / kind) as broker:
             return crash(
                 stack,
                 clients,
