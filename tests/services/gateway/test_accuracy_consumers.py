@@ -8,7 +8,6 @@ import datetime as dt
 import numpy as np
 import pytest
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +17,7 @@ from services.gateway.shells.forecasts_lambda import apply_forecasts
 from services.gateway.shells.readings_lambda import apply_readings
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.publishing import stream_records
+from shared.shell import deliveries
 from testing.reliability.gateway_fakes import MemoryStore
 from testing.reliability.gateway_world import flat_forecasts
 from tests.lambda_events import kinesis_fixture_event
@@ -57,7 +57,7 @@ def _reading(slot: int, kwh: float) -> bytes:
 
 def _records(payloads):
     event = kinesis_fixture_event([(HH, data) for data in payloads], role="gateway")
-    return list(KinesisStreamEvent(event).records)
+    return deliveries(event, kinesis=True)
 
 
 def _deliver(units, batch_size: int) -> MemoryStore:
