@@ -197,6 +197,7 @@ class Delivery:
     def from_kinesis(cls, record: KinesisStreamRecord | dict[str, Any]) -> Delivery:
         record = record if isinstance(record, KinesisStreamRecord) else KinesisStreamRecord(record)
         stream = record.event_source_arn.rsplit("/", 1)[-1]
+        arrived = record.raw_event.get("kinesis", {}).get("approximateArrivalTimestamp")
         return cls(
             data=record.kinesis.data_as_bytes(),
             source=f"kinesis:{stream}",
@@ -206,15 +207,15 @@ class Delivery:
                 sequence_or_offset=record.kinesis.sequence_number,
                 partition_key=record.kinesis.partition_key,
             ),
-            arrived_at=dt.datetime.fromtimestamp(
-                float(record.kinesis.approximate_arrival_timestamp), dt.UTC
-            ),
+            arrived_at=None
+            if arrived is None
+            else dt.datetime.fromtimestamp(float(arrived), dt.UTC),
         )
 
     @classmethod
     def from_sqs(cls, record: SQSRecord | dict[str, Any]) -> Delivery:
         record = record if isinstance(record, SQSRecord) else SQSRecord(record)
-        sent = record.attributes.sent_timestamp
+        sent = (record.raw_event.get("attributes") or {}).get("SentTimestamp")
         return cls(
             data=record.body.encode(),
             source=f"sqs:{record.event_source_arn.rsplit(':', 1)[-1]}",
