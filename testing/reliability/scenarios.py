@@ -25,7 +25,8 @@ import numpy as np
 from aws_lambda_powertools import Logger, Metrics
 
 from services.ingest.adapters.quarantine import S3SqsQuarantine
-from services.ingest.shells.batch_lambda import BatchDeps, build_handler
+from services.ingest.shells.batch_lambda import BatchDeps
+from services.ingest.shells.batch_lambda import handler as batch_entry
 from shared.batch import ReadingBatch
 from shared.publishing import stream_records
 from shared.quarantine import message_items
@@ -186,7 +187,7 @@ def throttling(
         clients,
         workdir,
         {"IngestBatchFunction", "ArchiveFunction"},
-        {"IngestBatchFunction": build_handler(deps)},
+        {"IngestBatchFunction": batch_entry.build(deps)},
     )
     runner.drain(timeout_s=300)
     archive = read_archive(s3, stack.outputs["ArchiveBucketName"])
