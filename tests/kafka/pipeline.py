@@ -68,16 +68,18 @@ def scan(dynamodb: Any, table: str, keep: Callable[[dict[str, Any]], bool] = boo
 
 
 def forget_default_handlers() -> None:
-    """Drop every shell's cached handler: the next invocation builds it for its own stack.
+    """Reset every shell's entry point: the next invocation builds deps for its own stack.
 
-    A shell's module-level ``handler`` builds its dependencies once per process (once per
-    Lambda sandbox); tests that run several stacks, or another bus, in one process must
-    not reuse them.
+    A shell's module-level ``handler`` (a :class:`shared.shell.LambdaEntry`) builds its
+    dependencies once per process (once per Lambda sandbox); tests that run several
+    stacks, or another bus, in one process must not reuse them.
     """
+    from shared.shell import LambdaEntry
+
     for name, module in list(sys.modules.items()):
-        cached = getattr(module, "_default_handler", None)
-        if name.startswith("services.") and hasattr(cached, "cache_clear"):
-            cached.cache_clear()
+        entry = getattr(module, "handler", None)
+        if name.startswith("services.") and isinstance(entry, LambdaEntry):
+            entry.reset()
 
 
 def run_kinesis_path(
