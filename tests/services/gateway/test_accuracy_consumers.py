@@ -171,3 +171,21 @@ def test_refresh_accuracy_without_readings_writes_nothing():
 
     assert refresh_accuracy(store, HH) is False
     assert store.fleet_accuracy() == []
+
+
+def test_readings_consumer_skips_a_record_under_another_households_partition_key(caplog):
+    """The shared readings decoder's key check: the record is counted and skipped, not applied."""
+    store = MemoryStore()
+    event = kinesis_fixture_event(
+        [("MAC999999", _reading(0, 0.5)), (HH, _reading(1, 0.5))], role="gateway"
+    )
+
+    outcome = apply_readings(deliveries(event, kinesis=True), _deps(store))
+
+    assert not outcome.failed
+    assert outcome.counts["RecordsUndecodable"] == 1
+    assert outcome.counts["HouseholdDays"] == 1
+    (summary,) = store.households()
+    assert summary.household_id == HH
+    assert summary.last_reading_at == T0 + dt.timedelta(minutes=30)  # only the keyed record
+    assert "another household's partition key" in caplog.text
