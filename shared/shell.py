@@ -60,6 +60,7 @@ __all__ = [
     "environment_or_process",
     "logger_for",
     "metrics_for",
+    "set_aside",
     "skip_refused",
     "utc_now",
 ]
@@ -111,11 +112,12 @@ class ShellDeps:
 
     A shell's deps subclass this (``@dataclass(frozen=True)``); the fields are keyword-only
     so the subclass's own fields keep their order. Composition roots pass
-    :func:`logger_for` and :func:`metrics_for` of their environment; the defaults suit tests.
+    :func:`logger_for` and :func:`metrics_for` of their environment; the defaults suit tests
+    (metrics in the ``wattstream`` namespace, read from nothing).
     """
 
     logger: Logger = field(default_factory=Logger)
-    metrics: Metrics | EphemeralMetrics = field(default_factory=EphemeralMetrics)
+    metrics: Metrics | EphemeralMetrics = field(default_factory=lambda: metrics_for({}))
     clock: Callable[[], dt.datetime] = utc_now
 
 
@@ -393,6 +395,30 @@ class BatchOutcome:
         """Mark items failed; an item keeps its first reason."""
         for item_id in item_ids:
             self.failed.setdefault(item_id, reason)
+
+
+def set_aside(
+    refused: Sequence[tuple[Delivery, Quarantined]],
+    write: Callable[[list[Quarantined]], object],
+    outcome: BatchOutcome,
+    logger: Logger,
+    *,
+    counter: str = "Quarantined",
+    sink: str = "quarantine",
+) -> None:
+    """Write the refused items (a quarantine or reject sink); if that fails, fail their records.
+
+    Errors are data: a refused record is acknowledged only once its bytes and reason are
+    kept; if the sink fails, the records are retried (never dropped).
+    """
+    if not refused:
+        return
+    try:
+        write([item for _, item in refused])
+        outcome.counts[counter] += len(refused)
+    except Exception as error:  # retried, never dropped
+        logger.exception(f"{sink} failed; the refused records will be retried")
+        outcome.fail((record.item_id for record, _ in refused), f"{sink} failed: {error}")
 
 
 def emit(

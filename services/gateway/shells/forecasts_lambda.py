@@ -28,7 +28,7 @@ from services.gateway.shells.consumer import (
     refresh_accuracy,
 )
 from shared.schema import Forecast, Quarantined
-from shared.shell import BatchOutcome, Delivery, LambdaEntry, batch_handler
+from shared.shell import BatchOutcome, Delivery, LambdaEntry, batch_handler, set_aside
 
 __all__ = ["apply_forecasts", "handler"]
 
@@ -83,13 +83,7 @@ def apply_forecasts(delivered: Sequence[Delivery], deps: ConsumerDeps) -> BatchO
                 (record.item_id for record, _ in items), f"{type(error).__name__}: {error}"
             )
 
-    if refused:
-        try:
-            deps.quarantine.quarantine([item for _, item in refused])
-            counts["Quarantined"] = len(refused)
-        except Exception as error:  # retried, never dropped
-            deps.logger.exception("quarantine failed; the refused records will be retried")
-            outcome.fail((record.item_id for record, _ in refused), f"quarantine failed: {error}")
+    set_aside(refused, deps.quarantine.quarantine, outcome, deps.logger)
 
     note_progress(
         deps,

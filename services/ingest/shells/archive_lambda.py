@@ -71,6 +71,7 @@ from shared.shell import (
     environment_or_process,
     logger_for,
     metrics_for,
+    set_aside,
 )
 from shared.validation import DEFAULT_LIMITS, SanityLimits
 
@@ -240,13 +241,7 @@ def archive_records(records: Sequence[Delivery], deps: ArchiveDeps) -> BatchOutc
         reason = f"{key.household_id} {key.day}: {type(error).__name__}: {error}"
         outcome.fail((contributors[piece.source].item_id for piece in pieces), reason)
 
-    if refused:
-        try:
-            deps.quarantine.quarantine([item for _, item in refused])
-            counts["Quarantined"] = len(refused)
-        except Exception as error:  # retried, never dropped
-            deps.logger.exception("quarantine failed; the refused records will be retried")
-            outcome.fail((record.item_id for record, _ in refused), f"quarantine failed: {error}")
+    set_aside(refused, deps.quarantine.quarantine, outcome, deps.logger)
     return outcome
 
 

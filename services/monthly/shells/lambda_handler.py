@@ -82,6 +82,7 @@ from shared.shell import (
     environment_or_process,
     logger_for,
     metrics_for,
+    set_aside,
 )
 
 __all__ = [
@@ -337,14 +338,14 @@ def forecast_households(records: Sequence[Delivery], deps: MonthlyDeps) -> Batch
     batch = _decode_batch(records, deps.clock())
     if batch.test_events:
         counts["S3TestEventsSkipped"] += batch.test_events
-    if batch.refused:
-        try:
-            deps.rejects.reject([item for _, item in batch.refused])
-            counts["EventsRejected"] += len(batch.refused)
-        except Exception as error:  # retried, never dropped
-            logger.exception("reject sink failed; the refused messages will be retried")
-            for record, _ in batch.refused:
-                outcome.failed[record.item_id] = f"reject sink failed: {error}"
+    set_aside(
+        batch.refused,
+        deps.rejects.reject,
+        outcome,
+        logger,
+        counter="EventsRejected",
+        sink="reject sink",
+    )
     households = list(dict.fromkeys(h for hs in batch.households.values() for h in hs))
     errors: dict[str, str] = {}
     for household in households:
