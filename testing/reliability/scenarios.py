@@ -22,7 +22,8 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from services.ingest.adapters.quarantine import S3SqsQuarantine
 from services.ingest.shells.batch_lambda import BatchDeps
@@ -34,6 +35,7 @@ from shared.retry import RetryPolicy
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from shared.uci import UCI_CLOCK, UTC_OFFSET_METADATA, iter_uci
+from testing.entries import reset_lambda_entries
 from testing.reliability.faults import ThrottlingKinesis
 from testing.reliability.observe import emf_metrics_in, read_archive
 from testing.reliability.runtimes import (
@@ -111,10 +113,11 @@ def in_process_runner(
 ) -> EventSourceRunner:
     """The template's functions in this process (the runner's own semantics, no kills).
 
-    Scenarios run several stacks in one process: the runner resolves each handler afresh
-    (:func:`wattstream.local.runner.resolve_handler`), so it builds its dependencies from
+    Scenarios run several stacks in one process: every shell entry point is reset first
+    (:func:`testing.entries.reset_lambda_entries`), so it builds its dependencies from
     *this* stack's environment.
     """
+    reset_lambda_entries()
     return EventSourceRunner(
         stack,
         clients=clients,
@@ -161,7 +164,7 @@ def throttling(
             Metadata=UCI_UPLOAD_METADATA,
         )
     injector = ThrottlingKinesis(clients("kinesis"), fraction=fraction, seed=seed)
-    metrics = Metrics(namespace="wattstream-reliability", service="ingest-batch")
+    metrics = EphemeralMetrics(namespace="wattstream-reliability", service="ingest-batch")
     deps = BatchDeps(
         s3=s3,
         raw_bucket=raw,
@@ -426,7 +429,7 @@ def hostile_http(
             stack.outputs["ArchiveBucketName"], quarantine_url, s3=s3, sqs=sqs
         ),
         logger=Logger(service="ingest-http"),
-        metrics=Metrics(namespace="wattstream-reliability", service="ingest-http"),
+        metrics=EphemeralMetrics(namespace="wattstream-reliability", service="ingest-http"),
     )
     client = TestClient(create_app(deps), raise_server_exceptions=False)
     batches = real_readings(households, days)

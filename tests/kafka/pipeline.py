@@ -11,7 +11,6 @@ across buses.
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -20,6 +19,7 @@ from typing import Any
 
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
+from testing.entries import reset_lambda_entries
 from tests.conftest import APRIL_2007
 from wattstream.kafka import compare
 from wattstream.kafka.processes import WorkerProcess
@@ -68,18 +68,8 @@ def scan(dynamodb: Any, table: str, keep: Callable[[dict[str, Any]], bool] = boo
 
 
 def forget_default_handlers() -> None:
-    """Reset every shell's entry point: the next invocation builds deps for its own stack.
-
-    A shell's module-level ``handler`` (a :class:`shared.shell.LambdaEntry`) builds its
-    dependencies once per process (once per Lambda sandbox); tests that run several
-    stacks, or another bus, in one process must not reuse them.
-    """
-    from shared.shell import LambdaEntry
-
-    for name, module in list(sys.modules.items()):
-        entry = getattr(module, "handler", None)
-        if name.startswith("services.") and isinstance(entry, LambdaEntry):
-            entry.reset()
+    """Reset every shell's entry point: the next invocation builds deps for its own stack."""
+    reset_lambda_entries()
 
 
 def run_kinesis_path(
