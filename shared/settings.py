@@ -10,11 +10,10 @@ the local stack or to real AWS by configuration alone.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from pydantic import AliasChoices, Field, PrivateAttr
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
@@ -55,7 +54,8 @@ class AwsSettings(BaseSettings):
     :meth:`client` passes all of them to boto3 explicitly, and tells boto3 not to look up
     an endpoint URL of its own (it would read ``AWS_ENDPOINT_URL`` from ``os.environ``),
     so settings built by :func:`settings_from` decide alone where the clients go.
-    Credentials absent from the settings come from boto3's usual chain.
+    Credentials absent from the settings come from boto3's usual chain (its default
+    session), which also keeps a role's credentials refreshing on ECS/EC2 hosts.
     """
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
@@ -75,36 +75,24 @@ class AwsSettings(BaseSettings):
         default=None, validation_alias="AWS_SESSION_TOKEN", repr=False
     )
 
-    _session: Any = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
     def client(self, service: str) -> Any:
         """A boto3 client with standard retries; built in composition roots only."""
+        import boto3
         from botocore.config import Config
 
         config = Config(
             region_name=self.region,
             retries={"max_attempts": self.max_attempts, "mode": "standard"},
             max_pool_connections=50,  # adapters write in parallel threads
+            ignore_configured_endpoint_urls=True,  # only ``endpoint_url`` below decides
         )
-        with self._lock:  # a boto3 session is not thread-safe; its clients are
-            return self._boto3_session().client(
-                service, endpoint_url=self.endpoint_url, config=config
-            )
-
-    def _boto3_session(self) -> Any:
-        if self._session is None:
-            import boto3
-            import botocore.session
-
-            core = botocore.session.Session()
-            core.set_config_variable("ignore_configured_endpoint_urls", True)
-            explicit = self.access_key_id and self.secret_access_key
-            self._session = boto3.session.Session(
-                botocore_session=core,
-                region_name=self.region,
-                aws_access_key_id=self.access_key_id if explicit else None,
-                aws_secret_access_key=self.secret_access_key if explicit else None,
-                aws_session_token=self.session_token if explicit else None,
-            )
-        return self._session
+        explicit = bool(self.access_key_id and self.secret_access_key)
+        return boto3.client(
+            service,
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key_id if explicit else None,
+            aws_secret_access_key=self.secret_access_key if explicit else None,
+            aws_session_token=self.session_token if explicit else None,
+            config=config,
+        )
