@@ -136,7 +136,7 @@ def realtime_handler(stack: Any, clients: Any, mode: str) -> tuple[Handler, str,
             with function_environment(stack, "RealtimeFunction"):
                 deps = lambda_handler.deps_from_environment()
             step = max(1, int(deps.model.spec.resolution_s) // 60)
-            return lambda_handler.build_handler(deps), "real", "the realtime service", step
+            return lambda_handler.handler.build(deps), "real", "the realtime service", step
         except Exception as error:  # any reason the real handler cannot run here
             if mode == "real":
                 raise

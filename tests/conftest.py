@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from testing.entries import reset_lambda_entries
 from wattstream.hosting.template import StackDescription, load_template
 from wattstream.local.server import EmbeddedAws, client_factory, provision
 
@@ -64,6 +65,9 @@ def deploy_stack(aws: EmbeddedAws) -> Callable[..., StackDescription]:
         template = load_template(TEMPLATE)
         if extend:
             extend(template)
+        # Shell entry points build their deps once per process from os.environ (a Lambda
+        # sandbox); a new stack must not reach deps built for an older one.
+        reset_lambda_entries()
         return provision(
             TEMPLATE,
             endpoint_url=aws.endpoint_url,

@@ -96,7 +96,8 @@ def bad_batch_latency(
     totals, the quarantine objects and queue messages one request made, and the
     oversize body's status and seconds.
     """
-    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools import Logger
+    from aws_lambda_powertools.metrics import EphemeralMetrics
     from fastapi.testclient import TestClient
 
     from services.ingest.adapters.quarantine import S3SqsQuarantine
@@ -112,7 +113,7 @@ def bad_batch_latency(
         publisher=KinesisPublisher(stack.outputs["ReadingsStreamName"], clients("kinesis")),
         quarantine=S3SqsQuarantine(bucket, quarantine_url, s3=s3, sqs=sqs),
         logger=Logger(service="ingest-http"),
-        metrics=Metrics(namespace="wattstream-reliability", service="ingest-http"),
+        metrics=EphemeralMetrics(namespace="wattstream-reliability", service="ingest-http"),
     )
     client = TestClient(create_app(deps), raise_server_exceptions=False)
     headers = {"Content-Type": "application/json"}

@@ -24,10 +24,12 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics
 
 from services.ingest.adapters.quarantine import S3SqsQuarantine
-from services.ingest.shells.batch_lambda import BatchDeps, build_handler
+from services.ingest.shells.batch_lambda import BatchDeps
+from services.ingest.shells.batch_lambda import handler as batch_entry
 from shared.batch import ReadingBatch
 from shared.publishing import stream_records
 from shared.quarantine import message_items
@@ -35,6 +37,7 @@ from shared.retry import RetryPolicy
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from shared.uci import UCI_CLOCK, UTC_OFFSET_METADATA, iter_uci
+from testing.entries import reset_lambda_entries
 from testing.reliability.faults import ThrottlingKinesis
 from testing.reliability.observe import emf_metrics_in, read_archive
 from testing.reliability.runtimes import (
@@ -116,6 +119,7 @@ def in_process_runner(
     (:func:`wattstream.hosting.lambda_model.resolve_handler`), so it builds its dependencies from
     *this* stack's environment.
     """
+    reset_lambda_entries()
     return EventSourceRunner(
         stack,
         clients=clients,
@@ -162,7 +166,7 @@ def throttling(
             Metadata=UCI_UPLOAD_METADATA,
         )
     injector = ThrottlingKinesis(clients("kinesis"), fraction=fraction, seed=seed)
-    metrics = Metrics(namespace="wattstream-reliability", service="ingest-batch")
+    metrics = EphemeralMetrics(namespace="wattstream-reliability", service="ingest-batch")
     deps = BatchDeps(
         s3=s3,
         raw_bucket=raw,
@@ -188,7 +192,7 @@ def throttling(
         clients,
         workdir,
         {"IngestBatchFunction", "ArchiveFunction"},
-        {"IngestBatchFunction": build_handler(deps)},
+        {"IngestBatchFunction": batch_entry.build(deps)},
     )
     runner.drain(timeout_s=300)
     archive = read_archive(s3, stack.outputs["ArchiveBucketName"])
@@ -441,7 +445,7 @@ def hostile_http(
             stack.outputs["ArchiveBucketName"], quarantine_url, s3=s3, sqs=sqs
         ),
         logger=Logger(service="ingest-http"),
-        metrics=Metrics(namespace="wattstream-reliability", service="ingest-http"),
+        metrics=EphemeralMetrics(namespace="wattstream-reliability", service="ingest-http"),
     )
     client = TestClient(create_app(deps), raise_server_exceptions=False)
     batches = real_readings(households, days)

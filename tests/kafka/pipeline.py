@@ -11,7 +11,6 @@ across buses.
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -21,6 +20,7 @@ from typing import Any
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from testing import kafka_compare as compare
+from testing.entries import reset_lambda_entries
 from tests.conftest import APRIL_2007
 from wattstream.hosting.template import StackDescription
 from wattstream.local.kafka_bus import WorkerProcess
@@ -68,16 +68,8 @@ def scan(dynamodb: Any, table: str, keep: Callable[[dict[str, Any]], bool] = boo
 
 
 def forget_default_handlers() -> None:
-    """Drop every shell's cached handler: the next invocation builds it for its own stack.
-
-    A shell's module-level ``handler`` builds its dependencies once per process (once per
-    Lambda sandbox); tests that run several stacks, or another bus, in one process must
-    not reuse them.
-    """
-    for name, module in list(sys.modules.items()):
-        cached = getattr(module, "_default_handler", None)
-        if name.startswith("services.") and hasattr(cached, "cache_clear"):
-            cached.cache_clear()
+    """Reset every shell's entry point: the next invocation builds deps for its own stack."""
+    reset_lambda_entries()
 
 
 def run_kinesis_path(

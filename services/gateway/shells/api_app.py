@@ -18,10 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import mimetypes
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
-from aws_lambda_powertools import Logger
 from fastapi import Body, Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
@@ -81,16 +80,13 @@ from shared.monthly_results import (
     rendered_plot_key,
 )
 from shared.schema import HOUSEHOLD_ID_PATTERN, Forecast, MonthlyForecast
+from shared.shell import ShellDeps
 
 __all__ = ["ApiDeps", "ApiError", "create_app"]
 
 MONTH_PATTERN: Final = r"^\d{4}-(0[1-9]|1[0-2])$"
 _PLOT_NAME: Final = r"^[A-Za-z0-9_.-]{1,64}$"
 _UPLOAD_KEY: Final = r"^uploads/[A-Za-z0-9_.:/-]{1,300}$"
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _render_png(components: MonthlyComponents) -> bytes:
@@ -101,7 +97,7 @@ def _render_png(components: MonthlyComponents) -> bytes:
 
 
 @dataclass(frozen=True)
-class ApiDeps:
+class ApiDeps(ShellDeps):
     """Everything the API talks to; ``replay``/``uploads`` are optional controls.
 
     ``render_plot`` draws a monthly components plot from its data (default
@@ -119,8 +115,6 @@ class ApiDeps:
     queues: QueueDepths | None = None
     replay: ReplayStarter | None = None
     uploads: UploadStore | None = None
-    clock: Callable[[], dt.datetime] = _utc_now
-    logger: Logger = field(default_factory=Logger)
     max_upload_bytes: int = 64 * 1024 * 1024
     throughput_window: dt.timedelta = dt.timedelta(minutes=5)
 

@@ -8,30 +8,32 @@ starter, wired by the caller to ingest's replay (the gateway never imports inges
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from mangum import Mangum
 
 from services.gateway.ports import ReplayStarter
 from services.gateway.shells.api_app import ApiDeps, create_app
+from shared.shell import (
+    Environment,
+    Handler,
+    LambdaEntry,
+    environment_or_process,
+    logger_for,
+    metrics_for,
+)
 
-__all__ = ["build_handler", "dead_letter_queues", "deps_from_environment", "handler"]
-
-LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+__all__ = ["dead_letter_queues", "deps_from_environment", "handler"]
 
 
-def build_handler(deps: ApiDeps, metrics: Metrics | None = None) -> LambdaHandler:
-    """A Lambda handler serving the app, with request-scoped logs and EMF metrics."""
+def _serve(deps: ApiDeps) -> Handler:
+    """The app behind Mangum, counting requests and responses by class."""
     asgi = Mangum(create_app(deps), lifespan="off")
-    metrics = metrics or Metrics()
+    metrics = deps.metrics
 
-    @metrics.log_metrics
-    @deps.logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         reply = asgi(event, context)
         status = int(reply.get("statusCode", 500))
@@ -55,15 +57,18 @@ def dead_letter_queues(outputs: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def deps_from_environment(*, replay: ReplayStarter | None = None) -> ApiDeps:
-    """Real adapters from the function's environment (set by the SAM template)."""
+def deps_from_environment(
+    environment: Environment | None = None, *, replay: ReplayStarter | None = None
+) -> ApiDeps:
+    """Real adapters from the function's environment (set by the SAM template; None: ours)."""
     from services.gateway.adapters.aws import S3Objects, S3Uploads, SqsQueueDepths
     from services.gateway.adapters.dynamo_store import DynamoGatewayStore
     from services.gateway.settings import GatewayApiSettings
-    from shared.settings import AwsSettings
+    from shared.settings import AwsSettings, settings_from
 
-    settings = GatewayApiSettings()  # type: ignore[call-arg]  # from the environment
-    aws = AwsSettings()
+    env = environment_or_process(environment)
+    settings = settings_from(GatewayApiSettings, env)
+    aws = settings_from(AwsSettings, env)
     s3, sqs = aws.client("s3"), aws.client("sqs")
     objects = S3Objects(s3=s3)
     queues = {"QuarantineQueue": settings.quarantine_queue_url, **settings.dead_letter_queues}
@@ -76,15 +81,12 @@ def deps_from_environment(*, replay: ReplayStarter | None = None) -> ApiDeps:
         queues=SqsQueueDepths(queues, sqs=sqs),
         replay=replay,
         uploads=S3Uploads(settings.raw_bucket, s3=s3),
-        logger=Logger(),
+        logger=logger_for(env),
+        metrics=metrics_for(env),
     )
 
 
-@functools.cache
-def _default_handler() -> LambdaHandler:
-    return build_handler(deps_from_environment())
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The template's ``GatewayApiFunction`` entry point; built on first use."""
-    return _default_handler()(event, context)
+handler = LambdaEntry(
+    deps_from_environment, _serve, correlation_id_path=correlation_paths.API_GATEWAY_HTTP
+)
+"""The template's ``GatewayApiFunction`` entry point (:class:`shared.shell.LambdaEntry`)."""

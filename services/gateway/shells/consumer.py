@@ -1,112 +1,42 @@
-"""What the gateway's three consumer shells share: dependencies, coordinates, settling.
+"""What the gateway's three consumer shells share besides :mod:`shared.shell`.
 
-Each consumer works on a delivered batch as a whole (so a household's records are merged
-into one write per item) and returns which records failed and why;
-:func:`shared.lambda_batch.settle` (re-exported here) turns that into Lambda's partial
-batch response, so a failed record is retried and never acknowledged.
+The deps of the query-store builders, their progress bookkeeping for
+``/health/pipeline``, and the accuracy refresh both the readings and the forecasts
+consumers run after their writes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
-    KinesisStreamRecord,
-)
 
 from services.gateway.core.accuracy import accuracy_days, household_accuracy
 from services.gateway.core.model import ConsumerProgress
 from services.gateway.ports import GatewayStore, ObjectReader, QuarantineSink
-from shared.lambda_batch import RecordFailed, settle
-from shared.schema import Quarantined, StreamCoordinates
+from shared.shell import ShellDeps, environment_or_process, logger_for, metrics_for
 
 __all__ = [
     "ConsumerDeps",
-    "Delivered",
-    "LambdaHandler",
-    "RecordFailed",
     "consumer_deps_from_environment",
-    "emit",
     "note_progress",
     "refresh_accuracy",
-    "refusal",
-    "settle",
 ]
-
-LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
-class ConsumerDeps:
-    """Everything a consumer talks to; built once per Lambda sandbox (or by a test).
+class ConsumerDeps(ShellDeps):
+    """A consumer's ports (telemetry and clock: :class:`shared.shell.ShellDeps`).
 
     ``objects`` is only used by the results consumer (it reads the result objects).
     """
 
     store: GatewayStore
     quarantine: QuarantineSink
-    logger: Logger
-    metrics: Metrics
     objects: ObjectReader | None = None
-    clock: Callable[[], dt.datetime] = _utc_now
     max_workers: int = 8
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """One Kinesis record as delivered: bytes, coordinates and arrival time."""
-
-    data: bytes
-    stream: str
-    coordinates: StreamCoordinates
-    arrived_at: dt.datetime
-
-    @classmethod
-    def of(cls, record: KinesisStreamRecord) -> Delivered:
-        stream = record.event_source_arn.rsplit("/", 1)[-1]
-        return cls(
-            data=record.kinesis.data_as_bytes(),
-            stream=stream,
-            coordinates=StreamCoordinates(
-                stream=stream,
-                shard_or_partition=record.event_id.partition(":")[0],
-                sequence_or_offset=record.kinesis.sequence_number,
-                partition_key=record.kinesis.partition_key,
-            ),
-            arrived_at=dt.datetime.fromtimestamp(
-                float(record.kinesis.approximate_arrival_timestamp), dt.UTC
-            ),
-        )
-
-    @property
-    def sequence(self) -> str:
-        return self.coordinates.sequence_or_offset
-
-
-def refusal(
-    original: bytes,
-    reason: str,
-    *,
-    source: str,
-    coordinates: StreamCoordinates | None,
-    now: dt.datetime,
-) -> Quarantined:
-    return Quarantined(
-        original=original,
-        reason=reason[:4000],
-        source=source,
-        coordinates=coordinates,
-        quarantined_at=now,
-    )
 
 
 def note_progress(
@@ -157,27 +87,23 @@ def refresh_accuracy(store: GatewayStore, household_id: str) -> bool:
     return result is not None and store.put_accuracy(result, ticket)
 
 
-def emit(deps: ConsumerDeps, message: str, counts: Mapping[str, int]) -> None:
-    """The batch's counters as EMF metrics and one log line."""
-    for name, value in counts.items():
-        deps.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-    deps.logger.info(message, extra=dict(counts))
-
-
-def consumer_deps_from_environment(*, with_objects: bool = False) -> ConsumerDeps:
-    """Real adapters from the function's environment (set by the SAM template)."""
+def consumer_deps_from_environment(
+    environment: Mapping[str, str] | None = None, *, with_objects: bool = False
+) -> ConsumerDeps:
+    """Real adapters from the function's environment (set by the SAM template; None: ours)."""
     from services.gateway.adapters.aws import S3Objects
     from services.gateway.adapters.dynamo_store import DynamoGatewayStore
     from services.gateway.settings import GatewayConsumerSettings
     from shared.quarantine import SqsQuarantine
-    from shared.settings import AwsSettings
+    from shared.settings import AwsSettings, settings_from
 
-    settings = GatewayConsumerSettings()  # type: ignore[call-arg]  # from the environment
-    aws = AwsSettings()
+    env = environment_or_process(environment)
+    settings = settings_from(GatewayConsumerSettings, env)
+    aws = settings_from(AwsSettings, env)
     return ConsumerDeps(
         store=DynamoGatewayStore(settings.gateway_table, client=aws.client("dynamodb")),
         quarantine=SqsQuarantine(settings.quarantine_queue_url, sqs=aws.client("sqs")),
-        logger=Logger(),
-        metrics=Metrics(),
+        logger=logger_for(env),
+        metrics=metrics_for(env),
         objects=S3Objects(s3=aws.client("s3")) if with_objects else None,
     )

@@ -14,74 +14,53 @@ written up to ``max_workers`` at a time, like the readings consumer's household-
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
-from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
-    KinesisStreamEvent,
-    KinesisStreamRecord,
-)
 from pydantic import ValidationError
 
 from services.gateway.core.accuracy import targets_of
 from services.gateway.core.model import anomaly_of
 from services.gateway.shells.consumer import (
     ConsumerDeps,
-    Delivered,
-    LambdaHandler,
     consumer_deps_from_environment,
-    emit,
     note_progress,
     refresh_accuracy,
-    refusal,
-    settle,
 )
 from shared.schema import Forecast, Quarantined
+from shared.shell import BatchOutcome, Delivery, LambdaEntry, batch_handler, set_aside
 
-__all__ = ["ForecastsOutcome", "apply_forecasts", "build_handler", "handler"]
+__all__ = ["apply_forecasts", "handler"]
 
 CONSUMER: Final = "forecasts"
+#: The counters every batch emits (as EMF metrics of these names), zeros included.
+COUNTERS: Final = (
+    "Records",
+    "ForecastsKept",
+    "Anomalies",
+    "AccuracyTargets",
+    "AccuracyUpdates",
+    "Quarantined",
+)
 
 
-@dataclass
-class ForecastsOutcome:
-    """What one batch did: failed records (sequence number -> reason) and counters."""
-
-    failed: dict[str, str] = field(default_factory=dict)
-    forecasts_kept: int = 0
-    anomalies: int = 0
-    targets: int = 0
-    accuracy_updates: int = 0
-    quarantined: int = 0
-
-
-def apply_forecasts(records: Sequence[KinesisStreamRecord], deps: ConsumerDeps) -> ForecastsOutcome:
+def apply_forecasts(delivered: Sequence[Delivery], deps: ConsumerDeps) -> BatchOutcome:
     """Apply one delivered batch of forecasts to the query store."""
-    outcome = ForecastsOutcome()
+    outcome = BatchOutcome.counting(*COUNTERS)
+    counts = outcome.counts
+    counts["Records"] = len(delivered)
     now = deps.clock()
-    delivered = [Delivered.of(record) for record in records]
-    by_household: dict[str, list[tuple[Delivered, Forecast]]] = defaultdict(list)
-    refused: list[tuple[Delivered, Quarantined]] = []
+    by_household: dict[str, list[tuple[Delivery, Forecast]]] = defaultdict(list)
+    refused: list[tuple[Delivery, Quarantined]] = []
     for record in delivered:
         try:
             forecast = Forecast.model_validate_json(record.data)
         except ValidationError as error:
             reason = f"not a Forecast: {error.errors(include_url=False, include_input=False)[:3]}"
             refused.append(
-                (
-                    record,
-                    refusal(
-                        record.data,
-                        reason,
-                        source=f"kinesis:{record.stream}:gateway",
-                        coordinates=record.coordinates,
-                        now=now,
-                    ),
-                )
+                (record, record.quarantined(reason, now, source=f"{record.source}:gateway"))
             )
             continue
         by_household[forecast.household_id].append((record, forecast))
@@ -115,68 +94,32 @@ def apply_forecasts(records: Sequence[KinesisStreamRecord], deps: ConsumerDeps) 
     for household, result in zip(households, results, strict=True):
         if isinstance(result, Exception):
             deps.logger.error(
-                "writing a forecast failed",
-                extra={"household_id": household},
-                exc_info=result,
+                "writing a forecast failed", extra={"household_id": household}, exc_info=result
             )
-            for record, _ in by_household[household]:
-                outcome.failed.setdefault(record.sequence, f"{type(result).__name__}: {result}")
+            outcome.fail(
+                (record.item_id for record, _ in by_household[household]),
+                f"{type(result).__name__}: {result}",
+            )
             continue
-        outcome.anomalies += result[0]
-        outcome.targets += result[1]
-        outcome.forecasts_kept += result[2]
-        outcome.accuracy_updates += result[3]
+        counts["Anomalies"] += result[0]
+        counts["AccuracyTargets"] += result[1]
+        counts["ForecastsKept"] += result[2]
+        counts["AccuracyUpdates"] += result[3]
 
-    if refused:
-        try:
-            deps.quarantine.quarantine([item for _, item in refused])
-            outcome.quarantined = len(refused)
-        except Exception as error:  # retried, never dropped
-            deps.logger.exception("quarantine failed; the refused records will be retried")
-            for record, _ in refused:
-                outcome.failed.setdefault(record.sequence, f"quarantine failed: {error}")
+    set_aside(refused, deps.quarantine.quarantine, outcome, deps.logger)
 
     note_progress(
         deps,
         CONSUMER,
-        arrivals=[r.arrived_at for r in delivered],
+        arrivals=[r.arrived_at for r in delivered if r.arrived_at is not None],
         events=[f.issued_at for items in by_household.values() for _, f in items],
         records=len(delivered),
     )
     return outcome
 
 
-def build_handler(deps: ConsumerDeps) -> LambdaHandler:
-    """The Lambda handler over ``deps`` (the composition root calls this once)."""
-
-    @deps.metrics.log_metrics
-    @deps.logger.inject_lambda_context
-    def forecasts_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        records = list(KinesisStreamEvent(event).records)
-        outcome = apply_forecasts(records, deps)
-        emit(
-            deps,
-            "applied forecasts",
-            {
-                "Records": len(records),
-                "ForecastsKept": outcome.forecasts_kept,
-                "Anomalies": outcome.anomalies,
-                "AccuracyTargets": outcome.targets,
-                "AccuracyUpdates": outcome.accuracy_updates,
-                "Quarantined": outcome.quarantined,
-                "RecordsFailed": len(outcome.failed),
-            },
-        )
-        return settle(event, context, outcome.failed, kinesis=True)
-
-    return forecasts_handler
-
-
-@functools.cache
-def _default_handler() -> LambdaHandler:
-    return build_handler(consumer_deps_from_environment())
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The template's ``GatewayForecastsFunction`` entry point; built on first use."""
-    return _default_handler()(event, context)
+handler = LambdaEntry(
+    consumer_deps_from_environment,
+    batch_handler(apply_forecasts, kinesis=True, message="applied forecasts"),
+)
+"""The template's ``GatewayForecastsFunction`` entry point (:class:`shared.shell.LambdaEntry`)."""

@@ -16,44 +16,30 @@ message, which SQS redelivers and finally dead-letters.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Final
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent, SQSRecord
 from pydantic import ValidationError
 
 from services.gateway.core.model import StoredMonthly
 from services.gateway.ports import ObjectMissing
 from services.gateway.shells.consumer import (
     ConsumerDeps,
-    LambdaHandler,
     consumer_deps_from_environment,
-    emit,
     note_progress,
-    refusal,
-    settle,
 )
 from shared.schema import MonthlyForecast, Quarantined, StreamCoordinates
+from shared.shell import BatchOutcome, Delivery, Environment, LambdaEntry, batch_handler
 
-__all__ = ["ResultsOutcome", "apply_results", "build_handler", "handler"]
+__all__ = ["apply_results", "deps_from_environment", "handler"]
 
 CONSUMER: Final = "results"
 RESULTS_PREFIX: Final = "results/"
 _TEST_EVENT: Final = "s3:TestEvent"
-
-
-@dataclass
-class ResultsOutcome:
-    """What one batch did: failed messages (message id -> reason) and counters."""
-
-    failed: dict[str, str] = field(default_factory=dict)
-    results_kept: int = 0
-    skipped: int = 0
-    missing: int = 0
-    quarantined: int = 0
+#: The counters every batch emits (as EMF metrics of these names), zeros included.
+COUNTERS: Final = ("Messages", "ResultsKept", "ObjectsSkipped", "ObjectsMissing", "Quarantined")
 
 
 def _object_events(body: Any) -> list[tuple[str, str, str | None]]:
@@ -78,35 +64,25 @@ def _coordinates(bucket: str, key: str, message_id: str) -> StreamCoordinates:
 
 
 def _apply_message(
-    record: SQSRecord, deps: ConsumerDeps, outcome: ResultsOutcome, refused: list[Quarantined]
+    record: Delivery, deps: ConsumerDeps, outcome: BatchOutcome, refused: list[Quarantined]
 ) -> list[dt.datetime]:
     """Index the results of one message; returns their event times."""
     now = deps.clock()
+    counts = outcome.counts
     try:
-        body = json.loads(record.body)
+        body = json.loads(record.data)
         if isinstance(body, dict) and body.get("Event") == _TEST_EVENT:
-            outcome.skipped += 1
+            counts["ObjectsSkipped"] += 1
             return []
         events = _object_events(body)
     except (ValueError, KeyError, TypeError) as error:
-        refused.append(
-            refusal(
-                record.body.encode(),
-                f"not an S3 event: {error}",
-                source="sqs:results-events:gateway",
-                coordinates=StreamCoordinates(
-                    stream=record.event_source_arn,
-                    shard_or_partition="",
-                    sequence_or_offset=record.message_id,
-                ),
-                now=now,
-            )
-        )
+        reason = f"not an S3 event: {error}"
+        refused.append(record.quarantined(reason, now, source=f"{record.source}:gateway"))
         return []
     times: list[dt.datetime] = []
     for bucket, key, event_time in events:
         if not key.startswith(RESULTS_PREFIX) or not key.endswith(".json"):
-            outcome.skipped += 1
+            counts["ObjectsSkipped"] += 1
             continue
         if deps.objects is None:
             raise RuntimeError("the results consumer needs an ObjectReader")
@@ -114,23 +90,23 @@ def _apply_message(
             data = deps.objects.read(bucket, key)
         except ObjectMissing:
             deps.logger.warning("result object is gone; nothing to index", extra={"key": key})
-            outcome.missing += 1
+            counts["ObjectsMissing"] += 1
             continue
         try:
             forecast = MonthlyForecast.model_validate_json(data)
         except ValidationError as error:
             errors = error.errors(include_url=False, include_input=False)[:3]
             refused.append(
-                refusal(
-                    data,
-                    f"not a MonthlyForecast: {errors}",
+                Quarantined(
+                    original=data,
+                    reason=f"not a MonthlyForecast: {errors}"[:4000],
                     source=f"s3:{bucket}:gateway",
-                    coordinates=_coordinates(bucket, key, record.message_id),
-                    now=now,
+                    coordinates=_coordinates(bucket, key, record.item_id),
+                    quarantined_at=now,
                 )
             )
             continue
-        outcome.results_kept += int(
+        counts["ResultsKept"] += int(
             deps.store.put_monthly(StoredMonthly(forecast=forecast, bucket=bucket, key=key))
         )
         if event_time:
@@ -138,9 +114,10 @@ def _apply_message(
     return times
 
 
-def apply_results(records: list[SQSRecord], deps: ConsumerDeps) -> ResultsOutcome:
+def apply_results(records: Sequence[Delivery], deps: ConsumerDeps) -> BatchOutcome:
     """Index one delivered batch of S3 events; a failing message fails alone."""
-    outcome = ResultsOutcome()
+    outcome = BatchOutcome.counting(*COUNTERS)
+    outcome.counts["Messages"] = len(records)
     event_times: list[dt.datetime] = []
     arrivals: list[dt.datetime] = []
     for record in records:
@@ -149,48 +126,29 @@ def apply_results(records: list[SQSRecord], deps: ConsumerDeps) -> ResultsOutcom
             event_times += _apply_message(record, deps, outcome, refused)
             if refused:
                 deps.quarantine.quarantine(refused)
-                outcome.quarantined += len(refused)
+                outcome.counts["Quarantined"] += len(refused)
         except Exception as error:  # this message is retried, then dead-lettered
-            deps.logger.exception("indexing a result failed", extra={"id": record.message_id})
-            outcome.failed[record.message_id] = f"{type(error).__name__}: {error}"
+            deps.logger.exception("indexing a result failed", extra={"id": record.item_id})
+            outcome.failed[record.item_id] = f"{type(error).__name__}: {error}"
             continue
-        sent = record.attributes.sent_timestamp
-        if sent:
-            arrivals.append(dt.datetime.fromtimestamp(int(sent) / 1000, dt.UTC))
+        if record.arrived_at is not None:
+            arrivals.append(record.arrived_at)
     note_progress(deps, CONSUMER, arrivals=arrivals, events=event_times, records=len(records))
     return outcome
 
 
-def build_handler(deps: ConsumerDeps) -> LambdaHandler:
-    """The Lambda handler over ``deps`` (the composition root calls this once)."""
-
-    @deps.metrics.log_metrics
-    @deps.logger.inject_lambda_context
-    def results_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        records = list(SQSEvent(event).records)
-        outcome = apply_results(records, deps)
-        emit(
-            deps,
-            "indexed monthly results",
-            {
-                "Messages": len(records),
-                "ResultsKept": outcome.results_kept,
-                "ObjectsSkipped": outcome.skipped,
-                "ObjectsMissing": outcome.missing,
-                "Quarantined": outcome.quarantined,
-                "MessagesFailed": len(outcome.failed),
-            },
-        )
-        return settle(event, context, outcome.failed, kinesis=False)
-
-    return results_handler
+def deps_from_environment(environment: Environment | None = None) -> ConsumerDeps:
+    """The consumer deps with an object reader (it reads the result objects)."""
+    return consumer_deps_from_environment(environment, with_objects=True)
 
 
-@functools.cache
-def _default_handler() -> LambdaHandler:
-    return build_handler(consumer_deps_from_environment(with_objects=True))
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The template's ``GatewayResultsFunction`` entry point; built on first use."""
-    return _default_handler()(event, context)
+handler = LambdaEntry(
+    deps_from_environment,
+    batch_handler(
+        apply_results,
+        kinesis=False,
+        message="indexed monthly results",
+        failed_metric="MessagesFailed",
+    ),
+)
+"""The template's ``GatewayResultsFunction`` entry point (:class:`shared.shell.LambdaEntry`)."""

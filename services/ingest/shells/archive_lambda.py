@@ -37,20 +37,11 @@ contract, and never raises for an all-failed batch (the failures are reported in
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Final
-
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
-    KinesisStreamEvent,
-    KinesisStreamRecord,
-)
+from typing import Final
 
 from services.ingest.adapters.archive_store import S3ArchiveStore
 from services.ingest.adapters.quarantine import S3SqsQuarantine
@@ -67,130 +58,49 @@ from services.ingest.core.archive import (
 )
 from services.ingest.ports import QuarantineSink
 from services.ingest.settings import IngestSettings
-from shared.batch import MAX_TIMESTAMP_US, ReadingBatch
-from shared.codec import CodecError, decode_record
-from shared.lambda_batch import settle
-from shared.schema import Quarantined, StreamCoordinates
-from shared.settings import AwsSettings
-from shared.validation import DEFAULT_LIMITS, SanityLimits, sanity_mask
+from shared.batch import ReadingBatch
+from shared.schema import Quarantined
+from shared.settings import AwsSettings, settings_from
+from shared.shell import (
+    BatchOutcome,
+    Delivery,
+    LambdaEntry,
+    ShellDeps,
+    batch_handler,
+    decode_readings,
+    environment_or_process,
+    logger_for,
+    metrics_for,
+    set_aside,
+)
+from shared.validation import DEFAULT_LIMITS, SanityLimits
 
-__all__ = [
-    "ArchiveDeps",
-    "ArchiveOutcome",
-    "archive_records",
-    "build_handler",
-    "deps_from_environment",
-    "handler",
-]
+__all__ = ["ArchiveDeps", "archive_records", "deps_from_environment", "handler"]
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-_SHOWN_REJECTIONS: Final = 3
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+#: The counters every batch emits (as EMF metrics of these names), zeros included.
+COUNTERS: Final = (
+    "ReadingsArchived",
+    "DuplicatesDropped",
+    "ObjectsWritten",
+    "SummariesWritten",
+    "Quarantined",
+    "ConflictsRecorded",
+    "HouseholdDaysFailed",
+)
 
 
 @dataclass(frozen=True)
-class ArchiveDeps:
-    """Everything the handler talks to; built once per Lambda sandbox (or by a test)."""
+class ArchiveDeps(ShellDeps):
+    """The archive consumer's ports (telemetry and clock: :class:`shared.shell.ShellDeps`)."""
 
     store: ArchiveStore
     quarantine: QuarantineSink
-    logger: Logger
-    metrics: Metrics
-    clock: Callable[[], dt.datetime] = _utc_now
     limits: SanityLimits = DEFAULT_LIMITS
     max_workers: int = 8
 
 
-@dataclass
-class ArchiveOutcome:
-    """What one batch did: the failed records (sequence number -> reason) and counters."""
-
-    failed: dict[str, str] = field(default_factory=dict)
-    readings_archived: int = 0
-    duplicates_dropped: int = 0
-    objects_written: int = 0
-    summaries_written: int = 0
-    household_days: int = 0
-    household_days_failed: int = 0
-    quarantined: int = 0
-    conflicts: int = 0
-
-
-@dataclass(frozen=True)
-class _Record:
-    """One delivered record with its coordinates, decoded or not."""
-
-    data: bytes
-    stream: str
-    coordinates: StreamCoordinates
-    position: StreamPosition
-
-    @classmethod
-    def of(cls, record: KinesisStreamRecord) -> _Record:
-        stream = record.event_source_arn.rsplit("/", 1)[-1]
-        shard_id = record.event_id.partition(":")[0]
-        sequence = record.kinesis.sequence_number
-        return cls(
-            data=record.kinesis.data_as_bytes(),
-            stream=stream,
-            coordinates=StreamCoordinates(
-                stream=stream,
-                shard_or_partition=shard_id,
-                sequence_or_offset=sequence,
-                partition_key=record.kinesis.partition_key,
-            ),
-            position=StreamPosition(stream, shard_id, int(sequence)),
-        )
-
-    @property
-    def sequence(self) -> str:
-        return self.coordinates.sequence_or_offset
-
-
-def _refusal(record: _Record, reason: str, now: dt.datetime) -> Quarantined:
-    return Quarantined(
-        original=record.data,
-        reason=reason,
-        source=f"kinesis:{record.stream}",
-        coordinates=record.coordinates,
-        quarantined_at=now,
-    )
-
-
-def _decode(
-    record: _Record, deps: ArchiveDeps, now: dt.datetime
-) -> tuple[ReadingBatch | None, Quarantined | None]:
-    """The sane readings of a record, and the quarantine item if anything was refused."""
-    try:
-        batch = decode_record(record.data)
-    except CodecError as error:
-        return None, _refusal(record, f"undecodable record ({error.code}): {error.reason}", now)
-    if batch.household_id != record.coordinates.partition_key:
-        return None, _refusal(
-            record,
-            f"wrong partition key: {record.coordinates.partition_key!r} is not the record's "
-            f"household {batch.household_id!r} (a household keeps one key, one shard, one "
-            "archive writer)",
-            now,
-        )
-    # now_us at the end of time: the future-timestamp rule was ingest's, at publish time.
-    ok, rejected = sanity_mask(batch, now_us=MAX_TIMESTAMP_US, limits=deps.limits)
-    if not rejected:
-        return batch, None
-    shown = "; ".join(
-        f"row {row}: {rejection.code}: {rejection.reason}"
-        for row, rejection in rejected[:_SHOWN_REJECTIONS]
-    )
-    more = len(rejected) - _SHOWN_REJECTIONS
-    reason = (
-        f"{len(rejected)} of {len(batch)} readings refused (the others were archived): "
-        f"{shown}{f' (+{more} more)' if more > 0 else ''}"
-    )
-    return batch.take(ok), _refusal(record, reason, now)
+def _position(record: Delivery) -> StreamPosition:
+    return StreamPosition(record.stream, record.shard, int(record.item_id))
 
 
 @dataclass
@@ -279,24 +189,25 @@ def _run_day(
     return counts, None
 
 
-def archive_records(records: Sequence[KinesisStreamRecord], deps: ArchiveDeps) -> ArchiveOutcome:
+def archive_records(records: Sequence[Delivery], deps: ArchiveDeps) -> BatchOutcome:
     """Archive one delivered batch; returns the failed records and the counters.
 
     Household-days are independent objects, so up to ``deps.max_workers`` of them are
     archived at once (S3 round trips dominate); each is still handled by one task only.
     """
     now = deps.clock()
-    outcome = ArchiveOutcome()
-    delivered = [_Record.of(record) for record in records]
+    outcome = BatchOutcome.counting(*COUNTERS)
+    counts = outcome.counts
+    counts["Records"] = len(records)
     decoded: list[tuple[StreamPosition, ReadingBatch]] = []
-    contributors: list[_Record] = []  # decoded[i] came from contributors[i]
-    refused: list[tuple[_Record, Quarantined]] = []
-    for record in delivered:
-        batch, refusal = _decode(record, deps, now)
-        if refusal is not None:
-            refused.append((record, refusal))
-        if batch is not None and len(batch):
-            decoded.append((record.position, batch))
+    contributors: list[Delivery] = []  # decoded[i] came from contributors[i]
+    refused: list[tuple[Delivery, Quarantined]] = []
+    for record in records:
+        verdict = decode_readings(record, deps.limits)
+        if verdict.reason is not None:  # refused whole, or some readings (quarantined once)
+            refused.append((record, record.quarantined(verdict.reason, now)))
+        if verdict.batch is not None and len(verdict.batch):
+            decoded.append((_position(record), verdict.batch))
             contributors.append(record)
 
     groups = group_by_household_day(decoded)
@@ -305,106 +216,56 @@ def archive_records(records: Sequence[KinesisStreamRecord], deps: ArchiveDeps) -
         results = list(
             pool.map(_run_day, groups.keys(), groups.values(), itertools.repeat(deps.store))
         )
-    for (key, pieces), (counts, error) in zip(groups.items(), results, strict=True):
-        outcome.household_days += 1
-        outcome.readings_archived += counts.archived
-        outcome.duplicates_dropped += counts.duplicates
-        outcome.objects_written += counts.objects
-        outcome.summaries_written += counts.summaries
-        outcome.conflicts += counts.conflicts
-        for piece, why in counts.refused:
+    for (key, pieces), (day, error) in zip(groups.items(), results, strict=True):
+        counts["HouseholdDays"] += 1
+        counts["ReadingsArchived"] += day.archived
+        counts["DuplicatesDropped"] += day.duplicates
+        counts["ObjectsWritten"] += day.objects
+        counts["SummariesWritten"] += day.summaries
+        counts["ConflictsRecorded"] += day.conflicts
+        for piece, why in day.refused:
             record = contributors[piece.source]
-            refused.append(
-                (
-                    record,
-                    _refusal(
-                        record,
-                        f"undigestible: {len(piece.rows)} readings of {key.household_id} "
-                        f"{key.day} cannot be summarised ({why}); the rest of the day was "
-                        "archived",
-                        now,
-                    ),
-                )
+            reason = (
+                f"undigestible: {len(piece.rows)} readings of {key.household_id} {key.day} "
+                f"cannot be summarised ({why}); the rest of the day was archived"
             )
+            refused.append((record, record.quarantined(reason, now)))
         if error is None:
             continue
-        outcome.household_days_failed += 1
+        counts["HouseholdDaysFailed"] += 1
         deps.logger.error(
             "archiving a household-day failed; its records will be retried",
             extra={"household_id": key.household_id, "day": key.day.isoformat()},
             exc_info=error,
         )
         reason = f"{key.household_id} {key.day}: {type(error).__name__}: {error}"
-        for piece in pieces:
-            outcome.failed.setdefault(contributors[piece.source].sequence, reason)
+        outcome.fail((contributors[piece.source].item_id for piece in pieces), reason)
 
-    if refused:
-        try:
-            deps.quarantine.quarantine([item for _, item in refused])
-            outcome.quarantined = len(refused)
-        except Exception as error:  # retried, never dropped
-            deps.logger.exception("quarantine failed; the refused records will be retried")
-            for record, _ in refused:
-                outcome.failed.setdefault(record.sequence, f"quarantine failed: {error}")
+    set_aside(refused, deps.quarantine.quarantine, outcome, deps.logger)
     return outcome
-
-
-def _emit(outcome: ArchiveOutcome, metrics: Metrics, logger: Logger, records: int) -> None:
-    counts = {
-        "ReadingsArchived": outcome.readings_archived,
-        "DuplicatesDropped": outcome.duplicates_dropped,
-        "ObjectsWritten": outcome.objects_written,
-        "SummariesWritten": outcome.summaries_written,
-        "Quarantined": outcome.quarantined,
-        "ConflictsRecorded": outcome.conflicts,
-        "HouseholdDaysFailed": outcome.household_days_failed,
-        "RecordsFailed": len(outcome.failed),
-    }
-    for name, value in counts.items():
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-    logger.info(
-        "archived batch",
-        extra={"records": records, "household_days": outcome.household_days, **counts},
-    )
-
-
-def build_handler(deps: ArchiveDeps) -> Handler:
-    """The Lambda handler over ``deps`` (the composition root calls this once)."""
-
-    @deps.metrics.log_metrics
-    @deps.logger.inject_lambda_context
-    def archive_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        records = list(KinesisStreamEvent(event).records)
-        outcome = archive_records(records, deps)
-        _emit(outcome, deps.metrics, deps.logger, len(records))
-        return settle(event, context, outcome.failed, kinesis=True)
-
-    return archive_handler
 
 
 # ---------------------------------------------------------------------- composition root
 
 
-def deps_from_environment() -> ArchiveDeps:
-    """Real adapters from the function's environment (set by the SAM template)."""
-    settings = IngestSettings()  # type: ignore[call-arg]  # read from the environment
-    aws = AwsSettings()
+def deps_from_environment(environment: Mapping[str, str] | None = None) -> ArchiveDeps:
+    """Real adapters from the function's environment (set by the SAM template; None: ours)."""
+    env = environment_or_process(environment)
+    settings = settings_from(IngestSettings, env)
+    aws = settings_from(AwsSettings, env)
     s3 = aws.client("s3")
     return ArchiveDeps(
         store=S3ArchiveStore(settings.archive_bucket, s3=s3),
         quarantine=S3SqsQuarantine(
             settings.archive_bucket, settings.quarantine_queue_url, s3=s3, sqs=aws.client("sqs")
         ),
-        logger=Logger(),
-        metrics=Metrics(),
+        logger=logger_for(env),
+        metrics=metrics_for(env),
     )
 
 
-@functools.cache
-def _default_handler() -> Handler:
-    return build_handler(deps_from_environment())
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The template's ``ArchiveFunction`` entry point; builds its dependencies on first use."""
-    return _default_handler()(event, context)
+handler = LambdaEntry(
+    deps_from_environment,
+    batch_handler(archive_records, kinesis=True, message="archived batch"),
+)
+"""The template's ``ArchiveFunction`` entry point (:class:`shared.shell.LambdaEntry`)."""

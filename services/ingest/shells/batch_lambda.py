@@ -36,24 +36,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ConfigDict
 
 from services.ingest.adapters.quarantine import S3SqsQuarantine
@@ -81,8 +72,19 @@ from services.ingest.ports import QuarantineSink
 from services.ingest.settings import IngestSettings, UploadSettings
 from shared.batch import us_to_datetime
 from shared.publishing import DEFAULT_READINGS_PER_RECORD, stream_records
-from shared.settings import AwsSettings
-from shared.streams.factory import publisher_for
+from shared.settings import AwsSettings, settings_from
+from shared.shell import (
+    BatchOutcome,
+    Delivery,
+    Environment,
+    LambdaEntry,
+    ShellDeps,
+    batch_handler,
+    environment_or_process,
+    logger_for,
+    metrics_for,
+)
+from shared.streams.factory import StreamBusSettings, publisher_for
 from shared.streams.ports import StreamPublisher
 from shared.uci import UCI_HOUSEHOLD_ID, UTC_OFFSET_METADATA, UciFormatError, format_utc_offset
 from shared.validation import Rejection
@@ -91,9 +93,9 @@ __all__ = [
     "UTC_OFFSET_METADATA",
     "BatchDeps",
     "UploadReport",
-    "build_handler",
     "deps_from_environment",
     "handler",
+    "ingest_messages",
     "ingest_object",
     "report_key",
     "upload_household",
@@ -108,16 +110,10 @@ _OFFSET_HOW: Final = (
 )
 _TEST_EVENT: Final = "s3:TestEvent"
 
-LambdaHandler = Callable[[dict[str, Any], Any], PartialItemFailureResponse]
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
 
 @dataclass(frozen=True)
-class BatchDeps:
-    """Everything the handler needs; built by a composition root (or a test).
+class BatchDeps(ShellDeps):
+    """The upload function's ports (telemetry and clock: :class:`shared.shell.ShellDeps`).
 
     ``chunk_rows`` bounds memory: 100,000 UCI lines are ~6.5 MB of text, ~6 MB of
     columns and (only when a chunk has rejected rows) ~10 MB of kept raw lines.
@@ -128,14 +124,11 @@ class BatchDeps:
     raw_bucket: str
     publisher: StreamPublisher
     quarantine: QuarantineSink
-    clock: Callable[[], dt.datetime] = _utc_now
     limits: IntakeLimits = DEFAULT_INTAKE_LIMITS
     upload_limits: UploadLimits = DEFAULT_UPLOAD_LIMITS
     chunk_rows: int = 100_000
     readings_per_record: int = DEFAULT_READINGS_PER_RECORD
     default_household: str = UCI_HOUSEHOLD_ID
-    logger: Logger = field(default_factory=Logger)
-    metrics: Metrics = field(default_factory=Metrics)
 
 
 class _Model(BaseModel):
@@ -407,42 +400,39 @@ def _object_events(body: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def build_handler(deps: BatchDeps) -> LambdaHandler:
-    """The SQS-triggered handler: one failed object fails only its own message."""
-    processor = BatchProcessor(event_type=EventType.SQS)
-    logger, metrics = deps.logger, deps.metrics
-
-    def record_handler(record: SQSRecord) -> None:
-        body = json.loads(record.body)
-        if body.get("Event") == _TEST_EVENT:  # sent once when notifications are configured
-            logger.info("skipping s3:TestEvent", extra={"message_id": record.message_id})
-            metrics.add_metric(name="S3TestEventsSkipped", unit=MetricUnit.Count, value=1)
-            return
-        for bucket, key in _object_events(body):
-            if not key.startswith(UPLOAD_PREFIX) or key.endswith("/"):
-                logger.warning("not an upload; skipped", extra={"bucket": bucket, "key": key})
-                metrics.add_metric(name="ObjectsSkipped", unit=MetricUnit.Count, value=1)
-                continue
-            try:
-                report = ingest_object(deps, bucket, key)
-            except Exception:  # counted, then re-raised: the message fails and is retried
-                metrics.add_metric(name="UploadsFailed", unit=MetricUnit.Count, value=1)
-                raise
-            logger.info("upload ingested", extra={"report_key": report_key(key), **_log(report)})
-            metrics.add_metric(
-                name="UploadsRejected" if report.error else "UploadsProcessed",
-                unit=MetricUnit.Count,
-                value=1,
+def ingest_messages(records: Sequence[Delivery], deps: BatchDeps) -> BatchOutcome:
+    """Ingest the uploads each SQS message names: one failed object fails only its message."""
+    outcome = BatchOutcome()
+    for record in records:
+        try:
+            _ingest_message(record, deps, outcome.counts)
+        except Exception as error:  # counted; the message fails and is retried
+            deps.logger.exception(
+                "ingesting an upload failed; its message will be retried",
+                extra={"message_id": record.item_id},
             )
+            outcome.failed[record.item_id] = f"{type(error).__name__}: {error}"
+    return outcome
 
-    @metrics.log_metrics
-    @logger.inject_lambda_context
-    def handle(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
-        return process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
 
-    return handle
+def _ingest_message(record: Delivery, deps: BatchDeps, counts: Counter[str]) -> None:
+    body = json.loads(record.data)
+    if body.get("Event") == _TEST_EVENT:  # sent once when notifications are configured
+        deps.logger.info("skipping s3:TestEvent", extra={"message_id": record.item_id})
+        counts["S3TestEventsSkipped"] += 1
+        return
+    for bucket, key in _object_events(body):
+        if not key.startswith(UPLOAD_PREFIX) or key.endswith("/"):
+            deps.logger.warning("not an upload; skipped", extra={"bucket": bucket, "key": key})
+            counts["ObjectsSkipped"] += 1
+            continue
+        try:
+            report = ingest_object(deps, bucket, key)
+        except Exception:  # counted, then re-raised: the message fails and is retried
+            counts["UploadsFailed"] += 1
+            raise
+        deps.logger.info("upload ingested", extra={"report_key": report_key(key), **_log(report)})
+        counts["UploadsRejected" if report.error else "UploadsProcessed"] += 1
 
 
 def _log(report: UploadReport) -> dict[str, Any]:
@@ -451,27 +441,31 @@ def _log(report: UploadReport) -> dict[str, Any]:
     )
 
 
-def deps_from_environment() -> BatchDeps:
-    """Real adapters from the function's environment (set by the SAM template)."""
-    settings = IngestSettings()  # type: ignore[call-arg]  # read from the environment
-    aws = AwsSettings()
+def deps_from_environment(environment: Environment | None = None) -> BatchDeps:
+    """Real adapters from the function's environment (set by the SAM template; None: ours)."""
+    env = environment_or_process(environment)
+    settings = settings_from(IngestSettings, env)
+    aws = settings_from(AwsSettings, env)
     s3 = aws.client("s3")
     return BatchDeps(
         s3=s3,
         raw_bucket=settings.raw_bucket,
-        upload_limits=UploadSettings().limits(),
-        publisher=publisher_for(settings.readings_stream_name, aws),
+        upload_limits=settings_from(UploadSettings, env).limits(),
+        publisher=publisher_for(
+            settings.readings_stream_name, aws, settings_from(StreamBusSettings, env)
+        ),
         quarantine=S3SqsQuarantine(
             settings.archive_bucket, settings.quarantine_queue_url, s3=s3, sqs=aws.client("sqs")
         ),
+        logger=logger_for(env),
+        metrics=metrics_for(env),
     )
 
 
-@functools.cache
-def _default_handler() -> LambdaHandler:
-    return build_handler(deps_from_environment())
-
-
-def handler(event: dict[str, Any], context: Any) -> PartialItemFailureResponse:
-    """The template's ``Handler``: built once per Lambda sandbox, on first use."""
-    return _default_handler()(event, context)
+handler = LambdaEntry(
+    deps_from_environment,
+    batch_handler(
+        ingest_messages, kinesis=False, message="upload messages", failed_metric="MessagesFailed"
+    ),
+)
+"""The template's ``IngestBatchFunction`` entry point (:class:`shared.shell.LambdaEntry`)."""

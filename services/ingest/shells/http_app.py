@@ -18,11 +18,9 @@ Every answer carries ``X-Content-Type-Options: nosniff`` and its JSON holds no r
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
-from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -42,6 +40,7 @@ from services.ingest.ports import QuarantineSink
 from shared.http_safety import SECURITY_HEADERS, SafeJSONResponse, SecurityHeadersMiddleware
 from shared.publishing import DEFAULT_READINGS_PER_RECORD, stream_records
 from shared.schema import MeterReading
+from shared.shell import ShellDeps
 from shared.streams.ports import PublishError, StreamPublisher
 from shared.uci import UCI_HEADER
 from shared.validation import Rejection
@@ -65,21 +64,14 @@ _STATUS_BY_CODE: Final = {
 _JSON, _CSV = "application/json", "text/csv"
 
 
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 @dataclass(frozen=True)
-class IngestHttpDeps:
-    """Everything the app needs; built by a composition root (or a test)."""
+class IngestHttpDeps(ShellDeps):
+    """The app's ports (telemetry and clock: :class:`shared.shell.ShellDeps`)."""
 
     publisher: StreamPublisher
     quarantine: QuarantineSink
-    clock: Callable[[], dt.datetime] = _utc_now
     limits: IntakeLimits = DEFAULT_INTAKE_LIMITS
     readings_per_record: int = DEFAULT_READINGS_PER_RECORD
-    logger: Logger = field(default_factory=Logger)
-    metrics: Metrics = field(default_factory=Metrics)
 
 
 # ---------------------------------------------------------------------- wire models

@@ -33,17 +33,15 @@ them and, after ``maxReceiveCount``, moves them to the dead-letter queue.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Final, Literal
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSEvent, SQSRecord
+from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
 from services.monthly.core.accuracy import (
@@ -72,31 +70,38 @@ from services.monthly.core.ports import RejectSink, ResultStore, SummarySource
 from services.monthly.core.prophet_map import quiet_prophet_logging
 from services.monthly.core.series import DailySeries
 from shared.archive_layout import parse_summary_key, summary_key
-from shared.lambda_batch import settle
-from shared.schema import DailySummary, MonthlyForecast, Quarantined, StreamCoordinates
+from shared.schema import DailySummary, MonthlyForecast, Quarantined
+from shared.shell import (
+    BatchOutcome,
+    Delivery,
+    Environment,
+    Handler,
+    LambdaEntry,
+    ShellDeps,
+    batch_handler,
+    environment_or_process,
+    logger_for,
+    metrics_for,
+    set_aside,
+)
 
 __all__ = [
     "HouseholdOutcome",
     "MonthlyDeps",
-    "build_handler",
     "deps_from_environment",
     "forecast_household",
+    "forecast_households",
     "handler",
     "households_of",
     "record_actuals",
 ]
 
 _TEST_EVENT: Final = "s3:TestEvent"
-LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
-class MonthlyDeps:
-    """Everything the handler talks to; built by a composition root (or a test)."""
+class MonthlyDeps(ShellDeps):
+    """The monthly function's ports (telemetry and clock: :class:`shared.shell.ShellDeps`)."""
 
     source: SummarySource
     results: ResultStore
@@ -106,9 +111,6 @@ class MonthlyDeps:
     plots: bool = True
     accuracy_lookback: int = DEFAULT_LOOKBACK
     archive_bucket: str = "archive"
-    clock: Callable[[], dt.datetime] = _utc_now
-    logger: Logger = field(default_factory=Logger)
-    metrics: Metrics = field(default_factory=Metrics)
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,7 @@ class _Batch:
     """The decoded batch: households per message, and the messages we refuse."""
 
     households: dict[str, list[str]] = field(default_factory=dict)  # message id -> households
-    refused: list[tuple[SQSRecord, Quarantined]] = field(default_factory=list)
+    refused: list[tuple[Delivery, Quarantined]] = field(default_factory=list)
     test_events: int = 0
     ignored: int = 0
 
@@ -316,98 +318,71 @@ def households_of(body: str) -> tuple[list[str], str | None, bool]:
     return households, None, False
 
 
-def _decode_batch(records: Sequence[SQSRecord], now: dt.datetime) -> _Batch:
+def _decode_batch(records: Sequence[Delivery], now: dt.datetime) -> _Batch:
     batch = _Batch()
     for record in records:
-        households, reason, test_event = households_of(record.body)
+        households, reason, test_event = households_of(record.text)
         if test_event:
             batch.test_events += 1
         if reason is not None:
-            batch.refused.append(
-                (
-                    record,
-                    Quarantined(
-                        original=record.body.encode(),
-                        reason=reason,
-                        source=f"sqs:{record.event_source_arn.rsplit(':', 1)[-1]}",
-                        coordinates=StreamCoordinates(
-                            stream=record.event_source_arn,
-                            shard_or_partition="sqs",
-                            sequence_or_offset=record.message_id,
-                        ),
-                        quarantined_at=now,
-                    ),
-                )
-            )
+            batch.refused.append((record, record.quarantined(reason, now)))
             continue
-        batch.households[record.message_id] = households
+        batch.households[record.item_id] = households
     return batch
 
 
-def build_handler(deps: MonthlyDeps) -> LambdaHandler:
-    """The SQS-triggered handler over ``deps`` (the composition root calls this once)."""
-    logger, metrics = deps.logger, deps.metrics
-    quiet_prophet_logging()
-
-    def count(name: str, value: float = 1) -> None:
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-
-    @metrics.log_metrics
-    @logger.inject_lambda_context
-    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        records = list(SQSEvent(event).records)
-        batch = _decode_batch(records, deps.clock())
-        failed: dict[str, str] = {}  # message id -> reason
-        if batch.test_events:
-            count("S3TestEventsSkipped", batch.test_events)
-        if batch.refused:
-            try:
-                deps.rejects.reject([item for _, item in batch.refused])
-                count("EventsRejected", len(batch.refused))
-            except Exception as error:  # retried, never dropped
-                logger.exception("reject sink failed; the refused messages will be retried")
-                for record, _ in batch.refused:
-                    failed[record.message_id] = f"reject sink failed: {error}"
-        households = list(dict.fromkeys(h for hs in batch.households.values() for h in hs))
-        errors: dict[str, str] = {}
-        for household in households:
-            try:
-                outcome = forecast_household(deps, household)
-            except Exception as error:  # one household fails, not the batch
-                logger.exception(
-                    "forecast failed; its messages will be retried",
-                    extra={"household_id": household},
-                )
-                errors[household] = f"{type(error).__name__}: {error}"
-                count("HouseholdsFailed")
-                continue
-            _emit(outcome, logger, count)
-        for message_id, named in batch.households.items():
-            reasons = [errors[h] for h in named if h in errors]
-            if reasons:
-                failed[message_id] = reasons[0]
-
-        return settle(event, context, failed, kinesis=False)
-
-    return handle
+def forecast_households(records: Sequence[Delivery], deps: MonthlyDeps) -> BatchOutcome:
+    """Forecast every household the batch's events name, once each; failed message ids."""
+    outcome = BatchOutcome()
+    counts, logger = outcome.counts, deps.logger
+    batch = _decode_batch(records, deps.clock())
+    if batch.test_events:
+        counts["S3TestEventsSkipped"] += batch.test_events
+    set_aside(
+        batch.refused,
+        deps.rejects.reject,
+        outcome,
+        logger,
+        counter="EventsRejected",
+        sink="reject sink",
+    )
+    households = list(dict.fromkeys(h for hs in batch.households.values() for h in hs))
+    errors: dict[str, str] = {}
+    for household in households:
+        try:
+            done = forecast_household(deps, household)
+        except Exception as error:  # one household fails, not the batch
+            logger.exception(
+                "forecast failed; its messages will be retried",
+                extra={"household_id": household},
+            )
+            errors[household] = f"{type(error).__name__}: {error}"
+            counts["HouseholdsFailed"] += 1
+            continue
+        _tally(done, logger, counts)
+    for message_id, named in batch.households.items():
+        reasons = [errors[h] for h in named if h in errors]
+        if reasons:
+            outcome.failed[message_id] = reasons[0]
+    return outcome
 
 
-def _emit(outcome: HouseholdOutcome, logger: Logger, count: Callable[..., None]) -> None:
-    count("SummariesRead", outcome.summaries_read)
+def _tally(outcome: HouseholdOutcome, logger: Logger, counts: Counter[str]) -> None:
+    counts["SummariesRead"] += outcome.summaries_read
     if outcome.rejected:
-        count("SummariesRejected", outcome.rejected)
+        counts["SummariesRejected"] += outcome.rejected
     if outcome.status == "forecast":
-        count("ForecastsWritten")
+        counts["ForecastsWritten"] += 1
         if outcome.months_scored:
-            count("MonthsScored", len(outcome.months_scored))
+            counts["MonthsScored"] += len(outcome.months_scored)
         if outcome.fallback_reason:
-            count("FallbackForecasts")
+            counts["FallbackForecasts"] += 1
         if outcome.warm_started:
-            count("WarmStarts")
+            counts["WarmStarts"] += 1
     elif outcome.status == "duplicate":
-        count("DuplicatesSkipped")
+        counts["DuplicatesSkipped"] += 1
     else:
-        count("NotFinalSkipped")
+        counts["NotFinalSkipped"] += 1
     logger.info(
         "household handled",
         extra={
@@ -427,28 +402,32 @@ def _emit(outcome: HouseholdOutcome, logger: Logger, count: Callable[..., None])
 # ---------------------------------------------------------------------- composition root
 
 
-def deps_from_environment() -> MonthlyDeps:
-    """Real adapters from the function's environment (set by the SAM template)."""
+def deps_from_environment(environment: Environment | None = None) -> MonthlyDeps:
+    """Real adapters from the function's environment (set by the SAM template; None: ours)."""
     from services.monthly.adapters.s3 import S3ArchiveReader, S3RejectSink, S3ResultStore
     from services.monthly.settings import MonthlySettings
-    from shared.settings import AwsSettings
+    from shared.settings import AwsSettings, settings_from
 
-    settings = MonthlySettings()  # type: ignore[call-arg]  # read from the environment
-    s3 = AwsSettings().client("s3")
+    env = environment_or_process(environment)
+    settings = settings_from(MonthlySettings, env)
+    s3 = settings_from(AwsSettings, env).client("s3")
     return MonthlyDeps(
         source=S3ArchiveReader(settings.archive_bucket, s3=s3),
         results=S3ResultStore(settings.models_bucket, s3=s3),
         rejects=S3RejectSink(settings.models_bucket, s3=s3),
         plots=settings.plots,
         archive_bucket=settings.archive_bucket,
+        logger=logger_for(env),
+        metrics=metrics_for(env),
     )
 
 
-@functools.cache
-def _default_handler() -> LambdaHandler:
-    return build_handler(deps_from_environment())
+def _make_handler(deps: MonthlyDeps) -> Handler:
+    quiet_prophet_logging()
+    return batch_handler(
+        forecast_households, kinesis=False, message="monthly batch", failed_metric="MessagesFailed"
+    )(deps)
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The template's ``MonthlyFunction`` entry point; builds its dependencies on first use."""
-    return _default_handler()(event, context)
+handler = LambdaEntry(deps_from_environment, _make_handler)
+"""The template's ``MonthlyFunction`` entry point (:class:`shared.shell.LambdaEntry`)."""

@@ -38,24 +38,20 @@ from __future__ import annotations
 import functools
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
-    KinesisStreamEvent,
-    KinesisStreamRecord,
-)
 
 from services.realtime.adapters.state_store import DynamoStateStore
 from services.realtime.backends import open_model
 from services.realtime.core.anomaly import AnomalyConfig
 from services.realtime.core.stream import (
-    Delivery,
+    Delivery as StepInput,
+)
+from services.realtime.core.stream import (
     ForecastDocument,
     StepResult,
     StreamConfig,
@@ -67,36 +63,42 @@ from services.realtime.model.bundle import download_bundle, shipped_bundle_dir
 from services.realtime.model.fleet_model import open_fleet_model
 from services.realtime.ports import ForecastModel, StateStore
 from services.realtime.settings import RealtimeSettings
-from shared.batch import MAX_TIMESTAMP_US
-from shared.codec import CodecError, decode_record
-from shared.lambda_batch import settle
-from shared.settings import AwsSettings
-from shared.streams.factory import publisher_for
+from shared.settings import AwsSettings, settings_from
+from shared.shell import (
+    BatchOutcome,
+    Delivery,
+    LambdaEntry,
+    ShellDeps,
+    batch_handler,
+    decode_readings,
+    environment_or_process,
+    logger_for,
+    metrics_for,
+    skip_refused,
+)
+from shared.streams.factory import StreamBusSettings, publisher_for
 from shared.streams.ports import PublishError, StreamPublisher, StreamRecord
-from shared.validation import DEFAULT_LIMITS, SanityLimits, sanity_mask
+from shared.validation import DEFAULT_LIMITS, SanityLimits
 
 __all__ = [
     "RealtimeDeps",
     "RealtimeOutcome",
-    "build_handler",
     "deps_from_environment",
     "handler",
     "process_records",
 ]
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+CONSUMER: Final = "realtime"
 _SHOWN: Final = 3
 
 
 @dataclass(frozen=True)
-class RealtimeDeps:
-    """Everything the handler talks to; built once per Lambda sandbox (or by a test)."""
+class RealtimeDeps(ShellDeps):
+    """The realtime consumer's ports (telemetry and clock: :class:`shared.shell.ShellDeps`)."""
 
     model: ForecastModel
     store: StateStore
     publisher: StreamPublisher
-    logger: Logger
-    metrics: Metrics
     config: StreamConfig | None = None  # default: StreamConfig(model.spec)
     limits: SanityLimits = DEFAULT_LIMITS
 
@@ -109,88 +111,33 @@ class RealtimeDeps:
 
 
 @dataclass
-class RealtimeOutcome:
-    """What one batch did: failed records (sequence number -> reason) and counters."""
+class RealtimeOutcome(BatchOutcome):
+    """The batch's outcome plus the step's result (for tests and local tools)."""
 
-    failed: dict[str, str] = field(default_factory=dict)
-    counts: Counter[str] = field(default_factory=Counter)
-    result: StepResult | None = None
-
-
-@dataclass(frozen=True)
-class _Record:
-    sequence: str
-    partition_key: str
-    shard_id: str
-    data: bytes
-
-    @classmethod
-    def of(cls, record: KinesisStreamRecord) -> _Record:
-        return cls(
-            sequence=record.kinesis.sequence_number,
-            partition_key=record.kinesis.partition_key,
-            shard_id=record.event_id.partition(":")[0],
-            data=record.kinesis.data_as_bytes(),
-        )
+    result: StepResult | None = field(default=None)
 
 
 def _decode(
-    records: Sequence[_Record], deps: RealtimeDeps, outcome: RealtimeOutcome
-) -> tuple[list[Delivery], dict[str, list[str]]]:
-    """Deliveries in stream order, and each household's sequence numbers."""
-    deliveries: list[Delivery] = []
+    records: Sequence[Delivery], deps: RealtimeDeps, outcome: RealtimeOutcome
+) -> tuple[list[StepInput], dict[str, list[str]]]:
+    """Step inputs in stream order, and each household's sequence numbers."""
+    inputs: list[StepInput] = []
     sequences: dict[str, list[str]] = defaultdict(list)
     for record in records:
-        where = {"shard_id": record.shard_id, "sequence_number": record.sequence}
-        try:
-            batch = decode_record(record.data)
-        except CodecError as error:
-            outcome.counts["RecordsUndecodable"] += 1
-            deps.logger.error(
-                "undecodable record skipped (quarantined by the archive consumer)",
-                extra={**where, "partition_key": record.partition_key, "reason": error.reason},
-            )
+        decoded = decode_readings(record, deps.limits)
+        skip_refused(decoded, logger=deps.logger, counts=outcome.counts, consumer=CONSUMER)
+        if decoded.batch is None:
             continue
-        if batch.household_id != record.partition_key:
-            outcome.counts["RecordsUndecodable"] += 1
-            deps.logger.error(
-                "record under another household's partition key skipped",
-                extra={
-                    **where,
-                    "partition_key": record.partition_key,
-                    "household_id": batch.household_id,
-                },
-            )
-            continue
-        ok, rejected = sanity_mask(batch, now_us=MAX_TIMESTAMP_US, limits=deps.limits)
-        if rejected:
-            outcome.counts["ReadingsRejected"] += len(rejected)
-            deps.logger.warning(
-                "insane readings skipped",
-                extra={
-                    **where,
-                    "household_id": batch.household_id,
-                    "rejected": len(rejected),
-                    "examples": [f"row {r}: {j.code}" for r, j in rejected[:_SHOWN]],
-                },
-            )
-            batch = batch.take(ok)
-        deliveries.append(Delivery(batch, int(record.sequence)))
-        sequences[batch.household_id].append(record.sequence)
-    return deliveries, sequences
+        inputs.append(StepInput(decoded.batch, int(record.item_id)))
+        sequences[decoded.batch.household_id].append(record.item_id)
+    return inputs, sequences
 
 
-def _fail(outcome: RealtimeOutcome, sequences: Sequence[str], reason: str) -> None:
-    for sequence in sequences:
-        outcome.failed.setdefault(sequence, reason)
-
-
-def process_records(records: Sequence[KinesisStreamRecord], deps: RealtimeDeps) -> RealtimeOutcome:
+def process_records(records: Sequence[Delivery], deps: RealtimeDeps) -> RealtimeOutcome:
     """Forecast one delivered batch; returns the failed records and the counters."""
     outcome = RealtimeOutcome()
-    delivered = [_Record.of(r) for r in records]
-    outcome.counts["Records"] = len(delivered)
-    deliveries, sequences = _decode(delivered, deps, outcome)
+    outcome.counts["Records"] = len(records)
+    deliveries, sequences = _decode(records, deps, outcome)
     if not deliveries:
         return outcome
     logger, config = deps.logger, deps.stream_config
@@ -198,7 +145,7 @@ def process_records(records: Sequence[KinesisStreamRecord], deps: RealtimeDeps) 
         loaded = deps.store.load(list(sequences))
     except Exception as error:  # no states, no step: the whole batch is retried
         logger.exception("loading window states failed; the batch will be retried")
-        _fail(outcome, [s for seqs in sequences.values() for s in seqs], f"state load: {error}")
+        outcome.fail([s for seqs in sequences.values() for s in seqs], f"state load: {error}")
         return outcome
     for household, why in loaded.unreadable.items():
         outcome.counts["StatesUnreadable"] += 1
@@ -232,7 +179,7 @@ def process_records(records: Sequence[KinesisStreamRecord], deps: RealtimeDeps) 
         )
         failed_households[household] = f"state save: {reason}"
     for household, reason in failed_households.items():
-        _fail(outcome, sequences.get(household, []), reason)
+        outcome.fail(sequences.get(household, []), reason)
     outcome.counts["HouseholdsFailed"] = len(failed_households)
     _count(result, outcome, deps)
     return outcome
@@ -292,36 +239,14 @@ def _count(result: StepResult, outcome: RealtimeOutcome, deps: RealtimeDeps) -> 
         deps.logger.info("window reset", extra={"household_id": household, "reason": why})
 
 
-def _emit(outcome: RealtimeOutcome, deps: RealtimeDeps) -> None:
-    for name, value in sorted(outcome.counts.items()):
-        deps.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-    deps.metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=len(outcome.failed))
-    deps.logger.info(
-        "forecast batch", extra={**outcome.counts, "records_failed": len(outcome.failed)}
-    )
-
-
-def build_handler(deps: RealtimeDeps) -> Handler:
-    """The Lambda handler over ``deps`` (the composition root calls this once)."""
-
-    @deps.metrics.log_metrics
-    @deps.logger.inject_lambda_context
-    def realtime_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        records = list(KinesisStreamEvent(event).records)
-        outcome = process_records(records, deps)
-        _emit(outcome, deps)
-        return settle(event, context, outcome.failed, kinesis=True)
-
-    return realtime_handler
-
-
 # ---------------------------------------------------------------------- composition root
 
 
-def deps_from_environment() -> RealtimeDeps:
-    """Real adapters from the function's environment (set by the SAM template)."""
-    settings = RealtimeSettings()  # type: ignore[call-arg]  # read from the environment
-    aws = AwsSettings()
+def deps_from_environment(environment: Mapping[str, str] | None = None) -> RealtimeDeps:
+    """Real adapters from the function's environment (set by the SAM template; None: ours)."""
+    env = environment_or_process(environment)
+    settings = settings_from(RealtimeSettings, env)
+    aws = settings_from(AwsSettings, env)
     bundle = settings.model_bundle
     if bundle is None and settings.model_version and settings.models_bucket:
         version = None if settings.model_version == "latest" else settings.model_version
@@ -344,9 +269,11 @@ def deps_from_environment() -> RealtimeDeps:
     return RealtimeDeps(
         model=model,
         store=DynamoStateStore(settings.state_table, aws.client("dynamodb")),
-        publisher=publisher_for(settings.forecasts_stream_name, aws),
-        logger=Logger(),
-        metrics=Metrics(),
+        publisher=publisher_for(
+            settings.forecasts_stream_name, aws, settings_from(StreamBusSettings, env)
+        ),
+        logger=logger_for(env),
+        metrics=metrics_for(env),
         config=StreamConfig(
             model.spec,
             anomaly=AnomalyConfig(threshold=settings.anomaly_threshold),
@@ -357,11 +284,8 @@ def deps_from_environment() -> RealtimeDeps:
     )
 
 
-@functools.cache
-def _default_handler() -> Handler:
-    return build_handler(deps_from_environment())
-
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The template's ``RealtimeFunction`` entry point; builds its dependencies on first use."""
-    return _default_handler()(event, context)
+handler = LambdaEntry(
+    deps_from_environment,
+    batch_handler(process_records, kinesis=True, message="forecast batch"),
+)
+"""The template's ``RealtimeFunction`` entry point (:class:`shared.shell.LambdaEntry`)."""

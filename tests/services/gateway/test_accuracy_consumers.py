@@ -8,7 +8,6 @@ import datetime as dt
 import numpy as np
 import pytest
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +17,7 @@ from services.gateway.shells.forecasts_lambda import apply_forecasts
 from services.gateway.shells.readings_lambda import apply_readings
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.publishing import stream_records
+from shared.shell import deliveries
 from testing.reliability.gateway_fakes import MemoryStore
 from testing.reliability.gateway_world import flat_forecasts
 from tests.lambda_events import kinesis_fixture_event
@@ -57,7 +57,7 @@ def _reading(slot: int, kwh: float) -> bytes:
 
 def _records(payloads):
     event = kinesis_fixture_event([(HH, data) for data in payloads], role="gateway")
-    return list(KinesisStreamEvent(event).records)
+    return deliveries(event, kinesis=True)
 
 
 def _deliver(units, batch_size: int) -> MemoryStore:
@@ -171,3 +171,21 @@ def test_refresh_accuracy_without_readings_writes_nothing():
 
     assert refresh_accuracy(store, HH) is False
     assert store.fleet_accuracy() == []
+
+
+def test_readings_consumer_skips_a_record_under_another_households_partition_key(caplog):
+    """The shared readings decoder's key check: the record is counted and skipped, not applied."""
+    store = MemoryStore()
+    event = kinesis_fixture_event(
+        [("MAC999999", _reading(0, 0.5)), (HH, _reading(1, 0.5))], role="gateway"
+    )
+
+    outcome = apply_readings(deliveries(event, kinesis=True), _deps(store))
+
+    assert not outcome.failed
+    assert outcome.counts["RecordsUndecodable"] == 1
+    assert outcome.counts["HouseholdDays"] == 1
+    (summary,) = store.households()
+    assert summary.household_id == HH
+    assert summary.last_reading_at == T0 + dt.timedelta(minutes=30)  # only the keyed record
+    assert "another household's partition key" in caplog.text

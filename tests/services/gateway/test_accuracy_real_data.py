@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamEvent
 
 from services.gateway.core.accuracy import fleet_accuracy
 from services.gateway.shells.consumer import ConsumerDeps
@@ -25,6 +24,7 @@ from services.gateway.shells.readings_lambda import apply_readings
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.publishing import stream_records
 from shared.schema import Forecast, ForecastPoint
+from shared.shell import deliveries
 from testing.reliability.gateway_fakes import MemoryStore
 from tests.conftest import DATA_DIR
 from tests.lambda_events import kinesis_fixture_event
@@ -116,7 +116,7 @@ def _stream(series: dict[str, pd.Series], rule: str) -> MemoryStore:
         for payloads, apply in ((forecasts, apply_forecasts), (readings, apply_readings)):
             if payloads:
                 event = kinesis_fixture_event(payloads, role="gateway")
-                assert not apply(list(KinesisStreamEvent(event).records), deps).failed
+                assert not apply(deliveries(event, kinesis=True), deps).failed
     return store
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from dataclasses import replace
 
 import pytest
 from aws_lambda_powertools import Metrics
@@ -14,7 +15,8 @@ from services.gateway.adapters.replay import ThreadedReplayStarter
 from services.gateway.core.pipeline import ReplayRequest
 from services.gateway.ports import ObjectMissing, ReplayBusy
 from services.gateway.settings import GatewayApiSettings
-from services.gateway.shells.api_lambda import build_handler, dead_letter_queues
+from services.gateway.shells.api_lambda import dead_letter_queues
+from services.gateway.shells.api_lambda import handler as api_entry
 from shared.quarantine import SqsQuarantine
 from shared.schema import Quarantined, StreamCoordinates
 from testing.reliability.gateway_world import A, build_world
@@ -145,8 +147,11 @@ def test_api_settings_read_dead_letter_queues(monkeypatch):
 
 def test_api_lambda_serves_an_http_api_event():
     world = build_world()
-    handler = build_handler(
-        world.app.state.deps, Metrics(namespace="wattstream-test", service="gateway-api-test")
+    handler = api_entry.build(
+        replace(
+            world.app.state.deps,
+            metrics=Metrics(namespace="wattstream-test", service="gateway-api-test"),
+        )
     )
     event = {
         "version": "2.0",

@@ -92,7 +92,7 @@ def test_readings_consumer_builds_days_and_redelivery_changes_nothing(
     records = stream_records([batch], readings_per_record=500)
     records.append(StreamRecord(HOUSEHOLD, b"\x89WSR\x01 not a record"))
     KinesisPublisher(stack.outputs["ReadingsStreamName"], clients("kinesis")).publish(records)
-    handler = readings_lambda.build_handler(deps)
+    handler = readings_lambda.handler.build(deps)
 
     drain(stack, clients, tmp_path, "GatewayReadingsFunction", handler)
     before = table_items(clients, stack)
@@ -148,7 +148,7 @@ def test_readings_consumer_failed_day_fails_only_its_records(stack, clients, tmp
     publisher.publish(stream_records([batch], readings_per_record=10))
 
     runner = drain(
-        stack, clients, tmp_path, "GatewayReadingsFunction", readings_lambda.build_handler(deps)
+        stack, clients, tmp_path, "GatewayReadingsFunction", readings_lambda.handler.build(deps)
     )
 
     assert store.failures == 2
@@ -171,7 +171,7 @@ def test_forecasts_consumer_keeps_latest_and_anomalies(stack, clients, deps, tmp
     records = [StreamRecord(f.household_id, f.model_dump_json().encode()) for f in forecasts]
     records.append(StreamRecord(HOUSEHOLD, b'{"household_id": "x"}'))
     KinesisPublisher(stack.outputs["ForecastsStreamName"], clients("kinesis")).publish(records)
-    handler = forecasts_lambda.build_handler(deps)
+    handler = forecasts_lambda.handler.build(deps)
 
     drain(stack, clients, tmp_path, "GatewayForecastsFunction", handler)
     before = table_items(clients, stack)
@@ -195,7 +195,7 @@ def test_results_consumer_indexes_monthly_results(stack, clients, deps, tmp_path
     s3.put_object(Bucket=bucket, Key=f"{prefix}/components.png", Body=b"\x89PNG")
     s3.put_object(Bucket=bucket, Key=f"{prefix}/as_of=2007-04-02.json", Body=document)
     s3.put_object(Bucket=bucket, Key=f"{prefix}/broken.json", Body=b'{"month": "2007-04"}')
-    handler = results_lambda.build_handler(deps)
+    handler = results_lambda.handler.build(deps)
 
     drain(stack, clients, tmp_path, "GatewayResultsFunction", handler)
     # The same object written again: a second event, the same item.
@@ -230,8 +230,8 @@ def test_consumers_join_forecasts_with_actuals_and_redelivery_changes_nothing(
         [StreamRecord(HOUSEHOLD, f.model_dump_json().encode()) for f in forecasts]
     )
     handlers = {
-        "GatewayReadingsFunction": readings_lambda.build_handler(deps),
-        "GatewayForecastsFunction": forecasts_lambda.build_handler(deps),
+        "GatewayReadingsFunction": readings_lambda.handler.build(deps),
+        "GatewayForecastsFunction": forecasts_lambda.handler.build(deps),
     }
 
     def run(name):

@@ -131,9 +131,9 @@ def _load(stack, clients, tmp_path) -> dt.datetime:
         objects=S3Objects(s3=clients("s3")),
     )
     handlers = {
-        "GatewayReadingsFunction": readings_lambda.build_handler(deps),
-        "GatewayForecastsFunction": forecasts_lambda.build_handler(deps),
-        "GatewayResultsFunction": results_lambda.build_handler(deps),
+        "GatewayReadingsFunction": readings_lambda.handler.build(deps),
+        "GatewayForecastsFunction": forecasts_lambda.handler.build(deps),
+        "GatewayResultsFunction": results_lambda.handler.build(deps),
     }
     EventSourceRunner(
         stack,

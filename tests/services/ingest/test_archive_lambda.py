@@ -24,7 +24,8 @@ from services.ingest.core.archive import (
     StreamPosition,
     split_by_day,
 )
-from services.ingest.shells.archive_lambda import ArchiveDeps, build_handler, deps_from_environment
+from services.ingest.shells.archive_lambda import ArchiveDeps, deps_from_environment
+from services.ingest.shells.archive_lambda import handler as archive_entry
 from shared.archive_parquet import ARCHIVE_SCHEMA, decode_day, from_table
 from shared.batch import ReadingBatch, datetime_to_us
 from shared.codec import encode_batch
@@ -198,7 +199,7 @@ def test_event_fixture_is_built_by_the_codec():
 def test_archive_handler_event_archives_by_household_day(capsys):
     store, quarantine = MemoryArchiveStore(), MemoryQuarantine()
 
-    reply = build_handler(make_deps(store, quarantine))(load_event(), context())
+    reply = archive_entry.build(make_deps(store, quarantine))(load_event(), context())
 
     assert reply == {"batchItemFailures": []}
     assert sorted(store.days) == [
@@ -239,7 +240,7 @@ def test_archive_handler_event_archives_by_household_day(capsys):
 def test_archive_handler_event_energy_only_meter_summary():
     store = MemoryArchiveStore()
 
-    build_handler(make_deps(store, MemoryQuarantine()))(load_event(), context())
+    archive_entry.build(make_deps(store, MemoryQuarantine()))(load_event(), context())
 
     summary = store.summaries[day("MAC000002", "2013-01-01")]
     assert summary.kwh == pytest.approx(0.219 + 0.241 + 0.191)
@@ -253,7 +254,7 @@ def test_archive_handler_event_quarantines_poison_and_bad_rows_with_coordinates(
     quarantine = MemoryQuarantine()
     event = load_event()
 
-    build_handler(make_deps(MemoryArchiveStore(), quarantine))(event, context())
+    archive_entry.build(make_deps(MemoryArchiveStore(), quarantine))(event, context())
 
     poison, bad_row = quarantine.items
     assert poison.original == POISON
@@ -290,7 +291,7 @@ def test_archive_handler_undigestible_record_is_quarantined_and_its_day_proceeds
     store, quarantine = MemoryArchiveStore(), MemoryQuarantine()
     deps = replace(make_deps(store, quarantine), limits=lax)
 
-    reply = build_handler(deps)(event, context())
+    reply = archive_entry.build(deps)(event, context())
 
     # THEN only the poison record is quarantined; every valid reading of its day is archived
     assert reply == {"batchItemFailures": []}
@@ -310,7 +311,7 @@ def test_archive_handler_record_under_another_households_key_is_quarantined():
     event["Records"][0]["kinesis"]["partitionKey"] = "MAC000002"
     store, quarantine = MemoryArchiveStore(), MemoryQuarantine()
 
-    reply = build_handler(make_deps(store, quarantine))(event, context())
+    reply = archive_entry.build(make_deps(store, quarantine))(event, context())
 
     assert reply == {"batchItemFailures": []}
     assert store.days == {}
@@ -322,7 +323,7 @@ def test_archive_handler_failed_household_day_fails_only_its_records():
     event = load_event()
     store = MemoryArchiveStore(fail=lambda op, key: key == day("uci-sceaux", "2007-04-01"))
 
-    reply = build_handler(make_deps(store, MemoryQuarantine()))(event, context())
+    reply = archive_entry.build(make_deps(store, MemoryQuarantine()))(event, context())
 
     seq = sequences(event)
     # records 0, 3 and 4 hold readings of 1 April; the others are archived or quarantined
@@ -336,7 +337,7 @@ def test_archive_handler_all_records_failed_reports_them_instead_of_raising():
     event = load_event()
     event["Records"] = event["Records"][:2]
 
-    reply = build_handler(make_deps(store, MemoryQuarantine()))(event, context())
+    reply = archive_entry.build(make_deps(store, MemoryQuarantine()))(event, context())
 
     assert reply == {"batchItemFailures": [{"itemIdentifier": s} for s in sequences(event)]}
 
@@ -344,7 +345,7 @@ def test_archive_handler_all_records_failed_reports_them_instead_of_raising():
 def test_archive_handler_quarantine_failure_retries_the_refused_records():
     event = load_event()
 
-    reply = build_handler(make_deps(MemoryArchiveStore(), MemoryQuarantine(fail=True)))(
+    reply = archive_entry.build(make_deps(MemoryArchiveStore(), MemoryQuarantine(fail=True)))(
         event, context()
     )
 
@@ -354,7 +355,7 @@ def test_archive_handler_quarantine_failure_retries_the_refused_records():
 
 def test_archive_handler_redelivered_batch_rewrites_nothing(capsys):
     store = MemoryArchiveStore()
-    handler = build_handler(make_deps(store, MemoryQuarantine()))
+    handler = archive_entry.build(make_deps(store, MemoryQuarantine()))
     handler(load_event(), context())
     archived = dict(store.days)
     writes = len(store.day_writes) + len(store.summary_writes)
@@ -373,7 +374,7 @@ def test_archive_handler_redelivered_batch_rewrites_nothing(capsys):
 def test_archive_handler_redelivered_original_cannot_undo_a_later_correction():
     # GIVEN the batch archived, 00:00 corrected to 4.0 kW by record 4
     store = MemoryArchiveStore()
-    handler = build_handler(make_deps(store, MemoryQuarantine()))
+    handler = archive_entry.build(make_deps(store, MemoryQuarantine()))
     event = load_event()
     handler(event, context())
     writes = len(store.day_writes)
@@ -390,14 +391,14 @@ def test_archive_handler_redelivered_original_cannot_undo_a_later_correction():
 def test_archive_handler_retry_after_partial_failure_equals_clean_run():
     event = load_event()
     clean = MemoryArchiveStore()
-    build_handler(make_deps(clean, MemoryQuarantine()))(event, context())
+    archive_entry.build(make_deps(clean, MemoryQuarantine()))(event, context())
     failures = iter([True])  # the first write of 2 April fails, then S3 recovers
     store = MemoryArchiveStore(
         fail=lambda op, key: (
             op == "write" and key == day("uci-sceaux", "2007-04-02") and next(failures, False)
         )
     )
-    handler = build_handler(make_deps(store, MemoryQuarantine()))
+    handler = archive_entry.build(make_deps(store, MemoryQuarantine()))
 
     reply = handler(event, context())
     lowest = sequences(event).index(reply["batchItemFailures"][0]["itemIdentifier"])
@@ -420,7 +421,7 @@ def test_archive_handler_summary_lost_between_writes_is_repaired_on_retry():
             op == "summary" and key.household_id == "MAC000002" and next(failures, False)
         )
     )
-    handler = build_handler(make_deps(store, MemoryQuarantine()))
+    handler = archive_entry.build(make_deps(store, MemoryQuarantine()))
 
     first = handler(event, context())
     assert first == {"batchItemFailures": [{"itemIdentifier": sequences(event)[1]}]}
@@ -475,7 +476,7 @@ def test_archive_lambda_april_slice_round_trip(deploy_stack, clients, tmp_path):
     stack = deploy_stack()
     source = april_batch()
     publish(stack, clients, stream_records([source]))
-    runner = runner_for(stack, clients, tmp_path, build_handler(s3_deps(stack, clients)))
+    runner = runner_for(stack, clients, tmp_path, archive_entry.build(s3_deps(stack, clients)))
 
     runner.drain(timeout_s=120)
 
@@ -515,7 +516,7 @@ def test_archive_lambda_redelivery_is_byte_for_byte_a_clean_run(deploy_stack, cl
     records = stream_records([source], readings_per_record=720)
     clean = deploy_stack(parameters={"ReadingsShardCount": "1"})
     publish(clean, clients, records)
-    runner_for(clean, clients, tmp_path, build_handler(s3_deps(clean, clients)), "a").drain(
+    runner_for(clean, clients, tmp_path, archive_entry.build(s3_deps(clean, clients)), "a").drain(
         timeout_s=120
     )
 
@@ -526,7 +527,7 @@ def test_archive_lambda_redelivery_is_byte_for_byte_a_clean_run(deploy_stack, cl
     store = S3ArchiveStore(stack.outputs["ArchiveBucketName"], s3=clients("s3"))
     flaky = FlakyStore(store, {("write", "2007-04-05"), ("summary", "2007-04-08")})
     first = runner_for(
-        stack, clients, tmp_path, build_handler(make_deps(flaky, MemoryQuarantine())), "b"
+        stack, clients, tmp_path, archive_entry.build(make_deps(flaky, MemoryQuarantine())), "b"
     )
     first.drain(timeout_s=120)
     assert first.stats()["ArchiveFunctionReadings"].partial_failures >= 1
@@ -537,7 +538,7 @@ def test_archive_lambda_redelivery_is_byte_for_byte_a_clean_run(deploy_stack, cl
     counting = CountingS3(clients("s3"))
     replay = S3ArchiveStore(stack.outputs["ArchiveBucketName"], s3=counting)
     runner_for(
-        stack, clients, tmp_path, build_handler(make_deps(replay, MemoryQuarantine())), "c"
+        stack, clients, tmp_path, archive_entry.build(make_deps(replay, MemoryQuarantine())), "c"
     ).drain(timeout_s=120)
 
     # THEN the archive is byte for byte the clean run's, and the replay wrote nothing
@@ -592,7 +593,7 @@ def test_archive_lambda_poison_record_is_quarantined_and_shard_moves_on(
     publish(stack, clients, [good[0], StreamRecord("uci-sceaux", b"\x00poison"), *good[1:]])
     quarantine = MemoryQuarantine()
     runner = runner_for(
-        stack, clients, tmp_path, build_handler(s3_deps(stack, clients, quarantine))
+        stack, clients, tmp_path, archive_entry.build(s3_deps(stack, clients, quarantine))
     )
 
     runner.drain(timeout_s=120)
@@ -634,7 +635,7 @@ def test_archive_lambda_composition_root_wires_s3_and_the_quarantine(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
 
-    reply = build_handler(deps_from_environment())(load_event(), context())
+    reply = archive_entry.build(deps_from_environment())(load_event(), context())
 
     assert reply == {"batchItemFailures": []}
     contents = archive_contents(stack, clients)

@@ -21,11 +21,11 @@ from services.ingest.core.upload_guard import UploadLimits
 from services.ingest.shells.batch_lambda import (
     UTC_OFFSET_METADATA,
     BatchDeps,
-    build_handler,
     ingest_object,
     report_key,
     upload_household,
 )
+from services.ingest.shells.batch_lambda import handler as batch_entry
 from shared.quarantine import read_quarantine_object
 from shared.schema import Quarantined
 from shared.streams.kinesis import KinesisPublisher
@@ -91,7 +91,7 @@ def run(stack: StackDescription, clients: Any, deps: BatchDeps, tmp_path: Path) 
         stack,
         clients=clients,
         checkpoint_path=tmp_path / "checkpoints.json",
-        handlers={"IngestBatchFunction": build_handler(deps)},
+        handlers={"IngestBatchFunction": batch_entry.build(deps)},
         functions={"IngestBatchFunction"},
         idle_sleep_s=0.01,
     )
@@ -169,7 +169,7 @@ def test_batch_handler_skips_s3_test_event():
         metrics=Metrics(namespace="wattstream-test"),
     )
 
-    response = build_handler(deps)(load_event("sqs_s3_test_event.json"), lambda_context())
+    response = batch_entry.build(deps)(load_event("sqs_s3_test_event.json"), lambda_context())
 
     assert response == {"batchItemFailures": []}
 
@@ -186,7 +186,7 @@ def test_batch_handler_checked_in_event_decodes_key_and_writes_report(deploy_sta
     publisher, quarantine = MemoryPublisher(), MemoryQuarantine()
     deps = make_deps(stack, clients, publisher=publisher, quarantine=quarantine)
 
-    response = build_handler(deps)(event, lambda_context("IngestBatchFunction"))
+    response = batch_entry.build(deps)(event, lambda_context("IngestBatchFunction"))
 
     assert response == {"batchItemFailures": []}
     assert len(published(publisher.records)["uci-sceaux"]) == 2
@@ -206,7 +206,7 @@ def test_batch_handler_event_for_another_bucket_fails_only_its_message():
     misrouted = load_event("sqs_s3_object_created.json")["Records"][0]
     test_event = load_event("sqs_s3_test_event.json")["Records"][0]
 
-    response = build_handler(deps)({"Records": [test_event, misrouted]}, lambda_context())
+    response = batch_entry.build(deps)({"Records": [test_event, misrouted]}, lambda_context())
 
     assert response == {"batchItemFailures": [{"itemIdentifier": misrouted["messageId"]}]}
 
@@ -488,7 +488,7 @@ def test_batch_upload_publish_failure_fails_only_its_message_then_dead_letters(
         stack,
         clients=clients,
         checkpoint_path=tmp_path / "checkpoints.json",
-        handlers={"IngestBatchFunction": build_handler(deps)},
+        handlers={"IngestBatchFunction": batch_entry.build(deps)},
         functions={"IngestBatchFunction"},
         idle_sleep_s=0.01,
     )

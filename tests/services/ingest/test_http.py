@@ -538,7 +538,7 @@ def emf_documents(text: str) -> list[dict[str, Any]]:
 
 
 def test_http_lambda_apigw_v2_json_event_answers_207(deps, publisher, quarantine, capsys):
-    handler = http_lambda.build_handler(deps)
+    handler = http_lambda.handler.build(deps)
 
     response = handler(load_event("apigw_http_v2_post_readings_json.json"), lambda_context())
 
@@ -560,7 +560,7 @@ def test_http_lambda_apigw_v2_json_event_answers_207(deps, publisher, quarantine
 
 
 def test_http_lambda_apigw_v2_base64_csv_event_answers_200(deps, publisher):
-    handler = http_lambda.build_handler(deps)
+    handler = http_lambda.handler.build(deps)
 
     response = handler(load_event("apigw_http_v2_post_readings_csv.json"), lambda_context())
 
@@ -586,10 +586,14 @@ def test_http_lambda_module_handler_builds_from_environment_on_local_stack(
         "POWERTOOLS_METRICS_NAMESPACE": "wattstream-test",
     }.items():
         monkeypatch.setenv(name, value)
+    http_lambda.handler.reset()  # deps built for this process's environment, as now set
 
-    response = http_lambda.handler(
-        load_event("apigw_http_v2_post_readings_json.json"), lambda_context()
-    )
+    try:
+        response = http_lambda.handler(
+            load_event("apigw_http_v2_post_readings_json.json"), lambda_context()
+        )
+    finally:
+        http_lambda.handler.reset()
 
     assert response["statusCode"] == 207
     records = stream_records_on(clients, stack.outputs["ReadingsStreamName"])

@@ -13,10 +13,10 @@ from aws_lambda_powertools import Logger, Metrics
 from services.monthly.core.debounce import checkpoint_key, result_key
 from services.monthly.shells.lambda_handler import (
     MonthlyDeps,
-    build_handler,
     forecast_household,
     households_of,
 )
+from services.monthly.shells.lambda_handler import handler as monthly_entry
 from shared.monthly_plot import PNG_MAGIC
 from shared.monthly_results import MonthlyAccuracy, MonthlyComponents, accuracy_key, components_key
 from tests.services.monthly.fakes import (
@@ -75,7 +75,7 @@ def deps_for(
 
 
 def invoke(deps: MonthlyDeps, *bodies: str) -> dict[str, Any]:
-    return dict(build_handler(deps)(sqs_event(list(bodies)), context()))
+    return dict(monthly_entry.build(deps)(sqs_event(list(bodies)), context()))
 
 
 LAST = START + dt.timedelta(days=99)  # 2024-04-09
@@ -214,7 +214,7 @@ def test_handler_skips_the_s3_test_event():
     deps = deps_for(MemoryArchive())
     event = json.loads((EVENTS / "sqs_s3_test_event.json").read_text())
 
-    response = build_handler(deps)(event, context())
+    response = monthly_entry.build(deps)(event, context())
 
     assert response == {"batchItemFailures": []}
     assert deps.rejects.items == []  # type: ignore[attr-defined]

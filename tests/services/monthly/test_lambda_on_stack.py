@@ -16,7 +16,8 @@ from aws_lambda_powertools import Logger, Metrics
 from services.ingest.core.archive import summarize_day
 from services.monthly.adapters.s3 import S3ArchiveReader, S3RejectSink, S3ResultStore
 from services.monthly.core.debounce import checkpoint_key, result_key
-from services.monthly.shells.lambda_handler import MonthlyDeps, build_handler
+from services.monthly.shells.lambda_handler import MonthlyDeps
+from services.monthly.shells.lambda_handler import handler as monthly_entry
 from shared.archive_layout import readings_key, summary_key
 from shared.archive_parquet import encode_day
 from shared.batch import ReadingBatch, datetime_to_us
@@ -77,7 +78,7 @@ def drain(stack: StackDescription, clients: Any, tmp_path: Path) -> None:
         clients=clients,
         checkpoint_path=tmp_path / "checkpoints.json",
         functions={"MonthlyFunction"},
-        handlers={"MonthlyFunction": build_handler(deps_on(stack, clients))},
+        handlers={"MonthlyFunction": monthly_entry.build(deps_on(stack, clients))},
         idle_sleep_s=0.01,
     )
     runner.drain(timeout_s=240)

@@ -18,9 +18,9 @@ from services.realtime.core.features import MEASUREMENTS
 from services.realtime.core.stream import Delivery, StreamConfig, step
 from services.realtime.shells.lambda_handler import (
     RealtimeDeps,
-    build_handler,
     deps_from_environment,
 )
+from services.realtime.shells.lambda_handler import handler as realtime_entry
 from shared.batch import ReadingBatch
 from shared.codec import decode_record, encode_batch
 from shared.publishing import stream_records
@@ -128,7 +128,9 @@ def test_realtime_handler_event_publishes_forecasts_and_saves_states(spec, capsy
     store, publisher = MemoryStateStore(), MemoryPublisher()
     event = load_event()
 
-    reply = build_handler(make_deps(PersistenceModel(spec), store, publisher))(event, context())
+    reply = realtime_entry.build(make_deps(PersistenceModel(spec), store, publisher))(
+        event, context()
+    )
 
     assert reply == {"batchItemFailures": []}
     forecasts = published(publisher)
@@ -153,7 +155,7 @@ def test_realtime_handler_event_publishes_forecasts_and_saves_states(spec, capsy
 
 def test_realtime_handler_forecasts_in_time_order_per_household(spec):
     publisher = MemoryPublisher()
-    build_handler(make_deps(PersistenceModel(spec), MemoryStateStore(), publisher))(
+    realtime_entry.build(make_deps(PersistenceModel(spec), MemoryStateStore(), publisher))(
         load_event(), context()
     )
 
@@ -177,7 +179,7 @@ def test_realtime_handler_batches_the_model_call_across_households(spec):
     event["Records"][1]["kinesis"]["data"] = base64.b64encode(encode_batch(copy)[0]).decode()
     model = PersistenceModel(spec)
 
-    build_handler(make_deps(model, MemoryStateStore(), MemoryPublisher()))(event, context())
+    realtime_entry.build(make_deps(model, MemoryStateStore(), MemoryPublisher()))(event, context())
 
     assert len(model.calls) == 1
     assert model.calls[0] == (300 // 15 - spec.input_steps) + (150 // 15 - spec.input_steps)
@@ -185,7 +187,7 @@ def test_realtime_handler_batches_the_model_call_across_households(spec):
 
 def test_realtime_handler_redelivered_event_publishes_nothing(spec):
     store, publisher = MemoryStateStore(), MemoryPublisher()
-    handler = build_handler(make_deps(PersistenceModel(spec), store, publisher))
+    handler = realtime_entry.build(make_deps(PersistenceModel(spec), store, publisher))
     handler(load_event(), context())
     count, writes = len(publisher.records), len(store.writes)
 
@@ -199,11 +201,11 @@ def test_realtime_handler_redelivered_event_publishes_nothing(spec):
 def test_realtime_handler_failed_state_write_fails_only_that_household(spec):
     event = load_event()
     clean_store, clean = MemoryStateStore(), MemoryPublisher()
-    build_handler(make_deps(PersistenceModel(spec), clean_store, clean))(event, context())
+    realtime_entry.build(make_deps(PersistenceModel(spec), clean_store, clean))(event, context())
     failures = iter([True])
     store = MemoryStateStore(fail_save=lambda h: h == "MAC000002" and next(failures, False))
     publisher = MemoryPublisher()
-    handler = build_handler(make_deps(PersistenceModel(spec), store, publisher))
+    handler = realtime_entry.build(make_deps(PersistenceModel(spec), store, publisher))
 
     reply = handler(event, context())
     seq = sequences(event)
@@ -224,7 +226,7 @@ def test_realtime_handler_failed_state_write_fails_only_that_household(spec):
 def test_realtime_handler_publish_failure_retries_households_with_forecasts(spec):
     event = load_event()
     store, publisher = MemoryStateStore(), MemoryPublisher(fail=1)
-    handler = build_handler(make_deps(PersistenceModel(spec), store, publisher))
+    handler = realtime_entry.build(make_deps(PersistenceModel(spec), store, publisher))
 
     reply = handler(event, context())
 
@@ -240,7 +242,7 @@ def test_realtime_handler_model_failure_fails_only_households_that_need_it(spec)
     event = load_event()
     store, publisher = MemoryStateStore(), MemoryPublisher()
 
-    reply = build_handler(make_deps(PersistenceModel(spec, fail=True), store, publisher))(
+    reply = realtime_entry.build(make_deps(PersistenceModel(spec, fail=True), store, publisher))(
         event, context()
     )
 
@@ -252,7 +254,7 @@ def test_realtime_handler_model_failure_fails_only_households_that_need_it(spec)
 
 def test_realtime_handler_state_table_down_fails_every_decoded_record(spec):
     event = load_event()
-    reply = build_handler(
+    reply = realtime_entry.build(
         make_deps(PersistenceModel(spec), MemoryStateStore(fail_load=True), MemoryPublisher())
     )(event, context())
 
@@ -268,7 +270,7 @@ def test_realtime_handler_record_under_another_households_key_is_skipped(spec, c
     event["Records"][0]["kinesis"]["partitionKey"] = "MAC000002"
     publisher = MemoryPublisher()
 
-    reply = build_handler(make_deps(PersistenceModel(spec), MemoryStateStore(), publisher))(
+    reply = realtime_entry.build(make_deps(PersistenceModel(spec), MemoryStateStore(), publisher))(
         event, context()
     )
 
@@ -382,7 +384,7 @@ def test_realtime_lambda_local_runner_forecasts_once_across_restarts(
     KinesisPublisher(stack.outputs["ReadingsStreamName"], clients("kinesis")).publish(
         stream_records(batches, readings_per_record=PER_RECORD)
     )
-    handler = build_handler(stack_deps(stack, clients, model))
+    handler = realtime_entry.build(stack_deps(stack, clients, model))
     runner = runner_for(stack, clients, tmp_path / "first.json", handler)
 
     runner.drain(timeout_s=240)
@@ -437,7 +439,10 @@ def test_realtime_lambda_failed_state_write_is_retried_to_the_same_forecasts(
     table = stack.outputs["RealtimeStateTableName"]
     store = FlakyStore(DynamoStateStore(table, clients("dynamodb")), {"uci-0002"})
     runner = runner_for(
-        stack, clients, tmp_path / "c.json", build_handler(stack_deps(stack, clients, model, store))
+        stack,
+        clients,
+        tmp_path / "c.json",
+        realtime_entry.build(stack_deps(stack, clients, model, store)),
     )
 
     runner.drain(timeout_s=240)
@@ -470,7 +475,7 @@ def test_realtime_lambda_composition_root_wires_the_stack(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
 
-    reply = build_handler(deps_from_environment())(load_event(), context())
+    reply = realtime_entry.build(deps_from_environment())(load_event(), context())
 
     assert reply == {"batchItemFailures": []}
     forecasts = by_identity(read_stream(clients, stack.outputs["ForecastsStreamName"]))

@@ -41,3 +41,28 @@ def test_realtime_composition_root_fleet_bundle_from_the_environment(
 
     with pytest.raises(FileNotFoundError):
         deps_from_environment()
+
+
+def test_realtime_composition_root_reads_the_given_environment_not_os_environ(
+    monkeypatch: pytest.MonkeyPatch, tiny_bundle: Path
+):
+    for name in ("STATE_TABLE", "FORECASTS_STREAM_NAME", "MODEL_BUNDLE", "AWS_ENDPOINT_URL"):
+        monkeypatch.setenv(name, "http://poisoned.invalid:1")
+    monkeypatch.setenv("MODEL_BACKEND", "sagemaker")  # would need an endpoint name
+
+    deps = deps_from_environment(
+        {
+            "STATE_TABLE": "state-from-mapping",
+            "FORECASTS_STREAM_NAME": "forecasts-from-mapping",
+            "MODEL_BACKEND": "litert",
+            "MODEL_BUNDLE": str(tiny_bundle),
+            "AWS_ENDPOINT_URL": "http://mapping.invalid:4566",
+            "AWS_REGION": "eu-west-1",
+            "POWERTOOLS_SERVICE_NAME": "realtime-from-mapping",
+        }
+    )
+
+    assert deps.store.table_name == "state-from-mapping"
+    assert deps.publisher.stream_name == "forecasts-from-mapping"
+    assert deps.publisher._client.meta.endpoint_url == "http://mapping.invalid:4566"
+    assert deps.logger.service == "realtime-from-mapping"
