@@ -125,11 +125,25 @@ def _arrivals(event: dict[str, Any]) -> list[float]:
     return stamps
 
 
-def timed(
-    handler: Callable[[dict[str, Any], Any], Any], clock_of: Callable[[], StageClock]
-) -> Callable[..., Any]:
+class TimedEntry:
+    """A shell entry point (``bind(environment) -> handler``) whose bound handlers are
+    timed: the runner still binds each function with its own environment."""
+
+    def __init__(self, entry: Any, clock_of: Callable[[], StageClock]) -> None:
+        self.entry, self.clock_of = entry, clock_of
+
+    def bind(self, environment: Any) -> Callable[..., Any]:
+        return timed(self.entry.bind(environment), self.clock_of)
+
+    def reset(self) -> None:
+        self.entry.reset()
+
+
+def timed(handler: Any, clock_of: Callable[[], StageClock]) -> Any:
     """``handler`` with its calls, records, busy time and lag counted in ``clock_of()``
     (looked up per call, so the warm-up and the measured day count apart)."""
+    if hasattr(handler, "bind"):
+        return TimedEntry(handler, clock_of)
 
     def measured(event: dict[str, Any], context: Any) -> Any:
         started, wall = time.perf_counter(), time.time()

@@ -32,13 +32,11 @@ in ~70 ms.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
-import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +53,6 @@ from shared.schema import Forecast, ForecastPoint
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamPublisher, StreamRecord
 from shared.uci import iter_uci
-from wattstream.hosting.lambda_model import function_environment as runner_function_environment
 from wattstream.local.runner import EventSourceRunner
 from wattstream.local.server import EmbeddedAws, client_factory, provision
 
@@ -70,17 +67,14 @@ FUNCTIONS = ("RealtimeFunction", "GatewayForecastsFunction", "GatewayReadingsFun
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-@contextlib.contextmanager
-def function_environment(stack: Any, logical_id: str) -> Iterator[None]:
-    """This process configured like the template's function (as its composition root sees it)."""
-    variables = {
+def function_variables(stack: Any, logical_id: str) -> dict[str, str]:
+    """The template function's environment, as its composition root sees it on the stack."""
+    return {
         **stack.functions[logical_id].environment,
         "AWS_ENDPOINT_URL": stack.endpoint_url,
         "AWS_REGION": stack.region,
         "AWS_DEFAULT_REGION": stack.region,
     }
-    with runner_function_environment(variables):
-        yield
 
 
 def stub_realtime(publisher: StreamPublisher) -> Handler:
@@ -133,8 +127,9 @@ def realtime_handler(stack: Any, clients: Any, mode: str) -> tuple[Handler, str,
         try:
             from services.realtime.shells import lambda_handler
 
-            with function_environment(stack, "RealtimeFunction"):
-                deps = lambda_handler.deps_from_environment()
+            deps = lambda_handler.deps_from_environment(
+                function_variables(stack, "RealtimeFunction")
+            )
             step = max(1, int(deps.model.spec.resolution_s) // 60)
             return lambda_handler.handler.build(deps), "real", "the realtime service", step
         except Exception as error:  # any reason the real handler cannot run here
@@ -226,10 +221,12 @@ def run(
             idle_sleep_s=poll_s,
             log_dir=state_dir / "logs",
         )
-        with function_environment(stack, "GatewayApiFunction"):
-            os.environ["GATEWAY_DEAD_LETTER_QUEUES"] = json.dumps(dead_letter_queues(stack.outputs))
-            deps = deps_from_environment()
-            os.environ.pop("GATEWAY_DEAD_LETTER_QUEUES")
+        deps = deps_from_environment(
+            {
+                **function_variables(stack, "GatewayApiFunction"),
+                "GATEWAY_DEAD_LETTER_QUEUES": json.dumps(dead_letter_queues(stack.outputs)),
+            }
+        )
         server = start_api(create_app(deps))
         token = issue_token(deps.token_secret, households=[HOUSEHOLD], ttl_s=3600)
         headers = {"Authorization": f"Bearer {token}"}

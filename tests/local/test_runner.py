@@ -18,8 +18,7 @@ from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from tests.local import probes
 from tests.local.probes import kinesis_probe, sqs_probe
-from wattstream.hosting.lambda_model import resolve_handler
-from wattstream.hosting.template import FunctionSpec, StackDescription
+from wattstream.hosting.template import StackDescription
 from wattstream.local.runner import EventSourceRunner
 
 
@@ -320,30 +319,6 @@ def test_runner_without_batching_windows_invokes_with_what_is_there(
     runner.poll_once()  # the first poll may only have fetched
 
     assert recorder.calls == [payloads(3)]
-
-
-SHELL_WITH_CACHED_DEPENDENCIES = """
-import functools, os
-
-@functools.cache
-def _default_handler():
-    stack = os.environ["STACK"]
-    return lambda event, context: stack
-
-def handler(event, context):
-    return _default_handler()(event, context)
-"""
-
-
-def test_resolve_handler_builds_dependencies_afresh_for_each_stack(tmp_path, monkeypatch):
-    (tmp_path / "cached_shell_probe.py").write_text(SHELL_WITH_CACHED_DEPENDENCIES)
-    spec = FunctionSpec("F", "f", "arn:f", "cached_shell_probe.handler", ".", 3, 128, {})
-    monkeypatch.syspath_prepend(str(tmp_path))
-
-    monkeypatch.setenv("STACK", "first")
-    assert resolve_handler(spec, tmp_path)({}, None) == "first"
-    monkeypatch.setenv("STACK", "second")
-    assert resolve_handler(spec, tmp_path)({}, None) == "second"  # not the first stack's
 
 
 class BindableProbe:

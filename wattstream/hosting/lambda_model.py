@@ -14,14 +14,13 @@ import importlib
 import io
 import json
 import logging
-import os
 import sys
 import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -138,29 +137,6 @@ def function_output(log: TextIO | None) -> Iterator[None]:
         _FUNCTION_OUTPUT.reset(token)
 
 
-# --- LEGACY(remove when shells land): handlers that read os.environ ----------------------
-
-_ENV_LOCK = threading.RLock()
-
-
-@contextmanager
-def function_environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """LEGACY(remove when shells land): swap ``variables`` into ``os.environ``, holding a
-    process-wide lock until the block ends. Only for handlers without ``bind``: they read
-    their settings from ``os.environ``, so two of them cannot run at once."""
-    with _ENV_LOCK:
-        saved = {k: os.environ.get(k) for k in variables}
-        os.environ.update(variables)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-
 # --- Handlers -----------------------------------------------------------------------------
 
 
@@ -194,12 +170,6 @@ def resolve_handler(spec: FunctionSpec, template_dir: Path) -> Handler | Bindabl
     handler = getattr(module, attr, None)
     if is_bindable(handler):
         return cast(BindableHandler, handler)
-    # LEGACY(remove when shells land): a plain handler builds its dependencies once, on
-    # first use, from os.environ (``_default_handler``). In-process runs meet several stacks
-    # (tests, benchmarks), so the cached dependencies are dropped here.
-    cache_clear = getattr(getattr(module, "_default_handler", None), "cache_clear", None)
-    if callable(cache_clear):
-        cache_clear()
     if not callable(handler):
         raise ValueError(f"{spec.logical_id}: {spec.handler!r} is not a callable handler")
     return cast(Handler, handler)
@@ -250,11 +220,6 @@ class Function:
                     self._bound = entry.bind(dict(self.environment))
         return self._bound
 
-    def _environment_scope(self) -> AbstractContextManager[None]:
-        if is_bindable(self._entry):
-            return nullcontext()
-        return function_environment(self.environment)  # LEGACY(remove when shells land)
-
     def invoke(self, event: dict[str, Any]) -> InvokeResult:
         context = LambdaContext(
             function_name=self.spec.name,
@@ -263,7 +228,7 @@ class Function:
             timeout_s=self.spec.timeout_s,
         )
         started = time.monotonic()
-        with function_output(self._log), self._environment_scope():
+        with function_output(self._log):
             try:
                 response = self._handler()(event, context)
                 json.dumps(response)  # Lambda must serialise the reply, or the call fails
