@@ -176,3 +176,26 @@ def test_layout_harness_check_sees_harness_imports():
         "4: testing.tansu.TansuBroker",
         "5: hypothesis.strategies",
     ]
+
+
+def test_cli_entry_point_without_click_names_the_extra_to_install():
+    """A base install (no click) gets one line naming the extra, not a traceback."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('click', 'rich'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from wattstream.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1
+    assert "pip install 'wattstream[local]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -18,7 +18,22 @@ __all__ = ["main"]
 def __getattr__(name: str) -> Any:
     """``wattstream.cli.main`` (the console script's entry point), imported lazily."""
     if name == "main":
-        from wattstream.cli.root import main
-
+        try:
+            from wattstream.cli.root import main
+        except ModuleNotFoundError as error:  # a base install: the Lambda code only
+            return _missing_extra(error)
         return main
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _missing_extra(error: ModuleNotFoundError) -> Any:
+    """The console script on an install without the command line's extra: one clear line."""
+
+    def main() -> None:
+        raise SystemExit(
+            f"wattstream: the command line needs {error.name!r}, which the base install leaves "
+            "out (it carries only what the Lambda functions need). Install an extra: "
+            "pip install 'wattstream[local]' (stack, dashboard, CLI) or 'wattstream[cli]'."
+        )
+
+    return main
