@@ -63,7 +63,9 @@ def kcl() -> None:
 def run(function: str, stack_name: str | None) -> None:
     """Process one shard for FUNCTION over stdin/stdout (started by the MultiLangDaemon)."""
     input_file, output_file, error_file = protocol_streams()  # before anything can print
-    logging.basicConfig(stream=error_file, level=logging.INFO)
+    logging.basicConfig(
+        stream=error_file, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         binding, clients, environment, _ = bind(function, stack_name)
     except StackError as error:

@@ -1,0 +1,138 @@
+"""An HTTP/2 (cleartext) front for moto server, for the KCL daemon's Kinesis client.
+
+The KCL builds its Kinesis client with HTTP/2 forced (``KinesisClientUtil`` sets
+``Protocol.HTTP2`` on the Netty client; no property turns it off), and over plain
+``http://`` that means h2c with prior knowledge. moto server speaks HTTP/1.1 only, so the
+daemon's first call fails with::
+
+    Unable to execute HTTP request: First received frame was not SETTINGS.
+    Hex dump for first 5 bytes: 3c21444f43
+
+(``<!DOC``: moto's HTTP/1.1 error page read as an HTTP/2 frame). This front accepts
+HTTP/2 and HTTP/1.1 (hypercorn) and forwards every request unchanged to moto
+(``httpx``), so the daemon talks to the same backends as everything else. On AWS none of
+this exists: the properties name no endpoint there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from typing import Any
+
+#: Hop-by-hop and HTTP/2 pseudo headers that must not be forwarded.
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host",
+               "http2-settings", "te", "content-length"}  # fmt: skip
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class H2cFront:
+    """``with H2cFront("http://127.0.0.1:5000") as front: front.endpoint_url``."""
+
+    def __init__(self, target_url: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.target_url = target_url.rstrip("/")
+        self.host = host
+        self.port = port or _free_port(host)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in scope["headers"]
+            if name.decode("latin-1").lower() not in _HOP_BY_HOP
+        ]
+        query = scope.get("query_string", b"").decode("latin-1")
+        url = f"{self.target_url}{scope['raw_path'].decode('latin-1').split('?')[0]}"
+        response = await self._client.request(
+            scope["method"], url + (f"?{query}" if query else ""), headers=headers, content=body
+        )
+        await send({
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": [
+                (name.encode("latin-1"), value.encode("latin-1"))
+                for name, value in response.headers.multi_items()
+                if name.lower() not in _HOP_BY_HOP
+            ],
+        })  # fmt: skip
+        await send({"type": "http.response.body", "body": response.content})
+
+    async def _serve(self) -> None:
+        import httpx
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        config = Config()
+        config.bind = [f"{self.host}:{self.port}"]
+        config.accesslog = None
+        config.errorlog = None
+        config.keep_alive_timeout = 3600
+        self._stop = asyncio.Event()
+        async with httpx.AsyncClient(timeout=60, headers={}) as self._client:
+            task = asyncio.ensure_future(
+                serve(self._app, config, shutdown_trigger=self._stop.wait)  # type: ignore[arg-type]
+            )
+            while not task.done():
+                try:
+                    with socket.create_connection((self.host, self.port), timeout=1):
+                        break
+                except OSError:
+                    await asyncio.sleep(0.05)
+            self._ready.set()
+            await task
+
+    def _run(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as error:  # reported by start()
+            self._error = error
+        finally:
+            self._ready.set()
+            self._loop.close()
+
+    def start(self) -> str:
+        self._thread = threading.Thread(target=self._run, name="h2c-front", daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout=30)
+        if self._error is not None or not self._ready.is_set():
+            raise RuntimeError(f"the HTTP/2 front for {self.target_url} did not start: {self._error!r}")
+        return self.endpoint_url
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(timeout=10)
+        self._thread = None
+
+    def __enter__(self) -> H2cFront:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
