@@ -161,6 +161,11 @@ class RunnerRuntime:
                 _kill_group(self.process)
 
 
+#: The daemon sleeps ``shardSyncIntervalMillis`` (60 s by default) after its first shard
+#: sync before it takes any lease: 1 s on a local stack whose streams never change alone.
+LOCAL_TUNING = {"shardSyncIntervalMillis": "1000"}
+
+
 def lease_checkpoints(dynamodb: Any, table: str) -> dict[str, str | None]:
     """Shard -> checkpointed sequence number, from a KCL application's lease table.
 
@@ -221,7 +226,11 @@ class KclRuntime:
         text = render_properties(
             binding, stack.stack_name, local_endpoints=(self.front.endpoint_url, stack.endpoint_url)
         )
-        settings = {**({"maxRecords": str(batch_size)} if batch_size else {}), **(overrides or {})}
+        settings = {
+            **LOCAL_TUNING,
+            **({"maxRecords": str(batch_size)} if batch_size else {}),
+            **(overrides or {}),
+        }
         text += "".join(f"{key} = {value}\n" for key, value in settings.items())
         self.properties = text
         self.application = _property(text, "applicationName")
