@@ -75,8 +75,16 @@ def installed_jars(python: str) -> int:
 
 
 def maven(*args: str, pom: Path, repository: Path) -> None:
-    subprocess.run(  # noqa: S603, S607  # Maven from PATH
-        ["mvn", "-q", "-B", "-f", str(pom), f"-Dmaven.repo.local={repository}", *args],
+    subprocess.run(  # noqa: S603  # Maven, found on PATH by main()
+        [
+            shutil.which("mvn") or "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            f"-Dmaven.repo.local={repository}",
+            *args,
+        ],
         check=True,
     )
 

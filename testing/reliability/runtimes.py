@@ -22,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -253,7 +252,10 @@ class KclRuntime:
         from wattstream.local.kcl_daemon import KclDaemon
 
         daemon = KclDaemon(
-            self.properties, self.workdir, name=f"kcl-daemon-{len(self.daemons) + 1}", env=self.env()
+            self.properties,
+            self.workdir,
+            name=f"kcl-daemon-{len(self.daemons) + 1}",
+            env=self.env(),
         )
         self.daemons.append(daemon)
         return daemon
@@ -288,7 +290,9 @@ def _property(text: str, key: str) -> str:
     values = [
         line.split("=", 1)[1].strip()
         for line in text.splitlines()
-        if "=" in line and not line.lstrip().startswith("#") and line.split("=", 1)[0].strip() == key
+        if "=" in line
+        and not line.lstrip().startswith("#")
+        and line.split("=", 1)[0].strip() == key
     ]
     return values[-1]
 

@@ -76,7 +76,12 @@ def test_daemon_kill9_of_a_record_processor_restart_loses_and_doubles_nothing(
     batches = real_readings(2, 2)
     publish(stack, clients, batches, 20)
     runtime = KclRuntime(
-        stack, clients("kinesis"), tmp_path, "ArchiveFunction", batch_size=20, overrides=FAST_FAILOVER
+        stack,
+        clients("kinesis"),
+        tmp_path,
+        "ArchiveFunction",
+        batch_size=20,
+        overrides=FAST_FAILOVER,
     )
     try:
         runtime.start()
@@ -104,7 +109,12 @@ def test_daemon_kill9_of_the_daemon_restart_loses_and_doubles_nothing(
     batches = real_readings(2, 2)
     publish(stack, clients, batches, 20)
     runtime = KclRuntime(
-        stack, clients("kinesis"), tmp_path, "ArchiveFunction", batch_size=20, overrides=FAST_FAILOVER
+        stack,
+        clients("kinesis"),
+        tmp_path,
+        "ArchiveFunction",
+        batch_size=20,
+        overrides=FAST_FAILOVER,
     )
     try:
         runtime.start()
@@ -121,14 +131,17 @@ def test_daemon_kill9_of_the_daemon_restart_loses_and_doubles_nothing(
     assert runtime.starts == 2
 
 
-def test_two_daemons_of_one_application_split_the_shards_by_lease(
-    deploy_stack, clients, tmp_path
-):
+def test_two_daemons_of_one_application_split_the_shards_by_lease(deploy_stack, clients, tmp_path):
     stack = deploy_stack(parameters={"ReadingsShardCount": "4"})
     batches = real_readings(4, 1)
     publish(stack, clients, batches, 5)
     runtime = KclRuntime(
-        stack, clients("kinesis"), tmp_path, "ArchiveFunction", batch_size=5, overrides=FAST_FAILOVER
+        stack,
+        clients("kinesis"),
+        tmp_path,
+        "ArchiveFunction",
+        batch_size=5,
+        overrides=FAST_FAILOVER,
     )
     dynamodb = runtime.dynamodb
 
@@ -170,9 +183,13 @@ def test_reshard_children_start_after_their_parents_end(deploy_stack, clients, t
     publish(stack, clients, before, 20)
     kinesis.update_shard_count(StreamName=stream, TargetShardCount=2, ScalingType="UNIFORM_SCALING")
     _wait_stream = time.monotonic() + 60
-    while kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"][
-        "StreamStatus"
-    ] != "ACTIVE" and time.monotonic() < _wait_stream:
+    while (
+        kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"][
+            "StreamStatus"
+        ]
+        != "ACTIVE"
+        and time.monotonic() < _wait_stream
+    ):
         time.sleep(0.2)
     publish(stack, clients, after, 20)
     shards = kinesis.list_shards(StreamName=stream)["Shards"]

@@ -121,7 +121,9 @@ class H2cFront:
         self._thread.start()
         self._ready.wait(timeout=30)
         if self._error is not None or not self._ready.is_set():
-            raise RuntimeError(f"the HTTP/2 front for {self.target_url} did not start: {self._error!r}")
+            raise RuntimeError(
+                f"the HTTP/2 front for {self.target_url} did not start: {self._error!r}"
+            )
         return self.endpoint_url
 
     def stop(self) -> None:

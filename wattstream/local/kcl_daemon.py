@@ -18,6 +18,7 @@ deployment uses:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -143,10 +144,8 @@ class KclDaemon:
     def kill_all(self) -> None:
         """SIGKILL the daemon and its record processors at once (a power cut)."""
         if self.process is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.process.wait(30)
 
     def processors(self) -> list[int]:
@@ -187,10 +186,8 @@ class KclDaemon:
             except ProcessLookupError:
                 return
             time.sleep(0.2)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def __enter__(self) -> KclDaemon:
         self.start()
