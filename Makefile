@@ -11,20 +11,26 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,ml,kafka]'
-	$(BIN)/python deploy/kcl/install_kclpy.py --python $(BIN)/python
 	touch $(STAMP)
+
+# The KCL MultiLangDaemon's jars (Maven, cached in build/kcl/m2) and amazon-kclpy against
+# them; without Java/Maven it says so in one line and the daemon tests skip.
+KCL := build/kcl/.installed
+$(KCL): $(STAMP) deploy/kcl/pom.xml deploy/kcl/install_kclpy.py
+	$(BIN)/python deploy/kcl/install_kclpy.py --python $(BIN)/python
+	if ls build/kcl/jars/amazon-kinesis-client-multilang-*.jar >/dev/null 2>&1; then touch $@; fi
 
 ## make run: local AWS stack + handlers + the shipped real-data slice (Ctrl-C stops)
 run: $(STAMP)
 	$(BIN)/wattstream run
 
 ## make test: the default (fast) test suite, with lint
-test: $(STAMP)
+test: $(STAMP) $(KCL)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 ## make test-slow: long tests on the full real data set (../shared/data)
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(KCL)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow test selected
 
 test-all: test test-slow
