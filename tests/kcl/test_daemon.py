@@ -146,7 +146,10 @@ def test_two_daemons_of_one_application_split_the_shards_by_lease(deploy_stack, 
     dynamodb = runtime.dynamodb
 
     def owners() -> dict[str, str]:
-        items = dynamodb.scan(TableName=runtime.application).get("Items", [])
+        try:
+            items = dynamodb.scan(TableName=runtime.application).get("Items", [])
+        except dynamodb.exceptions.ResourceNotFoundException:  # the daemon makes it
+            return {}
         return {i["leaseKey"]["S"]: i["leaseOwner"]["S"] for i in items if "leaseOwner" in i}
 
     try:
