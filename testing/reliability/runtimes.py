@@ -160,11 +160,6 @@ class RunnerRuntime:
                 _kill_group(self.process)
 
 
-#: The daemon sleeps ``shardSyncIntervalMillis`` (60 s by default) after its first shard
-#: sync before it takes any lease: 1 s on a local stack whose streams never change alone.
-LOCAL_TUNING = {"shardSyncIntervalMillis": "1000"}
-
-
 def lease_checkpoints(dynamodb: Any, table: str) -> dict[str, str | None]:
     """Shard -> checkpointed sequence number, from a KCL application's lease table.
 
@@ -210,6 +205,7 @@ class KclRuntime:
         from wattstream.kcl.binding import from_local_stack
         from wattstream.kcl.host import render_properties
         from wattstream.local.h2c import H2cFront
+        from wattstream.local.kcl_daemon import LOCAL_TUNING
         from wattstream.local.server import client_factory
 
         self.stack = stack
@@ -225,12 +221,8 @@ class KclRuntime:
         text = render_properties(
             binding, stack.stack_name, local_endpoints=(self.front.endpoint_url, stack.endpoint_url)
         )
-        settings = {
-            **LOCAL_TUNING,
-            **({"maxRecords": str(batch_size)} if batch_size else {}),
-            **(overrides or {}),
-        }
-        text += "".join(f"{key} = {value}\n" for key, value in settings.items())
+        settings = {**({"maxRecords": str(batch_size)} if batch_size else {}), **(overrides or {})}
+        text += LOCAL_TUNING + "".join(f"{key} = {value}\n" for key, value in settings.items())
         self.properties = text
         self.application = _property(text, "applicationName")
         self.dynamodb = client_factory(stack.endpoint_url, stack.region)("dynamodb")

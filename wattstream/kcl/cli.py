@@ -114,7 +114,7 @@ def daemon(function: str, stack_name: str | None) -> None:
     import time
 
     from wattstream.local.h2c import H2cFront
-    from wattstream.local.kcl_daemon import KclDaemon, missing
+    from wattstream.local.kcl_daemon import LOCAL_TUNING, KclDaemon, missing
 
     if missing():
         raise click.ClickException(str(missing()))
@@ -127,7 +127,7 @@ def daemon(function: str, stack_name: str | None) -> None:
     if front is not None:
         local = _local_endpoints(stack_name, kinesis=front.start())
     process = KclDaemon(
-        render_properties(binding, name, local_endpoints=local),
+        render_properties(binding, name, local_endpoints=local) + (LOCAL_TUNING if local else ""),
         LocalSettings().state_dir / "kcl",
         name=f"{name}-{function}",
         env=dict(os.environ),

@@ -75,6 +75,8 @@ def render_properties(
         *lines,
         "",
         "# The local stack (not on AWS): its emulator's endpoints, no CloudWatch metrics.",
+        "# The daemon's Kinesis client speaks HTTP/2 only and moto HTTP/1.1: `wattstream kcl",
+        "# daemon` puts an HTTP/2 front before moto and names it as kinesisEndpoint.",
         f"kinesisEndpoint = {kinesis}",
         f"dynamoDBEndpoint = {dynamodb}",
         "metricsLevel = NONE",

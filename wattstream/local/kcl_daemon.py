@@ -34,6 +34,13 @@ from wattstream.settings import PACKAGE_ROOT
 JARS_DIR = PACKAGE_ROOT / "build" / "kcl" / "jars"
 LOGBACK = PACKAGE_ROOT / "deploy" / "kcl" / "logback.xml"
 MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
+#: Appended to the properties on the local stack: the daemon sleeps
+#: ``shardSyncIntervalMillis`` (60 s by default) after its first shard sync before it takes
+#: any lease; 1 s where the streams only change when we change them.
+LOCAL_TUNING = (
+    "# The local stack: take the first leases without a minute's wait.\n"
+    "shardSyncIntervalMillis = 1000\n"
+)
 #: JVM flags for moto only (see the module docstring).
 LOCAL_JVM_FLAGS = ("-Daws.cborEnabled=false",)
 
