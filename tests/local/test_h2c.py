@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from wattstream.local.h2c import H2cFront
+from wattstream.local.h2c import H2cFront, filter_shards
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("h2", reason="hypercorn (dev extra) brings h2")
@@ -50,3 +50,23 @@ def test_h2c_front_stops_and_frees_its_port(aws):
 
     with httpx.Client() as client, pytest.raises(httpx.ConnectError):
         client.get(front.endpoint_url)
+
+
+def _shard(shard_id: str, parent: str | None = None, *, closed: bool = False) -> dict:
+    shard = {"ShardId": shard_id, "SequenceNumberRange": {"StartingSequenceNumber": "1"}}
+    if parent:
+        shard["ParentShardId"] = parent
+    if closed:
+        shard["SequenceNumberRange"]["EndingSequenceNumber"] = "9"
+    return shard
+
+
+def test_filter_shards_after_a_split_as_kinesis_documents_it():
+    shards = [_shard("s0", closed=True), _shard("s1", "s0"), _shard("s2", "s0")]
+
+    def ids(kind: str) -> list[str]:
+        return [s["ShardId"] for s in filter_shards(shards, {"Type": kind})]
+
+    assert ids("AT_TRIM_HORIZON") == ["s0"]  # the parent alone tiles the key space
+    assert ids("AT_LATEST") == ["s1", "s2"]
+    assert ids("FROM_TRIM_HORIZON") == ["s0", "s1", "s2"]

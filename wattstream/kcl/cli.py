@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -135,6 +136,11 @@ def daemon(function: str, stack_name: str | None) -> None:
     )
     process.start()
     click.echo(f"KCL MultiLangDaemon for {function}: log in {process.log_path} (Ctrl-C stops)")
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # a supervisor's stop ends the daemon too
     try:
         while process.running():
             time.sleep(1)

@@ -12,11 +12,25 @@ daemon's first call fails with::
 HTTP/2 and HTTP/1.1 (hypercorn) and forwards every request unchanged to moto
 (``httpx``), so the daemon talks to the same backends as everything else. On AWS none of
 this exists: the properties name no endpoint there.
+
+moto's ``ListShards`` also ignores ``ShardFilter`` and returns every shard, parents and
+children together. The KCL lists ``AT_TRIM_HORIZON`` shards to create its first leases and
+checks that their hash ranges tile the key space; after a reshard the overlap fails it::
+
+    Incomplete hash range found between Shard(ShardId=shardId-000000000000, ...) and
+    Shard(ShardId=shardId-000000000001, ParentShardId=shardId-000000000000, ...)
+    KinesisClientLibIOException: Hash range of shards returned for <stream> was
+    incomplete after 3 retries.
+
+so this front applies the filter to moto's answer as Kinesis documents it
+(:func:`filter_shards`; moto never trims a stream, so the trim horizon is its start).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import socket
 import threading
 from typing import Any
@@ -24,6 +38,28 @@ from typing import Any
 #: Hop-by-hop and HTTP/2 pseudo headers that must not be forwarded.
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host",
                "http2-settings", "te", "content-length"}  # fmt: skip
+
+
+def filter_shards(
+    shards: list[dict[str, Any]], shard_filter: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """``ListShards``' ``ShardFilter`` on a full shard list (of a stream never trimmed).
+
+    ``AT_TRIM_HORIZON``: the shards open at the start (no parent in the list);
+    ``AT_LATEST``: the open shards; ``FROM_TRIM_HORIZON`` and the rest: every shard.
+    """
+    kind = shard_filter.get("Type")
+    if kind == "AT_TRIM_HORIZON":
+        ids = {shard["ShardId"] for shard in shards}
+        return [
+            shard
+            for shard in shards
+            if shard.get("ParentShardId") not in ids
+            and shard.get("AdjacentParentShardId") not in ids
+        ]
+    if kind == "AT_LATEST":
+        return [s for s in shards if "EndingSequenceNumber" not in s.get("SequenceNumberRange", {})]
+    return shards
 
 
 def _free_port(host: str) -> int:
@@ -80,7 +116,21 @@ class H2cFront:
                 if name.lower() not in _HOP_BY_HOP
             ],
         })  # fmt: skip
-        await send({"type": "http.response.body", "body": response.content})
+        content = response.content
+        target = dict(headers).get("x-amz-target") or dict(headers).get("X-Amz-Target", "")
+        if target.endswith(".ListShards") and response.status_code == 200:
+            content = self._filtered(body, content)
+        await send({"type": "http.response.body", "body": content})
+
+    @staticmethod
+    def _filtered(request: bytes, response: bytes) -> bytes:
+        """moto's ListShards answer with the request's ``ShardFilter`` applied."""
+        shard_filter = json.loads(request or b"{}").get("ShardFilter")
+        if not shard_filter:
+            return response
+        document = json.loads(response)
+        document["Shards"] = filter_shards(document.get("Shards", []), shard_filter)
+        return json.dumps(document).encode()
 
     async def _serve(self) -> None:
         import httpx
@@ -117,6 +167,7 @@ class H2cFront:
             self._loop.close()
 
     def start(self) -> str:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
         self._thread = threading.Thread(target=self._run, name="h2c-front", daemon=True)
         self._thread.start()
         self._ready.wait(timeout=30)
