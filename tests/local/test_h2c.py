@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from wattstream.local.h2c import H2cFront, filter_shards
+from wattstream.local.h2c import H2cFront, end_of_shard, filter_shards
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("h2", reason="hypercorn (dev extra) brings h2")
@@ -70,3 +70,20 @@ def test_filter_shards_after_a_split_as_kinesis_documents_it():
     assert ids("AT_TRIM_HORIZON") == ["s0"]  # the parent alone tiles the key space
     assert ids("AT_LATEST") == ["s1", "s2"]
     assert ids("FROM_TRIM_HORIZON") == ["s0", "s1", "s2"]
+
+
+def test_end_of_shard_drops_the_iterator_and_names_the_children_only_at_the_end():
+    shards = [
+        {**_shard("s0", closed=True), "HashKeyRange": {"StartingHashKey": "0"}},
+        {**_shard("s1", "s0"), "HashKeyRange": {"StartingHashKey": "0"}},
+        {**_shard("s2", "s0"), "HashKeyRange": {"StartingHashKey": "5"}},
+    ]
+    reply = {"Records": [], "NextShardIterator": "it", "MillisBehindLatest": 0}
+
+    ended = end_of_shard(reply, "s0", 9, shards)  # at EndingSequenceNumber 9
+
+    assert "NextShardIterator" not in ended
+    assert [c["ShardId"] for c in ended["ChildShards"]] == ["s1", "s2"]
+    assert ended["ChildShards"][0]["ParentShards"] == ["s0"]
+    assert end_of_shard(reply, "s0", 8, shards) == reply  # records left: not the end
+    assert end_of_shard(reply, "s1", 100, shards) == reply  # an open shard never ends

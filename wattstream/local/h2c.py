@@ -24,11 +24,17 @@ checks that their hash ranges tile the key space; after a reshard the overlap fa
 
 so this front applies the filter to moto's answer as Kinesis documents it
 (:func:`filter_shards`; moto never trims a stream, so the trim horizon is its start).
+
+And moto's ``GetRecords`` never ends a closed (split or merged) shard: it always returns a
+``NextShardIterator`` and no ``ChildShards``, so the KCL never sees ``SHARD_END`` and a
+parent's children would never start. At the end of a closed shard this front answers as
+Kinesis does: no ``NextShardIterator`` and the ``ChildShards`` (:func:`end_of_shard`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import socket
@@ -60,6 +66,33 @@ def filter_shards(
     if kind == "AT_LATEST":
         return [s for s in shards if "EndingSequenceNumber" not in s.get("SequenceNumberRange", {})]
     return shards
+
+
+def end_of_shard(
+    reply: dict[str, Any], shard_id: str, last_sequence: int, shards: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A ``GetRecords`` reply as Kinesis gives it at the end of a closed shard.
+
+    ``last_sequence`` is where the reply's iterator points; past the shard's
+    ``EndingSequenceNumber`` with no records left, the shard is over: no
+    ``NextShardIterator``, and ``ChildShards`` naming the shards that continue it.
+    """
+    (shard,) = [s for s in shards if s["ShardId"] == shard_id] or [{}]
+    ending = shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber")
+    if ending is None or reply.get("Records") or last_sequence < int(ending):
+        return reply
+    children = [
+        {
+            "ShardId": child["ShardId"],
+            "ParentShards": [
+                p for p in (child.get("ParentShardId"), child.get("AdjacentParentShardId")) if p
+            ],
+            "HashKeyRange": child["HashKeyRange"],
+        }
+        for child in shards
+        if shard_id in (child.get("ParentShardId"), child.get("AdjacentParentShardId"))
+    ]
+    return {**{k: v for k, v in reply.items() if k != "NextShardIterator"}, "ChildShards": children}
 
 
 def _free_port(host: str) -> int:
@@ -120,7 +153,28 @@ class H2cFront:
         target = dict(headers).get("x-amz-target") or dict(headers).get("X-Amz-Target", "")
         if target.endswith(".ListShards") and response.status_code == 200:
             content = self._filtered(body, content)
+        if target.endswith(".GetRecords") and response.status_code == 200:
+            content = await self._ended(headers, body, content)
         await send({"type": "http.response.body", "body": content})
+
+    async def _ended(
+        self, headers: list[tuple[str, str]], request: bytes, response: bytes
+    ) -> bytes:
+        """moto's GetRecords answer, ended as Kinesis ends a closed shard."""
+        reply = json.loads(response)
+        iterator = reply.get("NextShardIterator")
+        if not iterator or reply.get("Records"):
+            return response
+        name, shard_id, last = base64.b64decode(iterator).decode().rsplit(":", 2)
+        arn = json.loads(request or b"{}").get("StreamARN")  # moto's iterator may say "None"
+        stream = {"StreamARN": arn} if arn else {"StreamName": name}
+        listing = await self._client.post(
+            f"{self.target_url}/",
+            headers={**dict(headers), "x-amz-target": "Kinesis_20131202.ListShards"},
+            content=json.dumps(stream).encode(),
+        )
+        shards = json.loads(listing.content).get("Shards", [])
+        return json.dumps(end_of_shard(reply, shard_id, int(last), shards)).encode()
 
     @staticmethod
     def _filtered(request: bytes, response: bytes) -> bytes:
