@@ -12,35 +12,36 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("h2", reason="hypercorn (dev extra) brings h2")
 
 
-def _list_streams(client, url: str):
+def _describe_probe(client, url: str):
     return client.post(
         url,
         headers={
             "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": "Kinesis_20131202.ListStreams",
+            "X-Amz-Target": "Kinesis_20131202.DescribeStreamSummary",
             "Authorization": (
                 "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/kinesis/aws4_request,"
                 " SignedHeaders=host, Signature=0"
             ),
         },
-        content=b"{}",
+        content=b'{"StreamName": "h2c-probe"}',
     )
 
 
 def test_h2c_front_forwards_http2_prior_knowledge_to_moto(aws, clients):
     clients("kinesis").create_stream(StreamName="h2c-probe", ShardCount=1)
     with H2cFront(aws.endpoint_url) as front, httpx.Client(http1=False, http2=True) as client:
-        reply = _list_streams(client, front.endpoint_url + "/")
+        reply = _describe_probe(client, front.endpoint_url + "/")
 
     assert reply.http_version == "HTTP/2"
     assert reply.status_code == 200
-    assert "h2c-probe" in json.loads(reply.content)["StreamNames"]
+    summary = json.loads(reply.content)["StreamDescriptionSummary"]
+    assert summary["StreamName"] == "h2c-probe"
 
 
 def test_h2c_front_moto_itself_refuses_http2(aws):
     """Why the front exists: moto (HTTP/1.1) cannot answer an HTTP/2 client."""
     with httpx.Client(http1=False, http2=True) as client, pytest.raises(httpx.HTTPError):
-        _list_streams(client, aws.endpoint_url + "/")
+        _describe_probe(client, aws.endpoint_url + "/")
 
 
 def test_h2c_front_stops_and_frees_its_port(aws):
