@@ -25,7 +25,12 @@ from wattstream.local import kcl_daemon
 
 pytest.importorskip("amazon_kclpy", reason="amazon-kclpy: run python deploy/kcl/install_kclpy.py")
 _MISSING = kcl_daemon.missing()
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))]
+# a restarted worker waits up to 2 min for a killed leader's lock: past the default 300 s
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(1800),
+    pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING)),
+]
 
 #: A worker that dies holds its leases until they expire; short here, so restarts are quick.
 FAST_FAILOVER = {"failoverTimeMillis": "5000"}

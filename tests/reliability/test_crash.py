@@ -9,7 +9,8 @@ from testing.reliability.scenarios import crash
 
 
 @pytest.mark.parametrize(
-    "runtime", ["runner", pytest.param("kcl", marks=pytest.mark.slow), "faust"]
+    "runtime",
+    ["runner", pytest.param("kcl", marks=[pytest.mark.slow, pytest.mark.timeout(1800)]), "faust"],
 )
 def test_archive_consumer_crash_kill9_restart_loses_and_doubles_nothing(
     deploy_stack, clients, tmp_path, runtime
