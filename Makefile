@@ -10,8 +10,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[local,monthly,kafka,ml,dev]'  # + kcl: next line
-	$(BIN)/python deploy/kcl/install_kclpy.py --python $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[local,monthly,kafka,ml,dev]'  # + kcl: $(KCL) below
 	touch $(STAMP)
 
 ## make kafka: Apache Kafka's jars from Maven Central for the Kafka tests (Java 17+, Maven)
@@ -23,17 +22,24 @@ $(KAFKA_LIBS): deploy/kafka/pom.xml
 	    -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/build/kafka/libs && touch $@; \
 	else echo "Apache Kafka not fetched: install Java 17+ and Maven (its tests will skip)"; fi
 
+# The `kcl` extra: the KCL MultiLangDaemon's jars (Maven, cached in build/kcl/m2) and
+# amazon-kclpy against them; without Java/Maven it says so in one line and the daemon tests skip.
+KCL := build/kcl/.installed
+$(KCL): $(STAMP) deploy/kcl/pom.xml deploy/kcl/install_kclpy.py
+	$(BIN)/python deploy/kcl/install_kclpy.py --python $(BIN)/python
+	if ls build/kcl/jars/amazon-kinesis-client-multilang-*.jar >/dev/null 2>&1; then touch $@; fi
+
 ## make run: local AWS stack + handlers + the shipped real-data slice (Ctrl-C stops)
 run: $(STAMP)
 	$(BIN)/wattstream run
 
 ## make test: the default (fast) test suite, with lint
-test: $(STAMP) $(KAFKA_LIBS)
+test: $(STAMP) $(KAFKA_LIBS) $(KCL)
 	$(BIN)/ruff check .
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 ## make test-slow: long tests on the full real data set (../shared/data)
-test-slow: $(STAMP) $(KAFKA_LIBS)
+test-slow: $(STAMP) $(KAFKA_LIBS) $(KCL)
 	$(BIN)/pytest -m slow $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: no slow test selected
 
 test-all: test test-slow

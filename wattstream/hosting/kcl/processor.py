@@ -141,6 +141,7 @@ class LambdaShardProcessor(RecordProcessorBase):  # type: ignore[misc]
         log.info("%s: lease lost; not checkpointing", self.shard_id)
 
     def shard_ended(self, shard_ended_input: Any) -> None:
+        log.info("%s: shard ended (split or merged); checkpointing SHARD_END", self.shard_id)
         self._checkpoint(shard_ended_input.checkpointer, None, "SHARD_END")
 
     def shutdown_requested(self, shutdown_requested_input: Any) -> None:
