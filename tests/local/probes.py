@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -60,12 +61,25 @@ def sqs_probe(logical_id: str = "RawProbeFunction", **mapping: Any) -> Any:
 SEEN_STREAMS: list[tuple[str, str]] = []
 
 
-def echo_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """A handler imported by name from the template, as on Lambda."""
-    import os
+class EchoEntry:
+    """A shell entry imported by name from the template, as on Lambda: ``bind`` gets the
+    function's own environment (never ``os.environ``)."""
 
-    SEEN_STREAMS.append(
-        (os.environ.get("PROBE_STREAM", "<unset>"), os.environ.get("AWS_ENDPOINT_URL", "<unset>"))
-    )
-    print(f"echo {len(event['Records'])} records")  # lands in the function's log file
-    return {"batchItemFailures": []}
+    def bind(self, environment: Mapping[str, str]) -> Callable[[dict[str, Any], Any], Any]:
+        seen = (
+            environment.get("PROBE_STREAM", "<unset>"),
+            environment.get("AWS_ENDPOINT_URL", "<unset>"),
+        )
+
+        def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            SEEN_STREAMS.append(seen)
+            print(f"echo {len(event['Records'])} records")  # lands in the function's log file
+            return {"batchItemFailures": []}
+
+        return handle
+
+    def reset(self) -> None:
+        """Nothing cached."""
+
+
+echo_handler = EchoEntry()

@@ -28,6 +28,7 @@ from wattstream.hosting.kafka.worker import (
 from wattstream.kafka.topics import (
     DEFAULT_PARTITIONS,
     ensure_topics,
+    kafka_bus_environment,
     stream_topics,
     use_kafka_bus,
 )
@@ -94,6 +95,7 @@ def worker(
     except StackError as error:
         raise click.ClickException(str(error)) from error
     use_kafka_bus(bootstrap)
+    environment = {**environment, **kafka_bus_environment(bootstrap)}
     topic = binding.stream_name
     ensure_topics(bootstrap, [topic, dlq_topic(topic)], partitions=partitions)
     policy = MappingPolicy.of(binding.mapping)

@@ -97,12 +97,16 @@ def run(
     stop = threading.Event()
     try:
         if bus == "kafka":
+            from wattstream.kafka.topics import kafka_bus_environment
             from wattstream.local import kafka_bus
 
             assert bootstrap is not None
             kafka_bus.prepare_bus(description, bootstrap, partitions=4)
             event_runner = build_runner(
-                settings, description, kafka_bus.queue_consumers(description)
+                settings,
+                description,
+                kafka_bus.queue_consumers(description),
+                environment=kafka_bus_environment(bootstrap),
             )
             workers = kafka_bus.start_workers(description, bootstrap, settings.state_dir)
             console.print(f"Kafka bus at {bootstrap}: {len(workers)} faust workers")

@@ -155,8 +155,10 @@ def build_runner(
     functions: set[str] | None,
     *,
     batching_windows: bool = True,
+    environment: dict[str, str] | None = None,
 ) -> Any:
-    """The local event-source runner of the stack's mappings (``functions``: only those)."""
+    """The local event-source runner of the stack's mappings (``functions``: only those;
+    ``environment``: variables every function gets, e.g. the Kafka bus)."""
     from wattstream.local.runner import EventSourceRunner
     from wattstream.local.server import client_factory
 
@@ -167,6 +169,7 @@ def build_runner(
         functions=functions,
         log_dir=settings.state_dir / "logs",
         batching_windows=batching_windows,
+        environment=environment,
     )
 
 

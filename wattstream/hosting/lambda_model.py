@@ -92,7 +92,15 @@ class RoutedStdout(io.TextIOBase):
         self.fallback = fallback
 
     def _target(self) -> TextIO:
-        return _FUNCTION_OUTPUT.get() or self.fallback
+        target = _FUNCTION_OUTPUT.get() or self.fallback
+        if not target.closed:
+            return target
+        # A closed log (its runner stopped) or a stdout replaced and closed since (a test
+        # harness's capture): write where this process's output goes now, never raise.
+        current = sys.stdout
+        if current is not self and not current.closed:
+            return current
+        return sys.__stdout__ or self.fallback
 
     def write(self, text: str) -> int:
         target = self._target()

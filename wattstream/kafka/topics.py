@@ -43,10 +43,16 @@ def ensure_topics(
         time.sleep(0.1)
 
 
+def kafka_bus_environment(bootstrap: str) -> dict[str, str]:
+    """The variables that make a composition root publish to Kafka (``publisher_for``): a
+    function bound to its own environment (``LambdaEntry.bind``) needs them in it."""
+    return {"STREAM_BUS": "kafka", "KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+
+
 def use_kafka_bus(bootstrap: str) -> None:
-    """Make every composition root of this process publish to Kafka (``publisher_for``)."""
-    os.environ["STREAM_BUS"] = "kafka"
-    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    """Make this process's own composition roots (built from ``os.environ``: the ingest and
+    gateway APIs) publish to Kafka too."""
+    os.environ.update(kafka_bus_environment(bootstrap))
 
 
 def stream_topics(description: object) -> list[str]:

@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 #: Where ``make kafka`` puts the broker's jars (relative to the repository root).
 DEFAULT_LIBS = Path(__file__).resolve().parents[2] / "build" / "kafka" / "libs"
@@ -256,11 +256,21 @@ class ApacheKafkaBroker:
                 code = self._process.returncode if self._process else None
                 raise RuntimeError(f"Kafka exited ({code}) while starting:\n{self.log_tail()}")
             with contextlib.suppress(Exception):  # not up yet: KafkaException, timeouts
-                if admin.list_topics(timeout=1.0).brokers:
+                if admin.list_topics(timeout=1.0).brokers and self._coordinator_ready(admin):
                     return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"Kafka not ready at {self.bootstrap}:\n{self.log_tail()}")
             time.sleep(0.1)
+
+    @staticmethod
+    def _coordinator_ready(admin: Any) -> bool:
+        """Whether a group coordinator answers. A fresh broker creates ``__consumer_offsets``
+        on the first FindCoordinator; until then consumers get GroupCoordinatorNotAvailable,
+        which four faust workers joining at once did not all survive. Asking here first
+        leaves the offsets topic ready before any worker starts."""
+        future = admin.describe_consumer_groups(["wattstream-broker-ready"], request_timeout=2.0)
+        future["wattstream-broker-ready"].result(timeout=3.0)  # raises until a coordinator
+        return True
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM (controlled shutdown), then SIGKILL if it takes over ``timeout_s``."""

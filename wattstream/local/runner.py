@@ -430,10 +430,13 @@ class EventSourceRunner:
         clock: Clock = time.time,
         log_dir: Path | None = None,
         batching_windows: bool = True,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
-        """``batching_windows=False`` invokes at once with what is there instead of waiting
-        ``MaximumBatchingWindowInSeconds`` for a fuller batch (``run --once`` in lockstep,
-        where every window is processed before the next is published)."""
+        """``environment``: variables every function gets on top of the template's (the
+        bus a local run publishes to). ``batching_windows=False`` invokes at once with what
+        is there instead of waiting ``MaximumBatchingWindowInSeconds`` for a fuller batch
+        (``run --once`` in lockstep, where every window is processed before the next is
+        published)."""
         self.stack = stack
         self.checkpoints = FileCheckpointStore(checkpoint_path)
         self.idle_sleep_s = idle_sleep_s
@@ -446,6 +449,7 @@ class EventSourceRunner:
             "AWS_ENDPOINT_URL": stack.endpoint_url,
             "AWS_REGION": stack.region,
             "AWS_DEFAULT_REGION": stack.region,
+            **(environment or {}),
         }
         self._logs: dict[str, TextIO] = {}
         self.pollers: list[Poller] = []
