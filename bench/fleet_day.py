@@ -52,7 +52,6 @@ import datetime as dt
 import importlib
 import json
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -70,6 +69,7 @@ from services.ingest.sources import load_fleet, run_fleet
 from shared.archive_parquet import decode_day
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import PublishReport, StreamPublisher, StreamRecord
+from wattstream.local.net import free_port
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 TEMPLATE: Final = ROOT / "deploy" / "template.yaml"
@@ -232,12 +232,6 @@ class StackSampler:
 # ------------------------------------------------------------------------ local stack
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def local_aws(mode: str, log_file: Path) -> Iterator[str]:
     """A moto server: in its own process (``subprocess``) or as a thread of this one.
@@ -250,7 +244,7 @@ def local_aws(mode: str, log_file: Path) -> Iterator[str]:
             yield aws.endpoint_url
         return
     ensure_local_credentials()
-    port = _free_port()
+    port = free_port()
     code = (
         "import os, sys\n"
         "from wattstream.local.server import EmbeddedAws\n"

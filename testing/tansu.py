@@ -11,7 +11,8 @@ from pathlib import Path
 from wattstream.hosting.kafka.worker import dlq_topic
 from wattstream.hosting.template import StackDescription
 from wattstream.kafka.topics import ensure_topics, stream_topics
-from wattstream.local.tansu import TansuBroker, free_port, wait_for_port
+from wattstream.local.net import free_port, wait_for_port
+from wattstream.local.tansu import TansuBroker
 
 __all__ = ["TansuBroker", "free_port", "kafka_stack", "wait_for_port"]
 

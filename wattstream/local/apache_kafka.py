@@ -20,13 +20,14 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Protocol, TextIO
+
+from wattstream.local.net import free_port
 
 #: Where ``make kafka`` puts the broker's jars (relative to the repository root).
 DEFAULT_LIBS = Path(__file__).resolve().parents[2] / "build" / "kafka" / "libs"
@@ -69,12 +70,6 @@ class LocalBroker(Protocol):
 
 class KafkaUnavailable(RuntimeError):
     """Java or the broker's jars are missing on this machine (see :data:`INSTALL_HINT`)."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def kafka_libs(libs: Path | None = None) -> Path:

@@ -41,6 +41,8 @@ import socket
 import threading
 from typing import Any
 
+from wattstream.local.net import free_port
+
 #: Hop-by-hop and HTTP/2 pseudo headers that must not be forwarded.
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "upgrade", "host",
                "http2-settings", "te", "content-length"}  # fmt: skip
@@ -95,19 +97,13 @@ def end_of_shard(
     return {**{k: v for k, v in reply.items() if k != "NextShardIterator"}, "ChildShards": children}
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
 class H2cFront:
     """``with H2cFront("http://127.0.0.1:5000") as front: front.endpoint_url``."""
 
     def __init__(self, target_url: str, host: str = "127.0.0.1", port: int = 0) -> None:
         self.target_url = target_url.rstrip("/")
         self.host = host
-        self.port = port or _free_port(host)
+        self.port = port or free_port(host)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None

@@ -6,29 +6,11 @@ default broker; see the README's Kafka section.
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import TextIO
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(host: str, port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {host}:{port}") from None
-            time.sleep(0.05)
+from wattstream.local.net import free_port, wait_for_port
 
 
 class TansuBroker:
