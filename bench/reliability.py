@@ -12,7 +12,7 @@ the real handlers and adapters (see :mod:`testing.reliability.scenarios`):
   SIGKILL mid-stream and restarted, in the local Lambda runner, as KCL record processors
   under the real Java MultiLangDaemon (daemon and processors killed together; the JSON
   field ``kcl_daemon`` names the daemon and its version) and as a faust worker on Kafka
-  (a tansu broker started for the scenario);
+  (Apache Kafka started for the scenario, tansu where Java is missing);
 * ``hostile-http`` / ``hostile-stream``: hypothesis-generated hostile items, bodies and
   raw stream records mixed into valid readings;
 * ``duplicates-readings`` / ``duplicates``: duplicated and reordered readings records,
