@@ -11,10 +11,9 @@ from pathlib import Path
 from wattstream.hosting.kafka.worker import dlq_topic
 from wattstream.hosting.template import StackDescription
 from wattstream.kafka.topics import ensure_topics, stream_topics
-from wattstream.local.net import free_port, wait_for_port
 from wattstream.local.tansu import TansuBroker
 
-__all__ = ["TansuBroker", "free_port", "kafka_stack", "wait_for_port"]
+__all__ = ["TansuBroker", "kafka_stack"]
 
 
 def kafka_stack(stack: StackDescription, bootstrap: str, state_dir: Path) -> StackDescription:

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from tests.conftest import APRIL_2007
 from wattstream.cli import main
+from wattstream.local.net import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -353,14 +354,6 @@ def test_cli_simulate_on_a_fresh_clone_uses_the_shipped_slice(tmp_path, monkeypa
     assert "0 rejected" in text
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_cli_run_ctrl_c_exits_0_with_one_line_and_a_quiet_console(tmp_path):
     """`make run`, then Ctrl-C: the welcome screen, no tracebacks or JSON logs, exit 0."""
     import signal
@@ -371,9 +364,9 @@ def test_cli_run_ctrl_c_exits_0_with_one_line_and_a_quiet_console(tmp_path):
         **os.environ,
         "WATTSTREAM_STATE_DIR": str(tmp_path),
         "WATTSTREAM_PORT": "0",
-        "WATTSTREAM_INGEST_PORT": str(_free_port()),
-        "WATTSTREAM_API_PORT": str(_free_port()),
-        "WATTSTREAM_DASHBOARD_PORT": str(_free_port()),
+        "WATTSTREAM_INGEST_PORT": str(free_port()),
+        "WATTSTREAM_API_PORT": str(free_port()),
+        "WATTSTREAM_DASHBOARD_PORT": str(free_port()),
         "COLUMNS": "200",
         "PYTHONUNBUFFERED": "1",
     }

@@ -20,7 +20,6 @@ from typing import Any
 from shared.streams.kinesis import KinesisPublisher
 from shared.streams.ports import StreamRecord
 from testing import kafka_compare as compare
-from testing.entries import reset_lambda_entries
 from tests.conftest import APRIL_2007
 from wattstream.hosting.template import StackDescription
 from wattstream.local.kafka_bus import WorkerProcess
@@ -65,11 +64,6 @@ def scan(dynamodb: Any, table: str, keep: Callable[[dict[str, Any]], bool] = boo
     for page in dynamodb.get_paginator("scan").paginate(TableName=table):
         items += [i for i in page["Items"] if keep(i)]
     return items
-
-
-def forget_default_handlers() -> None:
-    """Reset every shell's entry point: the next invocation builds deps for its own stack."""
-    reset_lambda_entries()
 
 
 def run_kinesis_path(

@@ -8,8 +8,8 @@ import re
 import pytest
 from click.testing import CliRunner
 
+from testing.entries import reset_lambda_entries
 from tests.conftest import APRIL_2007
-from tests.kafka.pipeline import forget_default_handlers
 from tests.test_cli import _restore_environment  # noqa: F401  # autouse: undoes os.environ
 from wattstream.cli import main
 
@@ -18,7 +18,7 @@ from wattstream.cli import main
 def _forget_handlers():
     """The S3-event functions built Kafka publishers in this process: drop them after."""
     yield
-    forget_default_handlers()
+    reset_lambda_entries()
 
 
 @pytest.mark.slow  # ~35 s: four worker processes join, then the archive's 5 s window

@@ -19,7 +19,6 @@ import datetime as dt
 import io
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ from shared.uci import iter_uci
 from testing.reliability.gateway_world import flat_forecasts, forecast_for, monthly_for
 from tests.conftest import APRIL_2007
 from tests.services.ingest.fakes import MemoryQuarantine
+from wattstream.local.net import free_port
 from wattstream.local.runner import EventSourceRunner
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -58,12 +58,6 @@ pytestmark = pytest.mark.skipif(
     reason="Debian's chromium and chromium-driver are needed (apt-get install chromium "
     "chromium-driver)",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _png() -> bytes:
@@ -268,7 +262,7 @@ def test_dashboard_browser_household_and_operator_sign_in(deploy_stack, clients,
     api = _api(stack, clients)
     household_token = issue_token(SECRET, households=[HOUSEHOLD], ttl_s=3600)
     operator_token = issue_token(SECRET, operator=True, ttl_s=3600)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "streamlit.log").open("wb")
     dashboard = start_dashboard(api.url, port=port, refresh_s=30, log=log)
