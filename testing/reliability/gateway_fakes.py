@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import threading
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from services.gateway.core.accuracy import HouseholdAccuracy, TargetForecast
 from services.gateway.core.consumption import DayKey, FloatArray, MinuteUpdate, merge_minutes
@@ -21,11 +23,34 @@ from services.gateway.core.pipeline import ReplayJob, ReplayRequest
 from services.gateway.ports import ObjectMissing
 from shared.schema import Forecast
 
+_Store = TypeVar("_Store", bound=type)
 
+
+def _one_call_at_a_time(cls: _Store) -> _Store:
+    """Serialise every public method on the instance's lock.
+
+    The gateway consumers write households in parallel (``max_workers``), as DynamoDB
+    allows; a fake that iterates its dicts while another thread inserts would fail
+    where the real store does not.
+    """
+    for name, method in list(vars(cls).items()):
+        if name.startswith("_") or not callable(method):
+            continue
+
+        def locked(self: Any, *args: Any, __method: Callable[..., Any] = method, **kw: Any) -> Any:
+            with self._lock:
+                return __method(self, *args, **kw)
+
+        setattr(cls, name, functools.wraps(method)(locked))
+    return cls
+
+
+@_one_call_at_a_time
 class MemoryStore:
     """A ``GatewayStore`` in dicts; ``fail_days`` makes those household-days fail."""
 
     def __init__(self, *, fail_days: Sequence[DayKey] = ()) -> None:
+        self._lock = threading.RLock()
         self.day_items: dict[DayKey, FloatArray] = {}
         self.writes = 0
         self.index: dict[str, dt.datetime] = {}
