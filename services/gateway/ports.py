@@ -45,6 +45,11 @@ class GatewayStore(Protocol):
         """Apply minute values to a household-day; True if the item changed."""
         ...
 
+    def merge_days(self, updates: Mapping[DayKey, MinuteUpdate]) -> dict[DayKey, bool | Exception]:
+        """:meth:`merge_day` for many household-days (batched reads); each day's result,
+        or the exception that failed it (the others are applied)."""
+        ...
+
     def note_household(self, household_id: str, last_reading_at: dt.datetime) -> None:
         """Index a household; its latest reading time only moves forward."""
         ...
@@ -69,6 +74,10 @@ class GatewayStore(Protocol):
         """One index row (a consistent read)."""
         ...
 
+    def households_of(self, household_ids: Sequence[str]) -> dict[str, HouseholdSummary]:
+        """The index rows of those households that have one (a consistent read)."""
+        ...
+
     def days(
         self, household_id: str, days: Sequence[dt.date], *, consistent: bool = False
     ) -> dict[dt.date, FloatArray]:
@@ -81,8 +90,22 @@ class GatewayStore(Protocol):
         ``(horizon, resolution, start)``: a redelivered forecast overwrites itself."""
         ...
 
+    def put_targets_of(
+        self, targets: Mapping[str, Sequence[TargetForecast]]
+    ) -> dict[str, Exception]:
+        """:meth:`put_targets` for many households (batched reads); the households whose
+        write failed, with the exception (the others are written)."""
+        ...
+
     def targets(self, household_id: str, days: Sequence[dt.date]) -> list[TargetForecast]:
         """The stored targets starting on those UTC days (a consistent read)."""
+        ...
+
+    def accuracy_inputs(
+        self, wanted: Mapping[str, tuple[Sequence[dt.date], Sequence[dt.date]]]
+    ) -> dict[str, tuple[dict[dt.date, FloatArray], list[TargetForecast]]]:
+        """Household -> (minute days, target days) wanted -> (:meth:`days`,
+        :meth:`targets`) of each, read together (consistent reads)."""
         ...
 
     def accuracy_ticket(self, household_id: str) -> int:

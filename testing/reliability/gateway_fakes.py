@@ -73,6 +73,15 @@ class MemoryStore:
             self.writes += 1
         return changed
 
+    def merge_days(self, updates: Mapping[DayKey, MinuteUpdate]) -> dict[DayKey, bool | Exception]:
+        result: dict[DayKey, bool | Exception] = {}
+        for key, update in updates.items():
+            try:
+                result[key] = self.merge_day(key, update)
+            except Exception as error:
+                result[key] = error
+        return result
+
     def note_household(self, household_id: str, last_reading_at: dt.datetime) -> None:
         if household_id not in self.index or self.index[household_id] < last_reading_at:
             self.index[household_id] = last_reading_at
@@ -116,6 +125,9 @@ class MemoryStore:
         last = self.index.get(household_id)
         return HouseholdSummary(household_id, last) if last else None
 
+    def households_of(self, household_ids: Sequence[str]) -> dict[str, HouseholdSummary]:
+        return {h: HouseholdSummary(h, self.index[h]) for h in household_ids if h in self.index}
+
     def days(
         self, household_id: str, days: Sequence[dt.date], *, consistent: bool = False
     ) -> dict[dt.date, FloatArray]:
@@ -128,6 +140,21 @@ class MemoryStore:
     def put_targets(self, household_id: str, targets: Sequence[TargetForecast]) -> None:
         for target in targets:
             self.target_items[(household_id, target.key)] = target
+
+    def put_targets_of(
+        self, targets: Mapping[str, Sequence[TargetForecast]]
+    ) -> dict[str, Exception]:
+        for household_id, household_targets in targets.items():
+            self.put_targets(household_id, household_targets)
+        return {}
+
+    def accuracy_inputs(
+        self, wanted: Mapping[str, tuple[Sequence[dt.date], Sequence[dt.date]]]
+    ) -> dict[str, tuple[dict[dt.date, FloatArray], list[TargetForecast]]]:
+        return {
+            h: (self.days(h, minute_days), self.targets(h, target_days))
+            for h, (minute_days, target_days) in wanted.items()
+        }
 
     def targets(self, household_id: str, days: Sequence[dt.date]) -> list[TargetForecast]:
         wanted = set(days)

@@ -10,10 +10,10 @@ Item layout (all keys deterministic, so a redelivered input lands on its own ite
 ``H#<household>``     ``FORECAST``          the latest forecast (JSON), ``issued_us``
 ``H#<household>``     ``A#<issued_us:020>`` one anomaly mark
 ``H#<household>``     ``M#<YYYY-MM>``       the latest monthly result (JSON), ``as_of``
-``H#<household>``     ``T#<YYYY-MM-DD>``    forecast targets starting that day: one
-                                            attribute ``<n|d><res>_<second of day>`` =
-                                            "value,lower,upper,issued µs" per target,
-                                            ``version``
+``H#<household>``     ``T#<YYYY-MM-DD>``    forecast targets starting that day:
+                                            ``targets``, one line per target
+                                            ``<n|d><res>_<second of day> value,lower,
+                                            upper,issued µs``; ``version``
 ``HOUSEHOLDS``        ``<household>``       the households index, ``last_reading_us``
 ``ACCURACY``          ``<household>``       the household's rolling accuracy (JSON) and
                                             its recomputation ticket (``seq``)
@@ -27,20 +27,25 @@ writers can never lose each other's minutes, and re-applying the same minutes ch
 nothing (the core reports "unchanged" and no write happens). Forecasts, monthly results,
 the index and progress use conditional writes that only move forward in time.
 
-Accuracy: a target attribute is set by every copy of its forecast with the same value (a
-keyed overwrite: read, merge, put conditional on the item's version; a copy that changes
+Accuracy: a target is set by every copy of its forecast with the same value (a keyed
+overwrite: read, merge, put conditional on the item's version; a copy that changes
 nothing writes nothing); the rolling accuracy is recomputed from the stored targets and
 minutes after each batch and written with a condition that its ticket is still the
 newest (:meth:`DynamoGatewayStore.put_accuracy`), so a recomputation that read older
 inputs never overwrites a newer one. The ticket (``seq``) lives on the accuracy item
 itself: taking one is an ``ADD`` on it, keeping a result ONE conditional put of that
 item (no transaction; an item with a ticket and no ``doc`` yet reads as no accuracy).
+
+Round trips: the consumers' batched methods (``merge_days``, ``put_targets_of``,
+``households_of``, ``accuracy_inputs``) read every item a batch needs with BatchGetItem
+(100 keys a call) and write the changed items in parallel; a per-household read of each
+was most of the forecasts consumer's time on the local stack.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
@@ -61,6 +66,7 @@ from services.gateway.core.model import (
     StoredMonthly,
 )
 from shared.batch import datetime_to_us, us_to_datetime
+from shared.parallel import each
 from shared.schema import Forecast, MonthlyForecast
 
 __all__ = ["DynamoGatewayStore", "StoreConflict"]
@@ -73,6 +79,9 @@ _CODE_HORIZON: Final = {code: horizon for horizon, code in _HORIZON_CODE.items()
 _DAY_US: Final = 86_400_000_000
 _BATCH_GET_KEYS: Final = 100
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+#: The attribute of a target-day item that holds its targets (:func:`_encode_targets`).
+_TARGETS: Final = "targets"
+_NOT_TARGETS: Final = frozenset({"pk", "sk", "version", _TARGETS})
 
 
 class StoreConflict(RuntimeError):
@@ -128,6 +137,50 @@ def _target_of(day_us: int, name: str, value: str) -> TargetForecast | None:
     )
 
 
+def _item_id(item: Mapping[str, Any]) -> tuple[str, str]:
+    return item["pk"]["S"], item["sk"]["S"]
+
+
+def _encode_targets(named: Mapping[str, str]) -> str:
+    """A target-day item's targets as one string: a ``<name> <value>`` line per target."""
+    return "\n".join(f"{name} {value}" for name, value in sorted(named.items()))
+
+
+def _stored_targets(item: Mapping[str, Any]) -> dict[str, str]:
+    """Target name -> value of a target-day item; items written before the targets were
+    one attribute (an attribute per target) are read too, and rewritten as one."""
+    named = {n: v["S"] for n, v in item.items() if n not in _NOT_TARGETS and "S" in v}
+    encoded = item.get(_TARGETS, {}).get("S")
+    if encoded:
+        for line in encoded.split("\n"):
+            name, _, value = line.partition(" ")
+            named[name] = value
+    return named
+
+
+def _days_of(items: Iterable[Mapping[str, Any]]) -> dict[dt.date, FloatArray]:
+    """Household-day items -> the day's minutes, by day."""
+    return {
+        dt.date.fromisoformat(item["sk"]["S"].removeprefix("D#")): decode_minutes(
+            item["minutes"]["B"]
+        )
+        for item in items
+    }
+
+
+def _targets_of(items: Iterable[Mapping[str, Any]]) -> list[TargetForecast]:
+    """Target-day items -> their targets, in key order."""
+    found = []
+    for item in items:
+        day = dt.date.fromisoformat(item["sk"]["S"].removeprefix("T#"))
+        day_us = (day - dt.date(1970, 1, 1)).days * _DAY_US
+        for name, value in _stored_targets(item).items():
+            target = _target_of(day_us, name, value)
+            if target is not None:
+                found.append(target)
+    return sorted(found, key=lambda t: t.key)
+
+
 class DynamoGatewayStore:
     """A ``GatewayStore`` on one DynamoDB table, through an injected boto3 client."""
 
@@ -137,28 +190,52 @@ class DynamoGatewayStore:
         *,
         client: Any,
         max_attempts: int = 5,
+        max_workers: int = 8,
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
+        """``max_workers``: items written at a time by the batched writes (``merge_days``,
+        ``put_targets_of``), which wait on round trips."""
         self.table = table
         self._db = client
         self._max_attempts = max_attempts
+        self._max_workers = max_workers
         self._clock = clock
 
     # ------------------------------------------------------------------ consumption
 
-    def _get_day(self, key: DayKey) -> tuple[FloatArray | None, int]:
-        item = self._db.get_item(
-            TableName=self.table,
-            Key={"pk": {"S": _household_pk(key.household_id)}, "sk": {"S": f"D#{key.day}"}},
-            ConsistentRead=True,
-        ).get("Item")
-        if item is None:
-            return None, 0
-        return decode_minutes(item["minutes"]["B"]), int(item["version"]["N"])
-
     def merge_day(self, key: DayKey, update: MinuteUpdate) -> bool:
-        for _ in range(self._max_attempts):
-            stored, version = self._get_day(key)
+        result = self.merge_days({key: update})[key]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def merge_days(self, updates: Mapping[DayKey, MinuteUpdate]) -> dict[DayKey, bool | Exception]:
+        """Every household-day read in one batched read, then written (read again only
+        on a conflict) up to ``max_workers`` at a time; a failure is that day's value."""
+        keys = {key: self._day_key(key) for key in updates}
+        try:
+            stored = self._get_items(list(keys.values()), consistent=True)
+        except Exception as error:  # nothing read: every day is retried
+            return {key: error for key in updates}
+        return each(
+            updates,
+            lambda key: self._merge_day(key, updates[key], stored.get(_item_id(keys[key]))),
+            max_workers=self._max_workers,
+        )
+
+    @staticmethod
+    def _day_key(key: DayKey) -> dict[str, Any]:
+        return {"pk": {"S": _household_pk(key.household_id)}, "sk": {"S": f"D#{key.day}"}}
+
+    def _merge_day(self, key: DayKey, update: MinuteUpdate, item: dict[str, Any] | None) -> bool:
+        """Merge into the day as read (``item``); on a conflict read it again and retry."""
+        for attempt in range(self._max_attempts):
+            if attempt:
+                item = self._db.get_item(
+                    TableName=self.table, Key=self._day_key(key), ConsistentRead=True
+                ).get("Item")
+            stored = decode_minutes(item["minutes"]["B"]) if item is not None else None
+            version = int(item["version"]["N"]) if item is not None else 0
             merged, changed = merge_minutes(stored, update)
             if not changed:
                 return False
@@ -174,8 +251,7 @@ class DynamoGatewayStore:
                 self._db.put_item(
                     TableName=self.table,
                     Item={
-                        "pk": {"S": _household_pk(key.household_id)},
-                        "sk": {"S": f"D#{key.day}"},
+                        **self._day_key(key),
                         "minutes": {"B": encode_minutes(merged)},
                         "version": {"N": str(version + 1)},
                         "updated_at": {"S": self._clock().isoformat()},
@@ -191,34 +267,29 @@ class DynamoGatewayStore:
     def days(
         self, household_id: str, days: Sequence[dt.date], *, consistent: bool = False
     ) -> dict[dt.date, FloatArray]:
-        items = self._batch_get(household_id, "D#", days, "sk, minutes", consistent=consistent)
-        return {day: decode_minutes(item["minutes"]["B"]) for day, item in items.items()}
+        items = self._get_items(
+            [self._day_key(DayKey(household_id, day)) for day in days], consistent=consistent
+        )
+        return _days_of(items.values())
 
-    def _batch_get(
-        self,
-        household_id: str,
-        prefix: str,
-        days: Sequence[dt.date],
-        projection: str | None,
-        *,
-        consistent: bool,
-    ) -> dict[dt.date, dict[str, Any]]:
-        """The household-day items ``<prefix><day>`` that exist, by day."""
-        pk = _household_pk(household_id)
-        wanted = [{"pk": {"S": pk}, "sk": {"S": f"{prefix}{day}"}} for day in dict.fromkeys(days)]
-        found: dict[dt.date, dict[str, Any]] = {}
+    def _get_items(
+        self, keys: Sequence[dict[str, Any]], *, consistent: bool
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The items of ``keys`` that exist, by ``(pk, sk)``: BatchGetItem, 100 keys a
+        call, unprocessed keys asked again."""
+        wanted = list({_item_id(key): key for key in keys}.values())
+        found: dict[tuple[str, str], dict[str, Any]] = {}
         for start in range(0, len(wanted), _BATCH_GET_KEYS):
-            request: dict[str, Any] = {
-                "Keys": wanted[start : start + _BATCH_GET_KEYS],
-                "ConsistentRead": consistent,
+            pending: dict[str, Any] = {
+                self.table: {
+                    "Keys": wanted[start : start + _BATCH_GET_KEYS],
+                    "ConsistentRead": consistent,
+                }
             }
-            if projection is not None:
-                request["ProjectionExpression"] = projection
-            pending: dict[str, Any] = {self.table: request}
             for _ in range(self._max_attempts):
                 reply = self._db.batch_get_item(RequestItems=pending)
                 for item in reply.get("Responses", {}).get(self.table, []):
-                    found[dt.date.fromisoformat(item["sk"]["S"].removeprefix(prefix))] = item
+                    found[_item_id(item)] = item
                 pending = reply.get("UnprocessedKeys") or {}
                 if not pending:
                     break
@@ -260,6 +331,12 @@ class DynamoGatewayStore:
             ConsistentRead=True,
         ).get("Item")
         return self._summary(item) if item else None
+
+    def households_of(self, household_ids: Sequence[str]) -> dict[str, HouseholdSummary]:
+        items = self._get_items(
+            [{"pk": {"S": HOUSEHOLDS_PK}, "sk": {"S": h}} for h in household_ids], consistent=True
+        )
+        return {item["sk"]["S"]: self._summary(item) for item in items.values()}
 
     def _query(
         self, pk: str, *, between: tuple[str, str] | None = None, prefix: str | None = None
@@ -358,66 +435,108 @@ class DynamoGatewayStore:
     # ------------------------------------------------------------------ accuracy
 
     def put_targets(self, household_id: str, targets: Sequence[TargetForecast]) -> None:
-        by_day: dict[str, dict[str, str]] = {}
-        for target in targets:
-            sk, name = _target_attribute(target)
-            by_day.setdefault(sk, {})[name] = _target_value(target)
-        for sk, named in sorted(by_day.items()):
-            self._merge_targets(household_id, sk, named)
+        failed = self.put_targets_of({household_id: targets})
+        if household_id in failed:
+            raise failed[household_id]
 
-    def _merge_targets(self, household_id: str, sk: str, named: dict[str, str]) -> None:
-        """Set the attributes of one target-day item: read, merge, conditional put.
+    def put_targets_of(
+        self, targets: Mapping[str, Sequence[TargetForecast]]
+    ) -> dict[str, Exception]:
+        """The target-day items of every household read in one batched read, merged,
+        and written up to ``max_workers`` at a time; the households that failed, with why."""
+        named: dict[tuple[str, str], dict[str, str]] = {}
+        for household_id, household_targets in targets.items():
+            for target in household_targets:
+                sk, name = _target_attribute(target)
+                named.setdefault((household_id, sk), {})[name] = _target_value(target)
+        keys = {day: {"pk": {"S": _household_pk(day[0])}, "sk": {"S": day[1]}} for day in named}
+        try:
+            stored = self._get_items(list(keys.values()), consistent=True)
+        except Exception as error:  # nothing read: every household is retried
+            return {household_id: error for household_id in targets}
+        written = each(
+            sorted(named),
+            lambda day: self._merge_targets(keys[day], named[day], stored.get(_item_id(keys[day]))),
+            max_workers=self._max_workers,
+        )
+        return {day[0]: error for day, error in written.items() if isinstance(error, Exception)}
+
+    def _merge_targets(
+        self, key: dict[str, Any], named: dict[str, str], item: dict[str, Any] | None
+    ) -> None:
+        """Merge targets into one target-day item as read (``item``): one put conditional
+        on the version read; on a conflict read it again and retry.
 
         The same keyed overwrite as an UpdateItem with a ``SET`` per target (what was
-        there is kept, a redelivered target writes its own value again), as a read and
-        one put conditional on the version read, retried on conflict; when every
-        attribute already holds its value (a redelivery) nothing is written. Why not
-        ``SET``: moto parses a 50-``SET`` update in ~180 ms against ~10 ms for a put of
-        the same item, which made the local stack's forecasts consumer its slowest
-        stage; on DynamoDB both cost the item's size in write units.
+        there is kept, a redelivered target writes its own value again); when every
+        target already holds its value (a redelivery) nothing is written. The targets
+        are ONE string attribute (:func:`_encode_targets`), not an attribute each: a
+        client parses one string far faster than a map of ~100 (moto answered a
+        batched read of ten 96-attribute items in ~160 ms against ~10 ms), and a
+        ``SET`` per target made moto take ~180 ms per update; on DynamoDB both layouts
+        cost the item's size in units.
         """
-        key = {"pk": {"S": _household_pk(household_id)}, "sk": {"S": sk}}
-        for _ in range(self._max_attempts):
-            item = self._db.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
-            stored = item or {}
-            if all(stored.get(name) == {"S": value} for name, value in named.items()):
+        for attempt in range(self._max_attempts):
+            if attempt:
+                item = self._db.get_item(TableName=self.table, Key=key, ConsistentRead=True).get(
+                    "Item"
+                )
+            stored = _stored_targets(item) if item is not None else {}
+            if all(stored.get(name) == value for name, value in named.items()):
                 return
-            version = int(stored["version"]["N"]) if "version" in stored else 0
             condition: dict[str, Any] = (
                 {"ConditionExpression": "attribute_not_exists(pk)"}
                 if item is None
                 else {"ConditionExpression": "attribute_not_exists(version)"}
-                if "version" not in stored
+                if "version" not in item
                 else {
                     "ConditionExpression": "version = :v",
-                    "ExpressionAttributeValues": {":v": {"N": str(version)}},
+                    "ExpressionAttributeValues": {":v": {"N": item["version"]["N"]}},
                 }
             )
-            merged = {
-                **stored,
-                **key,
-                **{name: {"S": value} for name, value in named.items()},
-                "version": {"N": str(version + 1)},
-            }
+            version = int(item["version"]["N"]) if item is not None and "version" in item else 0
             try:
-                self._db.put_item(TableName=self.table, Item=merged, **condition)
+                self._db.put_item(
+                    TableName=self.table,
+                    Item={
+                        **key,
+                        _TARGETS: {"S": _encode_targets({**stored, **named})},
+                        "version": {"N": str(version + 1)},
+                    },
+                    **condition,
+                )
                 return
             except ClientError as error:
                 if not _conditional_failed(error):
                     raise
-        raise StoreConflict(f"{household_id} {sk} changed concurrently {self._max_attempts} times")
+        raise StoreConflict(f"{key} changed concurrently {self._max_attempts} times")
 
     def targets(self, household_id: str, days: Sequence[dt.date]) -> list[TargetForecast]:
-        found = []
-        items = self._batch_get(household_id, "T#", days, None, consistent=True)
-        for day, item in sorted(items.items()):
-            day_us = (day - dt.date(1970, 1, 1)).days * _DAY_US
-            for name, value in item.items():
-                if "S" in value and name not in ("pk", "sk"):
-                    target = _target_of(day_us, name, value["S"])
-                    if target is not None:
-                        found.append(target)
-        return sorted(found, key=lambda t: t.key)
+        items = self._get_items(
+            [{"pk": {"S": _household_pk(household_id)}, "sk": {"S": f"T#{d}"}} for d in days],
+            consistent=True,
+        )
+        return _targets_of(items.values())
+
+    def accuracy_inputs(
+        self, wanted: Mapping[str, tuple[Sequence[dt.date], Sequence[dt.date]]]
+    ) -> dict[str, tuple[dict[dt.date, FloatArray], list[TargetForecast]]]:
+        keys = [
+            {"pk": {"S": _household_pk(household_id)}, "sk": {"S": f"{prefix}{day}"}}
+            for household_id, (minute_days, target_days) in wanted.items()
+            for prefix, days in (("D#", minute_days), ("T#", target_days))
+            for day in days
+        ]
+        by_household: dict[str, list[dict[str, Any]]] = {}
+        for (pk, _), item in self._get_items(keys, consistent=True).items():
+            by_household.setdefault(pk.removeprefix("H#"), []).append(item)
+        result = {}
+        for household_id in wanted:
+            items = by_household.get(household_id, [])
+            days = _days_of(i for i in items if i["sk"]["S"].startswith("D#"))
+            targets = _targets_of(i for i in items if i["sk"]["S"].startswith("T#"))
+            result[household_id] = (days, targets)
+        return result
 
     def _accuracy_key(self, household_id: str) -> dict[str, Any]:
         return {"pk": {"S": ACCURACY_PK}, "sk": {"S": household_id}}

@@ -8,7 +8,7 @@ consumers run after their writes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -16,12 +16,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from services.gateway.core.accuracy import accuracy_days, household_accuracy
 from services.gateway.core.model import ConsumerProgress
 from services.gateway.ports import GatewayStore, ObjectReader, QuarantineSink
+from shared.parallel import each
 from shared.shell import ShellDeps, environment_or_process, logger_for, metrics_for
 
 __all__ = [
     "ConsumerDeps",
     "consumer_deps_from_environment",
     "note_progress",
+    "refresh_accuracies",
     "refresh_accuracy",
 ]
 
@@ -69,22 +71,57 @@ def note_progress(
 
 
 def refresh_accuracy(store: GatewayStore, household_id: str) -> bool:
-    """Recompute a household's rolling accuracy from what is stored; True if written.
+    """:func:`refresh_accuracies` of one household; its failure is raised."""
+    result = refresh_accuracies(store, [household_id])[household_id]
+    if isinstance(result, Exception):
+        raise result
+    return result
 
-    Called after a batch's writes of the household (its minutes or its forecast targets)
-    by both consumers: the ticket is taken after those writes and the inputs are read
-    after the ticket, so the newest ticket's result saw every input, and an older
-    ticket's result is refused by the store. Nothing is accumulated, so a redelivered
-    batch recomputes the same numbers.
+
+def refresh_accuracies(
+    store: GatewayStore, household_ids: Sequence[str], *, max_workers: int = 8
+) -> dict[str, bool | Exception]:
+    """Recompute the households' rolling accuracy from what is stored: per household,
+    True if written, or the exception that failed it (the others go on).
+
+    Called after a batch's writes of the households (their minutes or their forecast
+    targets) by both consumers: each ticket is taken after those writes and the inputs
+    are read after every ticket, so the newest ticket's result saw every input, and an
+    older ticket's result is refused by the store. Nothing is accumulated, so a
+    redelivered batch recomputes the same numbers. The inputs of all the households
+    are read together (two batched reads: the index rows, then their days and targets):
+    one read per household and input was most of the consumers' round trips.
     """
-    ticket = store.accuracy_ticket(household_id)
-    indexed = store.household(household_id)
-    if indexed is None or indexed.last_reading_at is None:
-        return False  # no actual yet: nothing to score
-    minute_days, target_days = accuracy_days(indexed.last_reading_at)
-    days = store.days(household_id, minute_days, consistent=True)
-    result = household_accuracy(household_id, store.targets(household_id, target_days), days)
-    return result is not None and store.put_accuracy(result, ticket)
+    results: dict[str, bool | Exception] = {}
+    tickets: dict[str, int] = {}
+    for household_id, ticket in each(
+        household_ids, store.accuracy_ticket, max_workers=max_workers
+    ).items():
+        if isinstance(ticket, Exception):
+            results[household_id] = ticket
+        else:
+            tickets[household_id] = ticket
+    if not tickets:
+        return results
+    try:
+        index = store.households_of(list(tickets))
+        wanted = {
+            household_id: accuracy_days(summary.last_reading_at)
+            for household_id, summary in index.items()
+            if summary.last_reading_at is not None
+        }
+        inputs = store.accuracy_inputs(wanted) if wanted else {}
+    except Exception as error:  # nothing read: every household is retried
+        return results | {household_id: error for household_id in tickets}
+    # No actual yet: nothing to score.
+    results.update({household_id: False for household_id in tickets if household_id not in wanted})
+
+    def keep(household_id: str) -> bool:
+        days, targets = inputs[household_id]
+        result = household_accuracy(household_id, targets, days)
+        return result is not None and store.put_accuracy(result, tickets[household_id])
+
+    return results | each(wanted, keep, max_workers=max_workers)
 
 
 def consumer_deps_from_environment(

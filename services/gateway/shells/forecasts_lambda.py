@@ -9,14 +9,15 @@ day-ahead step, :func:`services.gateway.core.accuracy.targets_of`) are kept per 
 interval, and the household's rolling accuracy is recomputed from the store. A record
 that is not a valid forecast goes to the quarantine with its bytes, reason and
 coordinates; a failed write fails only the records of that household. Households are
-written up to ``max_workers`` at a time, like the readings consumer's household-days.
+written up to ``max_workers`` at a time, like the readings consumer's household-days; the
+target-day items and the accuracy inputs of the whole batch are read with batched reads
+(a few round trips per batch instead of several per household).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from pydantic import ValidationError
@@ -27,8 +28,9 @@ from services.gateway.shells.consumer import (
     ConsumerDeps,
     consumer_deps_from_environment,
     note_progress,
-    refresh_accuracy,
+    refresh_accuracies,
 )
+from shared.parallel import each
 from shared.schema import Forecast, Quarantined
 from shared.shell import BatchOutcome, Delivery, LambdaEntry, batch_handler, set_aside
 
@@ -65,46 +67,46 @@ def apply_forecasts(delivered: Sequence[Delivery], deps: ConsumerDeps) -> BatchO
             continue
         by_household[forecast.household_id].append((record, forecast))
 
-    def write(household: str) -> tuple[int, int, int, int] | Exception:
-        """The household's anomalies, targets, latest forecast and accuracy; its own
-        failure, returned (not raised), fails only its records."""
+    def write(household: str) -> tuple[int, int]:
+        """The household's anomalies and latest forecast: (anomalies, kept)."""
         items = by_household[household]
+        anomalies = 0
+        for _, forecast in items:
+            mark = anomaly_of(forecast)
+            if mark is not None:
+                deps.store.put_anomaly(mark)
+                anomalies += 1
         latest = max(items, key=lambda item: item[1].issued_at)[1]
-        try:
-            anomalies = 0
-            for _, forecast in items:
-                mark = anomaly_of(forecast)
-                if mark is not None:
-                    deps.store.put_anomaly(mark)
-                    anomalies += 1
-            targets = [t for _, forecast in items for t in targets_of(forecast)]
-            if targets:
-                deps.store.put_targets(household, targets)
-            kept = int(deps.store.put_forecast(latest))
-            rescored = int(refresh_accuracy(deps.store, household))
-        except Exception as error:  # this household's records are retried
-            return error
-        return anomalies, len(targets), kept, rescored
+        return anomalies, int(deps.store.put_forecast(latest))
 
-    # Households are independent: up to ``max_workers`` at a time (each is a few
-    # sequential store calls, so one at a time left the batch waiting on round trips).
-    households = list(by_household)
-    with ThreadPoolExecutor(max_workers=max(1, min(deps.max_workers, len(households)))) as pool:
-        results = list(pool.map(write, households))
-    for household, result in zip(households, results, strict=True):
-        if isinstance(result, Exception):
+    # Households are independent: up to ``max_workers`` at a time (each is a few store
+    # calls, so one at a time left the batch waiting on round trips); the targets of
+    # every household are merged with batched reads, then the accuracy of the
+    # households whose targets were written is recomputed, again batched.
+    written = each(by_household, write, max_workers=deps.max_workers)
+    targets = {h: [t for _, f in items for t in targets_of(f)] for h, items in by_household.items()}
+    failed: dict[str, Exception] = deps.store.put_targets_of(
+        {h: found for h, found in targets.items() if found}
+    )
+    failed |= {h: e for h, e in written.items() if isinstance(e, Exception) and h not in failed}
+    rescored = refresh_accuracies(
+        deps.store, [h for h in by_household if h not in failed], max_workers=deps.max_workers
+    )
+    failed |= {h: e for h, e in rescored.items() if isinstance(e, Exception)}
+    for household, items in by_household.items():
+        if household in failed:
+            error = failed[household]
             deps.logger.error(
-                "writing a forecast failed", extra={"household_id": household}, exc_info=result
+                "writing a forecast failed", extra={"household_id": household}, exc_info=error
             )
-            outcome.fail(
-                (record.item_id for record, _ in by_household[household]),
-                f"{type(result).__name__}: {result}",
-            )
+            reason = f"{type(error).__name__}: {error}"
+            outcome.fail((record.item_id for record, _ in items), reason)
             continue
-        counts["Anomalies"] += result[0]
-        counts["AccuracyTargets"] += result[1]
-        counts["ForecastsKept"] += result[2]
-        counts["AccuracyUpdates"] += result[3]
+        anomalies, kept = written[household]  # type: ignore[misc]
+        counts["Anomalies"] += anomalies
+        counts["ForecastsKept"] += kept
+        counts["AccuracyTargets"] += len(targets[household])
+        counts["AccuracyUpdates"] += int(rescored[household])
 
     set_aside(refused, deps.quarantine.quarantine, outcome, deps.logger)
 

@@ -2,9 +2,10 @@
 
 The batch is handled as a whole: every record is decoded, its readings turned into
 per-minute power by the pure core, and all updates of one household-day (from any number
-of records, in arrival order) are merged in ONE read-merge-conditional-write, up to
-``max_workers`` household-days at a time. Redelivery is harmless: the same minutes get
-the same values, the core reports "unchanged", and nothing is written.
+of records, in arrival order) are merged in ONE read-merge-conditional-write (the batch's
+reads batched), up to ``max_workers`` household-days at a time. Redelivery is harmless:
+the same minutes get the same values, the core reports "unchanged", and nothing is
+written.
 
 Failures stay narrow: a household-day whose write fails fails only the records that
 contributed to it.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 import numpy as np
@@ -39,9 +39,10 @@ from services.gateway.shells.consumer import (
     ConsumerDeps,
     consumer_deps_from_environment,
     note_progress,
-    refresh_accuracy,
+    refresh_accuracies,
 )
 from shared.batch import us_to_datetime
+from shared.parallel import each
 from shared.shell import (
     BatchOutcome,
     Delivery,
@@ -87,16 +88,8 @@ def apply_readings(delivered: Sequence[Delivery], deps: ConsumerDeps) -> BatchOu
         latest[household] = max(latest.get(household, 0), int(np.max(batch.timestamps_us)))
         household_records[household].append(record.item_id)
 
-    def write(key: DayKey) -> bool | Exception:
-        try:
-            return deps.store.merge_day(key, combine_updates(updates[key]))
-        except Exception as error:  # one household-day fails, not the batch
-            return error
-
-    keys = list(updates)
-    with ThreadPoolExecutor(max_workers=max(1, min(deps.max_workers, len(keys)))) as pool:
-        results = list(pool.map(write, keys))
-    for key, result in zip(keys, results, strict=True):
+    merged = deps.store.merge_days({key: combine_updates(found) for key, found in updates.items()})
+    for key, result in merged.items():
         counts["HouseholdDays"] += 1
         if isinstance(result, Exception):
             deps.logger.error(
@@ -108,25 +101,22 @@ def apply_readings(delivered: Sequence[Delivery], deps: ConsumerDeps) -> BatchOu
         elif result:
             counts["ItemsWritten"] += 1
 
-    for household, stamp in latest.items():
-        try:
-            deps.store.note_household(household, us_to_datetime(stamp))
-        except Exception as error:
-            deps.logger.exception("indexing a household failed", extra={"household_id": household})
+    indexed = each(
+        latest,
+        lambda household: deps.store.note_household(household, us_to_datetime(latest[household])),
+        max_workers=deps.max_workers,
+    )
+    for household, error in indexed.items():
+        if isinstance(error, Exception):
+            deps.logger.error(
+                "indexing a household failed", extra={"household_id": household}, exc_info=error
+            )
             outcome.fail(household_records[household], f"households index: {error}")
 
     # Accuracy of the households written in full (a failed one is retried as a whole).
     scored = [h for h, seqs in household_records.items() if not outcome.failed.keys() & set(seqs)]
-
-    def rescore(household: str) -> bool | Exception:
-        try:
-            return refresh_accuracy(deps.store, household)
-        except Exception as error:  # this household's records are retried
-            return error
-
-    with ThreadPoolExecutor(max_workers=max(1, min(deps.max_workers, len(scored)))) as pool:
-        rescored = list(pool.map(rescore, scored))
-    for household, result in zip(scored, rescored, strict=True):
+    rescored = refresh_accuracies(deps.store, scored, max_workers=deps.max_workers)
+    for household, result in rescored.items():
         if isinstance(result, Exception):
             deps.logger.error(
                 "recomputing the forecast accuracy failed; its records will be retried",

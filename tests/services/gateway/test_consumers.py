@@ -126,11 +126,15 @@ def test_readings_consumer_failed_day_fails_only_its_records(stack, clients, tmp
         def __getattr__(self, name):
             return getattr(self.store, name)
 
-        def merge_day(self, key, update):
-            if key.day == dt.date(2006, 12, 16) and self.failures < 2:
-                self.failures += 1
-                raise OSError("throttled")
-            return self.store.merge_day(key, update)
+        def merge_days(self, updates):
+            failed, rest = {}, {}
+            for key, update in updates.items():
+                if key.day == dt.date(2006, 12, 16) and self.failures < 2:
+                    self.failures += 1
+                    failed[key] = OSError("throttled")
+                else:
+                    rest[key] = update
+            return failed | self.store.merge_days(rest)
 
     store = FailingFirstDay(
         DynamoGatewayStore(stack.outputs["GatewayTableName"], client=clients("dynamodb"))

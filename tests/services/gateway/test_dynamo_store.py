@@ -64,11 +64,17 @@ def test_dynamo_store_merge_day_retries_on_a_concurrent_writer(store, clients, t
         def __getattr__(self, name):
             return getattr(real, name)
 
-        def get_item(self, **kwargs):
-            reply = real.get_item(**kwargs)
+        def _read(self, method, **kwargs):
+            reply = method(**kwargs)
             if not interleaved:
                 interleaved.append(other.merge_day(KEY, _update([10], [9.0])))
             return reply
+
+        def get_item(self, **kwargs):
+            return self._read(real.get_item, **kwargs)
+
+        def batch_get_item(self, **kwargs):  # the first read of a merge is batched
+            return self._read(real.batch_get_item, **kwargs)
 
     racing = DynamoGatewayStore(table, client=Interleaving())
 
