@@ -106,6 +106,7 @@ class StageClock:
     first_start: float | None = None
     last_end: float | None = None
     max_lag_s: float = 0.0
+    in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def span_s(self) -> float:
@@ -148,12 +149,15 @@ def timed(handler: Any, clock_of: Callable[[], StageClock]) -> Any:
     def measured(event: dict[str, Any], context: Any) -> Any:
         started, wall = time.perf_counter(), time.time()
         arrivals = _arrivals(event)
+        clock = clock_of()
+        with clock.lock:
+            clock.in_flight += 1
         try:
             return handler(event, context)
         finally:
             ended = time.perf_counter()
-            clock = clock_of()
             with clock.lock:
+                clock.in_flight -= 1
                 clock.calls += 1
                 clock.records += len(event.get("Records", []))
                 clock.busy_s += ended - started
@@ -226,6 +230,49 @@ class StackSampler:
         ranked = sorted(self.counts.items(), key=lambda item: -item[1])[:top]
         lines = [f"{self.samples} thread samples every {self.interval_s * 1000:.0f} ms"]
         lines += [f"{count / max(self.samples, 1):6.1%}  {name}" for name, count in ranked]
+        return "\n".join(lines)
+
+
+class RequestCounter:
+    """Every AWS request this process makes, counted per ``service.Operation`` with the
+    seconds spent waiting for it (botocore's endpoint, patched while the block runs):
+    the local AWS is one process, so request counts are what a stage costs it."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+        self._original: Any = None
+
+    def __enter__(self) -> RequestCounter:
+        from botocore.endpoint import Endpoint
+
+        original = self._original = Endpoint.make_request
+        counter = self
+
+        def make_request(endpoint: Any, operation_model: Any, request_dict: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(endpoint, operation_model, request_dict)
+            finally:
+                name = f"{operation_model.service_model.endpoint_prefix}.{operation_model.name}"
+                with counter._lock:
+                    row = counter.calls.setdefault(name, [0, 0.0])
+                    row[0] += 1
+                    row[1] += time.perf_counter() - started
+
+        Endpoint.make_request = make_request  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from botocore.endpoint import Endpoint
+
+        Endpoint.make_request = self._original  # type: ignore[method-assign]
+
+    def report(self) -> str:
+        total = sum(int(n) for n, _ in self.calls.values())
+        lines = [f"{total:,} AWS requests (count, mean ms, operation)"]
+        for name, (count, seconds) in sorted(self.calls.items(), key=lambda kv: -kv[1][0]):
+            lines.append(f"{int(count):>9,} {seconds / count * 1000:8.1f}  {name}")
         return "\n".join(lines)
 
 
@@ -415,6 +462,38 @@ def heartbeat(clocks: dict[str, StageClock], since: float, what: str) -> Iterato
         thread.join()
 
 
+def settle(
+    runner: Any, clocks: dict[str, StageClock], *, timeout_s: float, quiet_s: float = 2.0
+) -> None:
+    """Let the runner's threads (every function concurrently, as Lambda runs them) work
+    until the pipeline is quiet: no call in flight, nothing buffered and no call ended
+    for ``quiet_s`` (every poller has polled its source empty many times by then); then
+    stop them and drain what is left, if anything, round by round.
+
+    ``stop`` + ``drain`` alone would run the whole backlog on ONE thread, one function
+    after another: the day would measure the runner's sequential mode, not the pipeline.
+    """
+    deadline = time.monotonic() + timeout_s
+    quiet_since: float | None = None
+    last = None
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        state = tuple((c.calls, c.in_flight) for c in clocks.values())
+        try:
+            buffered = any(p.buffered for p in runner.pollers)
+        except RuntimeError:  # a poller added a shard while we looked: look again
+            buffered = True
+        busy = buffered or any(c.in_flight for c in clocks.values())
+        if busy or state != last:
+            quiet_since, last = None, state
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            break
+    runner.stop(timeout_s=timeout_s)  # finish calls in flight
+    runner.drain(timeout_s=max(1.0, deadline - time.monotonic()))
+
+
 def expected_readings(
     fleet: Any, sources: Any, *, day: dt.date, noise_sigma: float = 0.2
 ) -> dict[str, set[int]]:
@@ -514,8 +593,7 @@ def run(
                 max_window_minutes=24 * 60,  # one record per household: quick, same state
             )
             with heartbeat(clocks, warm_started, "warm-up"):
-                warm_runner.stop(timeout_s=drain_timeout_s)  # finish calls in flight
-                warm_runner.drain(timeout_s=drain_timeout_s)
+                settle(warm_runner, clocks, timeout_s=drain_timeout_s)
             _console(
                 f"  {warm.readings_published:,} readings through the pipeline in "
                 f"{time.perf_counter() - warm_started:.1f} s (not timed)"
@@ -524,6 +602,7 @@ def run(
         publisher.records, publisher.seconds = 0, 0.0
         _console(f"the measured day: {day}")
         sampler = StackSampler().__enter__() if profile is not None else None
+        requests = RequestCounter().__enter__() if profile is not None else None
         runner = new_runner()
         started = time.perf_counter()
         runner.start()
@@ -553,13 +632,16 @@ def run(
         published_s = time.perf_counter() - started
         _console(f"ingest done in {published_s:.1f} s; waiting for the pipeline to drain ...")
         with heartbeat(clocks, started, "draining"):
-            runner.stop(timeout_s=drain_timeout_s)  # finish calls in flight
-            runner.drain(timeout_s=drain_timeout_s)
-        seconds = time.perf_counter() - started
+            settle(runner, clocks, timeout_s=drain_timeout_s)
+        # The day is through when the last call returned (not when the quiet wait ended).
+        ends = [c.last_end for c in clocks.values() if c.last_end is not None]
+        seconds = max([*ends, published_s + started]) - started
         if sampler is not None:
             sampler.__exit__()
             assert profile is not None
-            profile.write_text(sampler.report())
+            assert requests is not None
+            requests.__exit__()
+            profile.write_text(requests.report() + "\n\n" + sampler.report())
             _console(f"stack samples of the measured day: {profile}")
         stats = runner.stats()
         _console(f"drained after {seconds:.1f} s; reading everything back ...")

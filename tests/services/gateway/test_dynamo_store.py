@@ -217,3 +217,83 @@ def test_dynamo_store_accuracy_kept_only_for_the_newest_ticket(store):
     other = result.model_copy(update={"household_id": "uci-0002"})
     assert store.put_accuracy(other, store.accuracy_ticket("uci-0002")) is True
     assert store.fleet_accuracy() == [result, other]
+
+
+def test_dynamo_store_targets_written_as_one_attribute_per_item(store, clients, table):
+    store.put_targets("uci-0001", _targets(T0, 4))
+
+    item = clients("dynamodb").get_item(
+        TableName=table, Key={"pk": {"S": "H#uci-0001"}, "sk": {"S": f"T#{T0.date()}"}}
+    )["Item"]
+
+    assert sorted(item) == ["pk", "sk", "targets", "version"]
+    assert len(item["targets"]["S"].splitlines()) == 4
+
+
+def test_dynamo_store_targets_of_the_older_layout_are_read_and_kept(store, clients, table):
+    """An item written with an attribute per target (the older layout) still counts, and
+    a merge into it keeps those targets."""
+    old = _targets(T0, 2)
+    clients("dynamodb").put_item(
+        TableName=table,
+        Item={
+            "pk": {"S": "H#uci-0001"},
+            "sk": {"S": f"T#{T0.date()}"},
+            "version": {"N": "1"},
+            **{f"n1800_{(t.start_us // 1_000_000) % 86_400}": {"S": v} for t, v in _legacy(old)},
+        },
+    )
+    new = _targets(T0 + dt.timedelta(hours=2), 1)
+
+    assert store.targets("uci-0001", [T0.date()]) == old
+    store.put_targets("uci-0001", new)
+
+    assert store.targets("uci-0001", [T0.date()]) == sorted(old + new)
+
+
+def _legacy(targets):
+    return [(t, f"{t.value_kw!r},{t.lower_kw!r},{t.upper_kw!r},{t.issued_us}") for t in targets]
+
+
+def test_dynamo_store_batched_reads_match_the_single_ones(store):
+    """``merge_days``, ``put_targets_of``, ``households_of`` and ``accuracy_inputs`` (the
+    consumers' batched calls) store and read what the per-household calls do."""
+    day, other = T0.date(), T0.date() + dt.timedelta(days=1)
+    second = DayKey("uci-0002", day)
+    updates = {KEY: _update([0, 1], [1.0, 2.0]), second: _update([5], [3.0])}
+
+    assert store.merge_days(updates) == {KEY: True, second: True}
+    assert store.merge_days(updates) == {KEY: False, second: False}  # redelivery
+    assert store.put_targets_of({"uci-0001": _targets(T0, 3), "uci-0002": []}) == {}
+    store.note_household("uci-0001", T0)
+
+    assert set(store.households_of(["uci-0001", "uci-0002"])) == {"uci-0001"}
+    inputs = store.accuracy_inputs({"uci-0001": ([day, other], [day]), "uci-0002": ([day], [])})
+    for household in ("uci-0001", "uci-0002"):
+        days, targets = inputs[household]
+        assert days.keys() == store.days(household, [day, other]).keys()
+        assert targets == store.targets(household, [day])
+    assert inputs["uci-0001"][1] == _targets(T0, 3)
+    assert inputs["uci-0002"][0][day][5] == 3.0
+
+
+def test_dynamo_store_put_targets_of_reports_the_household_that_failed(store, clients, table):
+    real = clients("dynamodb")
+
+    class RefusesOneHousehold:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def put_item(self, **kwargs):
+            if kwargs["Item"]["pk"]["S"] == "H#uci-0002":
+                raise OSError("throttled")
+            return real.put_item(**kwargs)
+
+    failing = DynamoGatewayStore(table, client=RefusesOneHousehold())
+
+    failed = failing.put_targets_of({"uci-0001": _targets(T0, 2), "uci-0002": _targets(T0, 2)})
+
+    assert list(failed) == ["uci-0002"]
+    assert isinstance(failed["uci-0002"], OSError)
+    assert store.targets("uci-0001", [T0.date()]) == _targets(T0, 2)
+    assert store.targets("uci-0002", [T0.date()]) == []
