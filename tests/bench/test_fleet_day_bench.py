@@ -48,3 +48,51 @@ def test_fleet_day_bench_rejects_an_empty_fleet(capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit):
         fleet_day.main(["--households", "0"])
     assert "--households" in capsys.readouterr().err
+
+
+class _Runner:
+    """A runner stand-in: records what ``settle`` asked of it."""
+
+    def __init__(self) -> None:
+        self.pollers: list[object] = []
+        self.calls: list[str] = []
+
+    def stop(self, timeout_s: float) -> None:
+        self.calls.append("stop")
+
+    def drain(self, timeout_s: float) -> int:
+        self.calls.append("drain")
+        return 0
+
+
+def test_fleet_day_settle_waits_for_calls_in_flight_before_stopping() -> None:
+    """The backlog runs on the runner's threads: ``settle`` stops them only once no call
+    has been in flight (or ended) for the quiet time, then drains what is left."""
+    import threading
+
+    runner, clock = _Runner(), fleet_day.StageClock()
+    clock.in_flight = 1
+    finished = threading.Event()
+
+    def finish_later() -> None:
+        finished.wait(0.5)
+        with clock.lock:
+            clock.in_flight, clock.calls = 0, 1
+        runner.calls.append("call ended")
+
+    thread = threading.Thread(target=finish_later)
+    thread.start()
+    fleet_day.settle(runner, {"stage": clock}, timeout_s=30, quiet_s=0.3)
+    thread.join()
+
+    assert runner.calls == ["call ended", "stop", "drain"]
+
+
+def test_fleet_day_request_counter_counts_per_operation_and_restores_botocore() -> None:
+    from botocore.endpoint import Endpoint
+
+    original = Endpoint.make_request
+    with fleet_day.RequestCounter() as counter:
+        assert Endpoint.make_request is not original
+    assert Endpoint.make_request is original
+    assert counter.report().startswith("0 AWS requests")
