@@ -16,7 +16,8 @@ def test_each_keeps_a_failure_as_its_items_value_and_runs_the_others():
     result = each([1, 2, 3, 1], call, max_workers=4)
 
     assert list(result) == [1, 2, 3]  # in order, each item once
-    assert result[1] == 10 and result[3] == 30
+    assert result[1] == 10
+    assert result[3] == 30
     assert isinstance(result[2], OSError)
 
 
