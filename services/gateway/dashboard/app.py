@@ -76,6 +76,13 @@ def live_panel(client: GatewayClient, household: str, hours: int) -> None:
         st.info(f"no readings for {household} in this window yet")
         return
     st.altair_chart(views.live_chart(actual, predicted, marks, past), use_container_width=True)
+    if not marks.empty:
+        st.dataframe(
+            marks.assign(time=marks["time"].dt.strftime("%Y-%m-%d %H:%M UTC"))[
+                ["time", "what", "score"]
+            ].rename(columns={"time": "flagged at", "what": "anomaly"}),
+            hide_index=True,
+        )
     st.caption(
         f"{household}: {len(actual)} {resolution} points (times in UTC; a break in the "
         "line is a gap in the readings), forecast "
