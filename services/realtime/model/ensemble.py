@@ -18,8 +18,9 @@ directly. So the ensemble has three members, each a direct multi-horizon forecas
   level, habit and recent load.
 * **LSTM**: the protocol's quantile LSTM, its mean from the quantiles (Swanson's rule).
 
-The weights of the average are chosen on a validation slice of the training period (a
-grid on the simplex, step 0.05), never on the test; see
+The regression and the MLP learn from the windows issued near the test origins' time of
+day (see ``evaluation.py``). The weights of the average are chosen on a validation slice
+of the training period (a grid on the simplex, step 0.05), never on the test; see
 :func:`services.realtime.model.evaluation.evaluate_protocol` for the whole procedure.
 Everything here is a pure function of arrays: no I/O, seeded where random.
 """
