@@ -122,9 +122,7 @@ FIRST_UNTIL: Final = dt.date(2012, 7, 1)
 """The first fleet model's cut-off: London data starts 2011-11-23; a model needs a few
 months to train on and three more to be calibrated on."""
 LAST_UNTIL: Final = dt.date(2014, 1, 1)
-PROPHET_ALONE: Final = dataclasses.replace(
-    DEFAULT_SETTINGS, fleet_weight=0.0, fleet_weight_short=0.0
-)
+PROPHET_ALONE: Final = dataclasses.replace(DEFAULT_SETTINGS, use_fleet=False)
 """The seed's model (Prophet with its own intervals), reported next to ours."""
 _SINGLE_THREAD_ENV: Final = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -366,6 +364,7 @@ def rest_of_month_rows(
             "history_days": int(history.usable().sum()),
             "unseen": models.unseen(task.household_id) if models else True,
             "actual": task.actual_total,
+            "actual_to_date": task.actual_to_date,
             **{
                 name: task.actual_to_date + rest
                 for name, rest in baseline_rests(history, task).items()
@@ -377,6 +376,8 @@ def rest_of_month_rows(
             if s is not None:
                 q = fleet.quantiles(s.x, [s.usable_days])[0]
                 row["fleet"] = task.actual_to_date + s.base * q[2] * task.days_left
+                # its calibrated month-total band (2.5/10/50/90/97.5 %), to study blends
+                row["fleet:q"] = [task.actual_to_date + s.base * v * task.days_left for v in q]
                 row["fleet:cpu"] = cpu_seconds() - started
         for name, config in configs.items():
             started = cpu_seconds()
@@ -402,6 +403,12 @@ def rest_of_month_rows(
                 row[f"{name}:in95"] = (
                     f.month_total_lower_95 <= task.actual_total <= f.month_total_upper_95
                 )
+                row[f"{name}:bounds"] = [
+                    f.month_total_lower_95,
+                    f.month_total_lower_80,
+                    f.month_total_upper_80,
+                    f.month_total_upper_95,
+                ]
                 row[f"{name}:fallback"] = f.fallback_reason is not None
                 row[f"{name}:model"] = f.model_version
                 if result.fit is not None:

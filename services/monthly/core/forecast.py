@@ -115,10 +115,17 @@ class ModelSettings:
     ``residual_scale``: widens the residual blocks of the sample paths (in-sample
     residuals are smaller than out-of-sample errors; calibrated by measurement).
     ``subdaily_days``: how many recent days of sub-daily data fit the daily profile.
-    ``fleet_weight``: the fleet model's share of the point forecast of the remaining days
-    (the rest is Prophet's) once a household has ``fleet_short_days`` usable days; at 0
-    Prophet answers alone with its own intervals. ``fleet_weight_short``: the share
-    before that (Prophet has seen too little to hold its own). Both 0: no fleet model.
+    ``use_fleet``: blend the fleet model in (False: Prophet alone with its own intervals,
+    the seed's model). The point forecast of the remaining days is a blend by history
+    length (weights chosen on a validation set, see :data:`DEFAULT_SETTINGS`): from
+    ``fleet_short_days`` usable days ``fleet_weight`` fleet model + the rest Prophet;
+    from ``min_history_days`` to ``fleet_short_days`` ``fleet_weight_short`` fleet model +
+    ``prophet_weight_short`` Prophet + the rest the household's recent level (its
+    trailing 28-day mean spread by its weekday profile); below ``min_history_days``
+    (Prophet not fitted) ``fleet_weight_first`` fleet model + the rest the recent level.
+    The intervals are the fleet model's calibrated band moved with the point, the 95 %
+    one's distance from the point scaled by ``band_95_scale`` (the errors' tails are
+    heavier than the network's 2.5/97.5 % quantiles say).
     """
 
     history_days: int | None = None
@@ -137,9 +144,13 @@ class ModelSettings:
     residual_scale: float = 1.6
     subdaily_days: int = 28
     fallback_window_days: int = 28
-    fleet_weight: float = 0.0
-    fleet_weight_short: float = 1.0
+    use_fleet: bool = True
+    fleet_weight: float = 0.25
+    fleet_weight_short: float = 0.2
+    prophet_weight_short: float = 0.4
+    fleet_weight_first: float = 0.0
     fleet_short_days: int = 61
+    band_95_scale: float = 1.25
     seed: int = 0
 
     @property
@@ -484,8 +495,12 @@ def _assemble(
     paths: FloatArray,
     model_version: str,
     fallback_reason: str | None,
+    widen_95: float = 1.0,
 ) -> MonthlyForecast:
-    """The wire model from per-day points and joint sample paths of the predicted days."""
+    """The wire model from per-day points and joint sample paths of the predicted days.
+
+    ``widen_95`` scales the 95 % bands' distance from the point (days and total).
+    """
     predicted = np.flatnonzero(month.predicted)
     actual = float(np.nansum(month.kwh))
     point = np.maximum(point, 0.0)
@@ -497,6 +512,11 @@ def _assemble(
         daily_q = np.tile(point, (len(_QUANTILES), 1))
         total_q = np.full(len(_QUANTILES), actual + point.sum())
     total = actual + float(point.sum())
+    if widen_95 != 1.0:
+        daily_q[0] = np.maximum(point - widen_95 * (point - daily_q[0]), 0.0)
+        daily_q[3] = point + widen_95 * (daily_q[3] - point)
+        total_q[0] = max(total - widen_95 * (total - total_q[0]), actual)
+        total_q[3] = total + widen_95 * (total_q[3] - total)
     points: list[DailyPoint] = []
     predicted_at = {int(day): i for i, day in enumerate(predicted)}
     for i, day in enumerate(month.days):
@@ -681,7 +701,7 @@ _DEFAULT_FLEET: Final = "default"
 
 
 def _resolve_fleet(fleet: FleetModel | str | None, settings: ModelSettings) -> FleetModel | None:
-    if max(settings.fleet_weight, settings.fleet_weight_short) <= 0 or fleet is None:
+    if not settings.use_fleet or fleet is None:
         return None
     if isinstance(fleet, FleetModel):
         return fleet
@@ -692,23 +712,56 @@ def _resolve_fleet(fleet: FleetModel | str | None, settings: ModelSettings) -> F
 
 def _fleet_paths(
     fleet: FleetModel, sit: Situation, month: _Month, n: int, rng: np.random.Generator
-) -> tuple[FloatArray, FloatArray]:
-    """The fleet model's point and paths on the month's predicted days.
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The fleet model's point, paths and the household's recent level on the month's
+    predicted days.
 
-    Days after the as-of day come from :meth:`FleetModel.paths`; missing days before it
-    (rare: gaps in the month so far) are the household's level with its own noise.
+    Days after the as-of day come from :meth:`FleetModel.paths` (the level: the trailing
+    28-day mean spread by the weekday profile); missing days before it (rare: gaps in
+    the month so far) are the household's level with its own noise.
     """
     point_rest, paths_rest = fleet.paths(sit, n, rng)
     predicted = month.predicted
     after = month.after_as_of[predicted]
     point = np.full(int(predicted.sum()), sit.base)
+    level = point.copy()
     paths = np.full((paths_rest.shape[0], len(point)), sit.base)
     if (~after).any() and len(sit.noise) >= 2:
         noise = rng.choice(sit.noise, size=(paths.shape[0], int((~after).sum())))
         paths[:, ~after] = sit.base * np.maximum(1.0 + noise, 0.0)
     point[after] = point_rest
+    level[after] = sit.base * sit.shape
     paths[:, after] = paths_rest
-    return point, paths
+    return point, paths, level
+
+
+def _blend(
+    fleet: FleetModel,
+    sit: Situation,
+    month: _Month,
+    prophet: FloatArray | None,
+    settings: ModelSettings,
+    rng: np.random.Generator,
+) -> tuple[FloatArray, FloatArray]:
+    """The blended point by history length and the fleet model's paths moved with it.
+
+    ``prophet``: Prophet's point on the predicted days (None: not fitted). The weights
+    are :class:`ModelSettings`'; the band is the fleet model's calibrated one, scaled by
+    the ratio of the blended total to the fleet model's (it sets the width relative to
+    the level, which the blend leaves alone).
+    """
+    point, paths, level = _fleet_paths(fleet, sit, month, settings.uncertainty_samples, rng)
+    if prophet is None:
+        wf, wp = settings.fleet_weight_first, 0.0
+    elif sit.usable_days < settings.fleet_short_days:
+        wf, wp = settings.fleet_weight_short, settings.prophet_weight_short
+    else:
+        wf, wp = settings.fleet_weight, 1.0 - settings.fleet_weight
+    blended = wf * point + (1.0 - wf - wp) * level
+    if prophet is not None and wp > 0:
+        blended = blended + wp * np.maximum(prophet, 0.0)
+    ratio = blended.sum() / point.sum() if point.sum() > 0 else 1.0
+    return blended, paths * ratio
 
 
 def forecast_month(
@@ -758,28 +811,28 @@ def forecast_month(
     month = _Month.of(series, as_of, settings.min_coverage)
     rng = np.random.default_rng(stable_seed(settings.seed, series.household_id, as_of))
     n = settings.uncertainty_samples
+    widen = settings.band_95_scale
     if isinstance(fitted, str):
         if model is None or sit is None:
             return fallback_forecast(series, as_of, fitted, settings)
-        point, paths = _fleet_paths(model, sit, month, n, rng)
-        reason = f"{fitted}; Prophet not fitted, forecast by the fleet model"
+        point, paths = _blend(model, sit, month, None, settings, rng)
+        reason = (
+            f"{fitted}; Prophet not fitted, forecast by the recent level with the fleet "
+            "model's interval"
+        )
         result = fallback_forecast(series, as_of, reason, settings)
-        forecast = _assemble(series.household_id, month, point, paths, model.version, reason)
+        forecast = _assemble(
+            series.household_id, month, point, paths, model.version, reason, widen
+        )
         return dataclasses.replace(result, forecast=forecast)
     dates = month.days[month.predicted]
     mean = _expected(fitted, as_of, dates, settings.level_half_life_days)
     if not np.all(np.isfinite(mean)):
         return fallback_forecast(series, as_of, "fit_failed: non-finite forecast", settings)
-    short = sit is not None and sit.usable_days < settings.fleet_short_days
-    w = min(settings.fleet_weight_short if short else settings.fleet_weight, 1.0)
-    if model is not None and sit is not None and w > 0:
-        point, paths = _fleet_paths(model, sit, month, n, rng)
-        blended = w * point + (1.0 - w) * np.maximum(mean, 0.0)
-        # The fleet's calibrated band, moved with the point where Prophet shifts it.
-        ratio = blended.sum() / point.sum() if point.sum() > 0 else 1.0
-        paths = paths * ratio
+    if model is not None and sit is not None:
+        point, paths = _blend(model, sit, month, mean, settings, rng)
         version = f"{settings.model_version}+{model.version}"
-        forecast = _assemble(series.household_id, month, blended, paths, version, None)
+        forecast = _assemble(series.household_id, month, point, paths, version, None, widen)
     else:
         paths = mean + settings.residual_scale * _residual_paths(
             fitted.residuals, len(dates), n, rng

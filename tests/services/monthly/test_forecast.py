@@ -40,7 +40,8 @@ def test_forecast_month_covers_the_month_with_actuals_then_forecasts(result, his
     assert [p.is_actual for p in f.daily] == [True] * 10 + [False] * 20
     assert f.actual_to_date_kwh == pytest.approx(history.kwh[-10:].sum(), abs=1e-3)
     assert f.month_total_kwh == pytest.approx(f.actual_to_date_kwh + f.rest_of_month_kwh, abs=1e-3)
-    assert f.model_version == DEFAULT_SETTINGS.model_version  # 254 days: Prophet answers
+    # 254 days: Prophet blended with the fleet model
+    assert f.model_version.startswith(f"{DEFAULT_SETTINGS.model_version}+fleet-mlp-")
 
 
 def test_forecast_month_intervals_are_nested_and_the_total_comes_from_joint_paths(result):
