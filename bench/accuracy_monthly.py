@@ -95,7 +95,7 @@ from services.monthly.core.forecast import (
     point_forecast,
 )
 from services.monthly.core.prophet_map import quiet_prophet_logging
-from services.monthly.core.series import DailySeries
+from services.monthly.core.series import DailySeries, month_end
 from services.monthly.training import (
     SampleSet,
     TrainOptions,
@@ -560,6 +560,99 @@ def summarize(rows: list[dict[str, Any]], ours: str) -> dict[str, Any]:
     return out
 
 
+def common_shock_mape(rows: list[dict[str, Any]], name: str) -> float:
+    """MAPE of ``name`` had it known the month's common shock: each forecast's rest of
+    month scaled by the median actual/forecast ratio of the rest of the *other*
+    households on the same as-of day (an oracle: it reads their futures).
+
+    Why: how much of the error is what every household shares that month (weather,
+    holidays of that year), which no history before the as-of day contains.
+    """
+    by_day: dict[str, list[tuple[str, float]]] = {}
+    for r in rows:
+        if name in r and r[name] - r["actual_to_date"] > 0:
+            rest = r[name] - r["actual_to_date"]
+            ratio = (r["actual"] - r["actual_to_date"]) / rest
+            by_day.setdefault(r["as_of"], []).append((r["household_id"], ratio))
+    errors = []
+    for r in rows:
+        others = [x for h, x in by_day.get(r["as_of"], []) if h != r["household_id"]]
+        if name not in r or not others:
+            continue
+        shock = float(np.median(others))
+        errors.append(
+            ape(r["actual"], r["actual_to_date"] + (r[name] - r["actual_to_date"]) * shock)
+        )
+    return float(np.mean(errors)) if errors else float("nan")
+
+
+def noise_floor_pct(
+    rows: list[dict[str, Any]], series: dict[str, DailySeries], block_days: int
+) -> float:
+    """The share of the month total (%) that the remaining days' own noise moves it by:
+    the remaining days split into alternate blocks of ``block_days`` days (1: odd and
+    even days), half the difference of the two halves' means times the days left,
+    over the month total (rows with at least two blocks each).
+
+    Why: both halves share the household's level and the month's shock, so their
+    difference is noise that no forecast of the level can predict; with blocks of a
+    week it keeps the errors' dependence within a week (absences, guests).
+    """
+    out = []
+    for r in rows:
+        as_of = dt.date.fromisoformat(r["as_of"])
+        s = series.get(r["household_id"])
+        if s is None:
+            continue
+        rest = s.between(as_of + dt.timedelta(days=1), month_end(as_of)).kwh
+        n = len(rest) // (2 * block_days) * 2 * block_days
+        if not n or not np.all(np.isfinite(rest[:n])):
+            continue
+        half = np.arange(n) // block_days % 2
+        gap = abs(rest[:n][half == 0].mean() - rest[:n][half == 1].mean())
+        out.append(gap / 2 * len(rest) / r["actual"] * 100)
+    return float(np.mean(out)) if out else float("nan")
+
+
+def ceiling(
+    rows: list[dict[str, Any]], series: dict[str, DailySeries], ours: str
+) -> dict[str, Any]:
+    """Where the month-total error sits (London rows): MAPE with the month's common
+    shock known (an oracle), and the day-to-day and week-to-week noise floors."""
+    rows = [r for r in rows if r["dataset"].startswith("london") and "actual_to_date" in r]
+    if not rows:
+        return {}
+    names = [ours, "trailing_28d_mean", "fleet"]
+    return {
+        "mape": {n: round(mape_table([r for r in rows if n in r], [n])[n], 2) for n in names},
+        "mape_common_shock_known": {n: round(common_shock_mape(rows, n), 2) for n in names},
+        "noise_floor_daily_pct": round(noise_floor_pct(rows, series, 1), 2),
+        "noise_floor_weekly_pct": round(noise_floor_pct(rows, series, 7), 2),
+        "mape_14_days_left": {  # the rows the weekly floor is measured on
+            n: round(mape_table(long, [n])[n], 2)
+            for n in names
+            if (long := [r for r in rows if n in r and r["days_left"] >= 14])
+        },
+        "forecasts": len(rows),
+    }
+
+
+def print_ceiling(c: dict[str, Any]) -> None:
+    if not c:
+        return
+    print(f"\nWhere the error sits (London, {c['forecasts']} forecasts), MAPE %")
+    for name, value in c["mape"].items():
+        known = c["mape_common_shock_known"][name]
+        print(
+            f"  {name:22s} {value:6.2f}  with the month's common shock known (oracle) {known:6.2f}"
+        )
+    print(
+        f"  noise floor: odd/even remaining days {c['noise_floor_daily_pct']:.2f} % of the "
+        f"month total, alternate weeks {c['noise_floor_weekly_pct']:.2f} % (forecasts with "
+        f">= 14 days left; ours {c['mape_14_days_left'].get('ours', float('nan')):.2f} % on them)"
+    )
+
+
 def blend_sweep(rows: list[dict[str, Any]]) -> dict[float, float]:
     """Pooled MAPE of Prophet blended with the fleet model alone at other weights (the
     blend is linear in the totals), over histories of ``fleet_short_days`` or more."""
@@ -889,5 +982,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = {**tune_report(brownlee, main_rows, configs), **meta}
     else:
         summary = report(brownlee, main_rows, short_rows, "ours", meta)
+        summary["ceiling"] = ceiling(main_rows, {s.household_id: s for s in sample}, "ours")
+        print_ceiling(summary["ceiling"])
     print(json.dumps(summary))
     return 0
