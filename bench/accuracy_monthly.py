@@ -24,6 +24,15 @@
    their 7th, 10th, 14th, 21st, ..., 56th day of data (the month counted from their
    first day), the same figures.
 
+4. **Where the error sits** (JSON ``ceiling``): the London forecasts' MAPE had each
+   known the month's common shock (an oracle, :func:`common_shock_mape`), and how much
+   the remaining days' own noise moves the month total (:func:`noise_floor_pct`).
+
+Every forecast's row (truth, baselines, ours, Prophet alone, the fleet model alone with
+its calibrated band) is kept in ``--cache``/``last-rows.json``: the blend weights of
+:class:`~services.monthly.core.forecast.ModelSettings` were read off a 2012 validation
+run's rows (see the README), never off the 2013 test months.
+
 **Honest splits.** The fleet model is trained every ``--retrain-months`` months from
 2012-07-01 on, each time only on months that end before that day
 (:func:`services.monthly.training.train`, 20 % of households held out by hash); a London
