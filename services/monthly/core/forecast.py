@@ -810,10 +810,13 @@ def forecast_month(
     the trend is held at its as-of value and the recent level of the residuals is added
     (what Prophet's smooth trend has not caught up with yet).
 
-    **Intervals**: joint sample paths = the point forecast + Prophet's trend uncertainty
-    (when extrapolated) + a block of consecutive in-sample residuals (see
-    :func:`_residual_paths`); daily bands are the paths' daily quantiles, the month
-    total's bands the quantiles of the paths' sums.
+    **Point and intervals** with a fleet model (the default): the blend by history length
+    of :class:`ModelSettings`, with the fleet model's calibrated paths moved to it.
+    Without one (``fleet=None`` or ``use_fleet=False``), Prophet alone: joint sample
+    paths = the point forecast + Prophet's trend uncertainty (when extrapolated) + a
+    block of consecutive in-sample residuals (see :func:`_residual_paths`). Daily bands
+    are the paths' daily quantiles, the month total's bands the quantiles of the paths'
+    sums.
 
     Example:
         >>> import datetime as dt, numpy as np
