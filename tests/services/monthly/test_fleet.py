@@ -106,9 +106,7 @@ def test_window_writes_each_day_as_numpy_did():
     kwh = [0.1, None, 1e-05, 0.0, 12.345678901234567, 1e16, 3.0, 2.5e-7, 7.25]
     days = [dt.date(2013, 1, 1) + dt.timedelta(days=i) for i in range(len(kwh))]
     coverage = [1.0, 0.0, 47 / 48, 0.5, 1.0, 1 / 3, 1.0, 1 / 48, 1.0]
-    series = DailySeries.from_days(
-        "h1", days, [np.nan if v is None else v for v in kwh], coverage
-    )
+    series = DailySeries.from_days("h1", days, [np.nan if v is None else v for v in kwh], coverage)
     day = days[-2]
 
     window = _window(series, day)

@@ -126,7 +126,9 @@ def test_objective_from_rss_equals_negative_log_posterior():
     residual = y - z @ theta
 
     direct = negative_log_posterior(theta, 0.2, z, y, precision, n_changes, 0.05)
-    from_rss = _objective(theta, 0.2, float(residual @ residual), len(y), precision, n_changes, 0.05)
+    from_rss = _objective(
+        theta, 0.2, float(residual @ residual), len(y), precision, n_changes, 0.05
+    )
 
     assert from_rss == direct
 
