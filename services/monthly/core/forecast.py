@@ -63,7 +63,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from services.monthly.core.fleet_model import FleetModel, HouseholdInfo, Situation, situation
-from services.monthly.core.prophet_map import MapBackend, MapFit, MapOptions, MapProphet
+from services.monthly.core.prophet_map import (
+    MapBackend,
+    MapFit,
+    MapOptions,
+    MapProphet,
+    model_json,
+)
 from services.monthly.core.series import (
     DEFAULT_MIN_COVERAGE,
     DailySeries,
@@ -824,9 +830,7 @@ def point_forecast(
 
 
 def _checkpoint(model: Any) -> str:
-    from prophet.serialize import model_to_json
-
-    return str(model_to_json(model))
+    return model_json(model)  # prophet.serialize.model_to_json, byte for byte
 
 
 def _components(

@@ -45,6 +45,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -68,6 +69,7 @@ __all__ = [
     "MapFit",
     "MapOptions",
     "MapProphet",
+    "model_json",
     "negative_log_posterior",
     "quiet_prophet_logging",
 ]
@@ -285,7 +287,8 @@ _LAYOUTS_KEPT: Final = 64  # distinct model layouts remembered per process (a ha
 
 
 class MapProphet(Prophet):
-    """Prophet, with the bookkeeping that depends only on the model's layout done once.
+    """Prophet, with the bookkeeping that depends only on the model's layout done once
+    and its Fourier features computed on numpy arrays.
 
     Why: ``Prophet.fit`` builds, for every fit, the table of which feature columns make
     up which component (``regressor_column_matrix``: a ``pd.crosstab`` and several
@@ -296,6 +299,28 @@ class MapProphet(Prophet):
     ``model_to_json`` are the same as :class:`prophet.Prophet`'s (tested). Everything
     else, ``predict`` included, is Prophet's own.
     """
+
+    @staticmethod
+    def fourier_series(
+        dates: pd.Series, period: float, series_order: int
+    ) -> npt.NDArray[np.float64]:
+        """Prophet's own ``fourier_series``, the same arithmetic on the numpy array.
+
+        Prophet multiplies and takes sines of a pandas Series, once per order (26 pandas
+        operations with yearly seasonality, ~7 % of a fleet forecast); numpy gives the
+        same values, bit for bit (tested against Prophet).
+        """
+        if not (series_order >= 1):
+            raise ValueError("series_order must be >= 1")
+        epoch = pd.Timestamp("1970-01-01", tz=dates.dt.tz)
+        t = ((dates - epoch).dt.total_seconds() / (24 * 60 * 60)).to_numpy(dtype=np.float64)
+        x_t = np.pi * 2 * t
+        components = np.empty((dates.shape[0], 2 * series_order))
+        for i in range(series_order):
+            c = (i + 1) / period * x_t
+            components[:, 2 * i] = np.sin(c)
+            components[:, (2 * i) + 1] = np.cos(c)
+        return components
 
     _layouts: ClassVar[dict[tuple[Any, ...], tuple[pd.DataFrame, dict[str, list[str]]]]] = {}
     _layouts_lock: ClassVar[threading.Lock] = threading.Lock()
@@ -332,3 +357,51 @@ class MapProphet(Prophet):
         for mode, names in grouped.items():
             modes[mode] = list(names)
         return columns.copy(), modes
+
+
+_component_json: dict[tuple[Any, ...], str] = {}
+_component_json_lock = threading.Lock()
+
+
+def _component_table_key(columns: pd.DataFrame) -> tuple[Any, ...]:
+    values = columns.to_numpy()
+    return (
+        tuple(columns.columns),
+        columns.columns.name,
+        tuple(columns.index),
+        columns.index.name,
+        tuple(str(dtype) for dtype in columns.dtypes),
+        values.shape,
+        values.tobytes(),
+    )
+
+
+def model_json(model: Prophet) -> str:
+    """``prophet.serialize.model_to_json(model)``, byte for byte, in less time.
+
+    Why: pandas' ``to_json(orient="table")`` has a fixed cost of ~1 ms, and one of the
+    tables a checkpoint holds, the component columns (``train_component_cols``), is the
+    same for every model of a layout; its JSON is made once per layout and reused.
+    Everything else is Prophet's own ``model_to_dict``.
+    """
+    from prophet.serialize import model_to_dict
+
+    columns = model.train_component_cols
+    if columns is None:
+        return json.dumps(model_to_dict(model))
+    key = _component_table_key(columns)
+    with _component_json_lock:
+        text = _component_json.get(key)
+    if text is None:
+        text = columns.to_json(orient="table", index=False)
+        with _component_json_lock:
+            if len(_component_json) >= _LAYOUTS_KEPT:
+                _component_json.clear()
+            _component_json[key] = text
+    model.train_component_cols = None  # Prophet's model_to_dict writes None for it...
+    try:
+        data = model_to_dict(model)
+    finally:
+        model.train_component_cols = columns
+    data["train_component_cols"] = text  # ...in its place, which the JSON keeps
+    return json.dumps(data)

@@ -18,6 +18,7 @@ from services.monthly.core.prophet_map import (
     MapProphet,
     _design,
     _objective,
+    model_json,
     negative_log_posterior,
 )
 from tests.services.monthly.fakes import daily_kwh
@@ -151,6 +152,7 @@ def test_map_prophet_fits_and_serialises_exactly_like_prophet(days):
         for name, value in plain.params.items():
             np.testing.assert_array_equal(fast.params[name], value)
         assert model_to_json(fast) == model_to_json(plain)
+        assert model_json(fast) == model_json(plain) == model_to_json(plain)  # cached twice
     future = pd.DataFrame({"ds": pd.date_range(data["ds"].max(), periods=5, freq="D")})
     pd.testing.assert_frame_equal(fast.predict(future), plain.predict(future))
 
@@ -168,3 +170,27 @@ def test_map_prophet_cached_layout_is_not_shared_between_models():
 
     assert (second.train_component_cols.to_numpy() <= 1).all()
     assert "mine" not in second.component_modes["additive"]
+
+
+@pytest.mark.parametrize(("period", "order"), [(7, 3), (365.25, 10), (30.5, 5)])
+def test_map_prophet_fourier_series_is_prophets_bit_for_bit(period, order):
+    dates = pd.Series(pd.date_range("2011-11-23", periods=900, freq="D")).sample(
+        frac=1.0, random_state=1
+    )
+
+    ours = MapProphet.fourier_series(dates, period, order)
+
+    np.testing.assert_array_equal(ours, Prophet.fourier_series(dates, period, order))
+
+
+def test_model_json_of_other_layouts_and_without_component_table():
+    """Different layouts get their own component table; an unfitted model is refused."""
+    weekly = map_model(frame(100))
+    yearly = Prophet(uncertainty_samples=0)
+    yearly.stan_backend = MapBackend()
+    yearly.fit(frame(800))
+
+    assert model_json(weekly) == model_to_json(weekly)
+    assert model_json(yearly) == model_to_json(yearly)
+    with pytest.raises(ValueError, match="fit"):
+        model_json(Prophet())
