@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from services.monthly.adapters.datasets import lcl_blocks, read_lcl_block
+from services.monthly.adapters.datasets import lcl_block_ids, lcl_blocks, read_lcl_block
 from services.monthly.adapters.local import LocalResultStore
 from services.monthly.core.debounce import (
     DEFAULT_FINAL_COVERAGE,
@@ -251,6 +251,24 @@ def _single_threaded_blas() -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _first_households(
+    paths: list[str], wanted: frozenset[str] | None, limit: int
+) -> tuple[list[str], frozenset[str]]:
+    """The block files holding the first ``limit`` (wanted) households, and their ids."""
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    chosen: list[str] = []
+    used: list[str] = []
+    for path in paths:
+        if len(chosen) >= limit:
+            break
+        ids = [i for i in lcl_block_ids(path) if wanted is None or i in wanted]
+        if ids:
+            used.append(path)
+            chosen.extend(ids[: limit - len(chosen)])
+    return used, frozenset(chosen)
+
+
 def run_fleet(
     data_dir: str | Path,
     out_dir: str | Path | None,
@@ -262,6 +280,7 @@ def run_fleet(
     plots: bool = False,
     checkpoints: bool = True,
     households: Sequence[str] | None = None,
+    limit: int | None = None,
 ) -> FleetReport:
     """Forecast every household of an LCL ``daily_dataset`` folder, in parallel.
 
@@ -270,11 +289,15 @@ def run_fleet(
     ``as_of``: forecast as of this day (each household's newest final day on or before
     it); default each household's own last final day. ``plots``: also write the
     components plot's data (the gateway renders the PNG when it is first requested).
-    ``households``: only these ids.
+    ``households``: only these ids. ``limit``: only the first ``limit`` of them (of all
+    households if ``households`` is None) in block order, for a quick run; only the block
+    files that hold them are read.
     """
     started = time.perf_counter()
     paths = [str(p) for p in lcl_blocks(data_dir)]
     wanted = frozenset(households) if households is not None else None
+    if limit is not None:
+        paths, wanted = _first_households(paths, wanted, limit)
     jobs = [
         _Job(
             p,

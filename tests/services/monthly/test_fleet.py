@@ -101,6 +101,18 @@ def test_run_fleet_as_of_day_and_household_subset_in_process(data_dir):
     assert {r.as_of for r in report.runs} == {dt.date(2013, 3, 15)}
 
 
+def test_run_fleet_limit_forecasts_the_first_households_in_block_order(data_dir):
+    report = run_fleet(data_dir, None, workers=1, limit=3)
+    subset = run_fleet(data_dir, None, workers=1, households=["MAC000005", "MAC000002"], limit=1)
+    none = run_fleet(data_dir, None, workers=1, limit=0)
+
+    assert [r.household_id for r in report.runs] == ["MAC000001", "MAC000002", "MAC000003"]
+    assert [r.household_id for r in subset.runs] == ["MAC000002"]
+    assert none.households == 0
+    with pytest.raises(ValueError, match="limit"):
+        run_fleet(data_dir, None, workers=1, limit=-1)
+
+
 def test_window_writes_each_day_as_numpy_did():
     """The fingerprint's inputs are the same strings as the numpy-scalar formula's."""
     kwh = [0.1, None, 1e-05, 0.0, 12.345678901234567, 1e16, 3.0, 2.5e-7, 7.25]
