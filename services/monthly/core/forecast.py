@@ -65,7 +65,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from services.monthly.core.fleet_model import FleetModel, HouseholdInfo, Situation, situation
-from services.monthly.core.prophet_map import MapBackend, MapFit, MapOptions
+from services.monthly.core.prophet_map import (
+    MapBackend,
+    MapFit,
+    MapOptions,
+    MapProphet,
+    model_json,
+)
 from services.monthly.core.series import (
     DEFAULT_MIN_COVERAGE,
     DailySeries,
@@ -278,8 +284,6 @@ def stable_seed(*parts: object) -> int:
 
 
 def _new_prophet(settings: ModelSettings, **overrides: Any) -> Any:
-    from prophet import Prophet
-
     options: dict[str, Any] = {
         "yearly_seasonality": settings.yearly_seasonality,
         "weekly_seasonality": settings.weekly_seasonality,
@@ -289,7 +293,7 @@ def _new_prophet(settings: ModelSettings, **overrides: Any) -> Any:
         "uncertainty_samples": 0,  # intervals come from our own joint sampler
     }
     options.update(overrides)
-    model = Prophet(**options)
+    model = MapProphet(**options)  # Prophet, its layout bookkeeping done once (speed)
     if settings.optimizer == "map":
         model.stan_backend = MapBackend(MapOptions(max_iter=settings.max_iter, tol=settings.tol))
     return model
@@ -901,9 +905,7 @@ def point_forecast(
 
 
 def _checkpoint(model: Any) -> str:
-    from prophet.serialize import model_to_json
-
-    return str(model_to_json(model))
+    return model_json(model)  # prophet.serialize.model_to_json, byte for byte
 
 
 def _components(
