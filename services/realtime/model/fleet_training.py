@@ -103,7 +103,8 @@ class FleetConfig:
     windows_per_household: int = 1200
     #: Share of training windows whose oldest 1-6 days are masked (cold start).
     cold_start_fraction: float = 0.25
-    #: The last days of the training period: best epoch and interval calibration.
+    #: The last days of the training period: best epoch (and the intervals when no
+    #: household is left out of fitting).
     validation_days: int = 21
     #: Share of the households left out of fitting; their windows over the whole
     #: training period (new meters to the network, every season of it) calibrate the
