@@ -5,8 +5,9 @@
 Protocol (London half-hourly file, 2013):
 
 * **main split**: train on January-October of every household (the model's own
-  validation slice is the last 21 days of that period: best epoch and interval
-  calibration), test on November-December of the same households;
+  validation slice, the last 21 days of that period, picks the best epoch; 20 % of the
+  training households, left out of fitting, calibrate the intervals over
+  January-October), test on November-December of the same households;
 * **heldout split**: train on 80 % of the households (January-October), test on the
   other 20 % (November-December): meters the model has never seen;
 * **day-ahead**: forecasts issued at each midnight of the test months for the next 48

@@ -24,6 +24,15 @@
    their 7th, 10th, 14th, 21st, ..., 56th day of data (the month counted from their
    first day), the same figures.
 
+4. **Where the error sits** (JSON ``ceiling``): the London forecasts' MAPE had each
+   known the month's common shock (an oracle, :func:`common_shock_mape`), and how much
+   the remaining days' own noise moves the month total (:func:`noise_floor_pct`).
+
+Every forecast's row (truth, baselines, ours, Prophet alone, the fleet model alone with
+its calibrated band) is kept in ``--cache``/``last-rows.json``: the blend weights of
+:class:`~services.monthly.core.forecast.ModelSettings` were read off a 2012 validation
+run's rows (see the README), never off the 2013 test months.
+
 **Honest splits.** The fleet model is trained every ``--retrain-months`` months from
 2012-07-01 on, each time only on months that end before that day
 (:func:`services.monthly.training.train`, 20 % of households held out by hash); a London
@@ -95,7 +104,7 @@ from services.monthly.core.forecast import (
     point_forecast,
 )
 from services.monthly.core.prophet_map import quiet_prophet_logging
-from services.monthly.core.series import DailySeries
+from services.monthly.core.series import DailySeries, month_end
 from services.monthly.training import (
     SampleSet,
     TrainOptions,
@@ -122,9 +131,7 @@ FIRST_UNTIL: Final = dt.date(2012, 7, 1)
 """The first fleet model's cut-off: London data starts 2011-11-23; a model needs a few
 months to train on and three more to be calibrated on."""
 LAST_UNTIL: Final = dt.date(2014, 1, 1)
-PROPHET_ALONE: Final = dataclasses.replace(
-    DEFAULT_SETTINGS, fleet_weight=0.0, fleet_weight_short=0.0
-)
+PROPHET_ALONE: Final = dataclasses.replace(DEFAULT_SETTINGS, use_fleet=False)
 """The seed's model (Prophet with its own intervals), reported next to ours."""
 _SINGLE_THREAD_ENV: Final = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -366,6 +373,7 @@ def rest_of_month_rows(
             "history_days": int(history.usable().sum()),
             "unseen": models.unseen(task.household_id) if models else True,
             "actual": task.actual_total,
+            "actual_to_date": task.actual_to_date,
             **{
                 name: task.actual_to_date + rest
                 for name, rest in baseline_rests(history, task).items()
@@ -377,6 +385,8 @@ def rest_of_month_rows(
             if s is not None:
                 q = fleet.quantiles(s.x, [s.usable_days])[0]
                 row["fleet"] = task.actual_to_date + s.base * q[2] * task.days_left
+                # its calibrated month-total band (2.5/10/50/90/97.5 %), to study blends
+                row["fleet:q"] = [task.actual_to_date + s.base * v * task.days_left for v in q]
                 row["fleet:cpu"] = cpu_seconds() - started
         for name, config in configs.items():
             started = cpu_seconds()
@@ -402,6 +412,12 @@ def rest_of_month_rows(
                 row[f"{name}:in95"] = (
                     f.month_total_lower_95 <= task.actual_total <= f.month_total_upper_95
                 )
+                row[f"{name}:bounds"] = [
+                    f.month_total_lower_95,
+                    f.month_total_lower_80,
+                    f.month_total_upper_80,
+                    f.month_total_upper_95,
+                ]
                 row[f"{name}:fallback"] = f.fallback_reason is not None
                 row[f"{name}:model"] = f.model_version
                 if result.fit is not None:
@@ -551,6 +567,99 @@ def summarize(rows: list[dict[str, Any]], ours: str) -> dict[str, Any]:
         if len(having) < len(rows):
             out[f"{name}_forecasts"] = len(having)
     return out
+
+
+def common_shock_mape(rows: list[dict[str, Any]], name: str) -> float:
+    """MAPE of ``name`` had it known the month's common shock: each forecast's rest of
+    month scaled by the median actual/forecast ratio of the rest of the *other*
+    households on the same as-of day (an oracle: it reads their futures).
+
+    Why: how much of the error is what every household shares that month (weather,
+    holidays of that year), which no history before the as-of day contains.
+    """
+    by_day: dict[str, list[tuple[str, float]]] = {}
+    for r in rows:
+        if name in r and r[name] - r["actual_to_date"] > 0:
+            rest = r[name] - r["actual_to_date"]
+            ratio = (r["actual"] - r["actual_to_date"]) / rest
+            by_day.setdefault(r["as_of"], []).append((r["household_id"], ratio))
+    errors = []
+    for r in rows:
+        others = [x for h, x in by_day.get(r["as_of"], []) if h != r["household_id"]]
+        if name not in r or not others:
+            continue
+        shock = float(np.median(others))
+        errors.append(
+            ape(r["actual"], r["actual_to_date"] + (r[name] - r["actual_to_date"]) * shock)
+        )
+    return float(np.mean(errors)) if errors else float("nan")
+
+
+def noise_floor_pct(
+    rows: list[dict[str, Any]], series: dict[str, DailySeries], block_days: int
+) -> float:
+    """The share of the month total (%) that the remaining days' own noise moves it by:
+    the remaining days split into alternate blocks of ``block_days`` days (1: odd and
+    even days), half the difference of the two halves' means times the days left,
+    over the month total (rows with at least two blocks each).
+
+    Why: both halves share the household's level and the month's shock, so their
+    difference is noise that no forecast of the level can predict; with blocks of a
+    week it keeps the errors' dependence within a week (absences, guests).
+    """
+    out = []
+    for r in rows:
+        as_of = dt.date.fromisoformat(r["as_of"])
+        s = series.get(r["household_id"])
+        if s is None:
+            continue
+        rest = s.between(as_of + dt.timedelta(days=1), month_end(as_of)).kwh
+        n = len(rest) // (2 * block_days) * 2 * block_days
+        if not n or not np.all(np.isfinite(rest[:n])):
+            continue
+        half = np.arange(n) // block_days % 2
+        gap = abs(rest[:n][half == 0].mean() - rest[:n][half == 1].mean())
+        out.append(gap / 2 * len(rest) / r["actual"] * 100)
+    return float(np.mean(out)) if out else float("nan")
+
+
+def ceiling(
+    rows: list[dict[str, Any]], series: dict[str, DailySeries], ours: str
+) -> dict[str, Any]:
+    """Where the month-total error sits (London rows): MAPE with the month's common
+    shock known (an oracle), and the day-to-day and week-to-week noise floors."""
+    rows = [r for r in rows if r["dataset"].startswith("london") and "actual_to_date" in r]
+    if not rows:
+        return {}
+    names = [ours, "trailing_28d_mean", "fleet"]
+    return {
+        "mape": {n: round(mape_table([r for r in rows if n in r], [n])[n], 2) for n in names},
+        "mape_common_shock_known": {n: round(common_shock_mape(rows, n), 2) for n in names},
+        "noise_floor_daily_pct": round(noise_floor_pct(rows, series, 1), 2),
+        "noise_floor_weekly_pct": round(noise_floor_pct(rows, series, 7), 2),
+        "mape_14_days_left": {  # the rows the weekly floor is measured on
+            n: round(mape_table(long, [n])[n], 2)
+            for n in names
+            if (long := [r for r in rows if n in r and r["days_left"] >= 14])
+        },
+        "forecasts": len(rows),
+    }
+
+
+def print_ceiling(c: dict[str, Any]) -> None:
+    if not c:
+        return
+    print(f"\nWhere the error sits (London, {c['forecasts']} forecasts), MAPE %")
+    for name, value in c["mape"].items():
+        known = c["mape_common_shock_known"][name]
+        print(
+            f"  {name:22s} {value:6.2f}  with the month's common shock known (oracle) {known:6.2f}"
+        )
+    print(
+        f"  noise floor: odd/even remaining days {c['noise_floor_daily_pct']:.2f} % of the "
+        f"month total, alternate weeks {c['noise_floor_weekly_pct']:.2f} % (forecasts with "
+        f">= 14 days left; ours {c['mape_14_days_left'].get('ours', float('nan')):.2f} % on them)"
+    )
 
 
 def blend_sweep(rows: list[dict[str, Any]]) -> dict[float, float]:
@@ -882,5 +991,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = {**tune_report(brownlee, main_rows, configs), **meta}
     else:
         summary = report(brownlee, main_rows, short_rows, "ours", meta)
+        summary["ceiling"] = ceiling(main_rows, {s.household_id: s for s in sample}, "ours")
+        print_ceiling(summary["ceiling"])
     print(json.dumps(summary))
     return 0

@@ -413,7 +413,7 @@ def by_segment(segments: Sequence[Segments]) -> list[Segments]:
 def calibrate(
     segments: Sequence[Segments], config: AnomalyConfig, target: float
 ) -> tuple[float, float, dict[str, float]]:
-    """The smallest threshold (a multiple of 0.05) whose flag rate on untouched
+    """The smallest threshold (a positive multiple of 0.05) whose flag rate on untouched
     calibration data is at most ``target``, that rate, and the rate at a few thresholds.
 
     One detector pass: a bin is flagged exactly when its score exceeds the threshold.
@@ -424,7 +424,7 @@ def calibrate(
         scores = verdicts.score.reshape(seg.values.shape)[:, seg.warm :]
         parts.append(scores[~np.isnan(seg.values[:, seg.warm :])])
     scores = np.concatenate(parts)
-    chosen = float(np.ceil(np.quantile(scores, 1 - target) * 20) / 20)
+    chosen = max(0.05, float(np.ceil(np.quantile(scores, 1 - target) * 20) / 20))
     curve = {f"{t:g}": round(float((scores > t).mean()), 5) for t in (0.5, 1, 1.5, 2, 2.5, 3)}
     return chosen, float((scores > chosen).mean()), curve
 
@@ -532,5 +532,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(table(result))
+    for name, row in summary["by_dataset"].items():
+        print(
+            f"{name}: {row['flag_rate_normal']} of {row['normal_bins']:,} untouched bins "
+            f"flagged, recall >= 1 kWh {row['recall']}, precision {row['precision']}"
+        )
     print(json.dumps(summary, separators=(",", ":")))
     return 0

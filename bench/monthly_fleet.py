@@ -1,9 +1,11 @@
 """Fleet benchmark: a rest-of-month forecast for all 5,566 London households, and our
 model against Prophet's default settings on a sample, in the same run.
 
-``python -m bench monthly-fleet [--workers W] [--sample N] [--seed S] [--as-of YYYY-MM-DD]``
+``python -m bench monthly-fleet [--workers W] [--households H] [--sample N] [--seed S]
+[--as-of YYYY-MM-DD]``
 
-1. **Fleet**: :func:`services.monthly.fleet.run_fleet` over every LCL block, as of
+1. **Fleet**: :func:`services.monthly.fleet.run_fleet` over every LCL block (or the first
+   ``--households H`` households in block order, for a quick run), as of
    2014-02-14 (each household's newest final day on or before it), ``W`` worker
    processes (default: all cores), writing what the service writes (forecast JSON and
    the Prophet checkpoint; no plots) to a temporary folder that is removed afterwards.
@@ -13,7 +15,8 @@ model against Prophet's default settings on a sample, in the same run.
 2. **Same-run comparison** on a seeded sample of households whose December 2013 and
    January 2014 are complete (February 2014 is complete for nobody: the data set's
    last day holds one half-hour), each forecast as of 2013-12-14 and 2014-01-15 (the
-   fleet's own February forecasts cannot be scored), in this process, one
+   fleet's own February forecasts cannot be scored; ``--sample 0`` skips sections 2
+   and 3, whose JSON fields are then null), in this process, one
    household at a time, alternating ours and the baseline so that load from other
    processes hits both alike:
 
@@ -139,10 +142,95 @@ def compare(sample: list[DailySeries]) -> dict[str, Any]:
     }
 
 
+def _comparison(sample: list[DailySeries], seed: int) -> dict[str, Any]:
+    """Section 2 (ours against default Prophet), as the summary's fields (null: skipped)."""
+    keys = (
+        "ours_seconds_per_household",
+        "default_prophet_seconds_per_household",
+        "speedup",
+        "cpu_speedup",
+        "ours_mape",
+        "default_prophet_mape",
+        "trailing_28d_mean_mape",
+    )
+    if not sample:
+        print("same-run comparison: skipped (--sample 0)")
+        return {**dict.fromkeys(keys), "sample_households": 0, "sample_forecasts": 0}
+    print(
+        f"same-run comparison: {len(sample)} households x {len(SAMPLE_AS_OF)} as-of days "
+        f"(seed {seed}), ours and default Prophet alternating"
+    )
+    result = compare(sample)
+    speedup = result["default_seconds"] / result["ours_seconds"]
+    print(f"  {'':22s} {'s/forecast':>10s} {'CPU s':>8s} {'MAPE %':>8s}")
+    print(
+        f"  {'ours':22s} {result['ours_seconds']:10.4f} {result['ours_cpu_seconds']:8.4f} "
+        f"{result['ours_mape']:8.2f}"
+    )
+    print(
+        f"  {'default Prophet':22s} {result['default_seconds']:10.4f} "
+        f"{result['default_cpu_seconds']:8.4f} {result['default_mape']:8.2f}"
+    )
+    print(f"  {'trailing 28-day mean':22s} {'':>10s} {'':>8s} {result['trailing_mape']:8.2f}")
+    print(f"  speedup {speedup:.1f}x (goal >= {GOAL_SPEEDUP:.0f}x at equal or better accuracy)")
+    return {
+        "ours_seconds_per_household": round(result["ours_seconds"], 4),
+        "default_prophet_seconds_per_household": round(result["default_seconds"], 4),
+        "speedup": round(speedup, 2),
+        "cpu_speedup": round(result["default_cpu_seconds"] / result["ours_cpu_seconds"], 2),
+        "ours_mape": round(result["ours_mape"], 2),
+        "default_prophet_mape": round(result["default_mape"], 2),
+        "trailing_28d_mean_mape": round(result["trailing_mape"], 2),
+        "sample_households": len(sample),
+        "sample_forecasts": result["forecasts"],
+    }
+
+
+def _events(sample: list[DailySeries], render_every: int) -> dict[str, Any]:
+    """Section 3 (CPU per service event), as the summary's fields (null: skipped)."""
+    keys = (
+        "cpu_p50_s",
+        "cpu_p90_s",
+        "render_cpu_p50_s",
+        "baseline_cpu_p50_s",
+        "cpu_ratio",
+        "months_scored",
+        "december_forecasts_scored",
+    )
+    if not sample:
+        print("service events: skipped (no sample households)")
+        return {"events": 0, **dict.fromkeys(keys)}
+    print(
+        f"service events: {len(sample)} households x {len(EVENT_DAYS)} days "
+        "(December 2013 + 2 days), one summary event at a time through forecast_household"
+    )
+    events = event_cpu(sample, render_every=render_every)
+    print(
+        f"  {events['events']} events {events['outcomes']}: CPU p50 {events['cpu_p50_s']:.4f} s, "
+        f"p90 {events['cpu_p90_s']:.4f} s (goal p50 < {GOAL_CPU_P50_S} s); rendering the PNG "
+        f"per event would add {events['render_cpu_p50_s']:.4f} s (p50 of "
+        f"{events['renders_timed']}): baseline p50 {events['baseline_cpu_p50_s']:.4f} s; "
+        f"December scored for {events['december_scored_households']} households"
+    )
+    return {
+        "events": events["events"],
+        "cpu_p50_s": round(events["cpu_p50_s"], 4),
+        "cpu_p90_s": round(events["cpu_p90_s"], 4),
+        "render_cpu_p50_s": round(events["render_cpu_p50_s"], 4),
+        "baseline_cpu_p50_s": round(events["baseline_cpu_p50_s"], 4),
+        "cpu_ratio": round(events["baseline_cpu_p50_s"] / events["cpu_p50_s"], 2),
+        "months_scored": events["months_scored"],
+        "december_forecasts_scored": events["december_forecasts_scored"],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench monthly-fleet")
     parser.add_argument("--data", type=Path, default=LCL_DIR)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--households", type=int, default=None, help="only the first H households (default: all)"
+    )
     parser.add_argument("--sample", type=int, default=100)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--as-of", type=dt.date.fromisoformat, default=FLEET_AS_OF)
@@ -163,13 +251,19 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(tempfile.mkdtemp(prefix="monthly-fleet-"))
     try:
+        which = "all" if args.households is None else f"the first {args.households:,}"
         print(
-            f"monthly-fleet: all households of {args.data}, as of {args.as_of}, "
+            f"monthly-fleet: {which} households of {args.data}, as of {args.as_of}, "
             f"{args.workers} workers; load average {load_before[0]:.1f}"
         )
         fleet_cpu = cpu_seconds()
         report = run_fleet(
-            args.data, out, workers=args.workers, as_of=args.as_of, on_progress=progress
+            args.data,
+            out,
+            workers=args.workers,
+            as_of=args.as_of,
+            on_progress=progress,
+            limit=args.households,
         )
         fleet_cpu = cpu_seconds() - fleet_cpu  # this process and its finished workers
         written = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
@@ -182,55 +276,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{written / 1e6:.0f} MB written"
     )
 
-    sample = sample_households(args.data, args.sample, args.seed)
-    print(
-        f"same-run comparison: {len(sample)} households x {len(SAMPLE_AS_OF)} as-of days "
-        f"(seed {args.seed}), ours and default Prophet alternating"
-    )
-    result = compare(sample)
-    speedup = result["default_seconds"] / result["ours_seconds"]
-    print(f"  {'':22s} {'s/forecast':>10s} {'CPU s':>8s} {'MAPE %':>8s}")
-    print(
-        f"  {'ours':22s} {result['ours_seconds']:10.4f} {result['ours_cpu_seconds']:8.4f} "
-        f"{result['ours_mape']:8.2f}"
-    )
-    print(
-        f"  {'default Prophet':22s} {result['default_seconds']:10.4f} "
-        f"{result['default_cpu_seconds']:8.4f} {result['default_mape']:8.2f}"
-    )
-    print(f"  {'trailing 28-day mean':22s} {'':>10s} {'':>8s} {result['trailing_mape']:8.2f}")
-    print(f"  speedup {speedup:.1f}x (goal >= {GOAL_SPEEDUP:.0f}x at equal or better accuracy)")
-
-    events_sample = sample[: args.events_households]
-    print(
-        f"service events: {len(events_sample)} households x {len(EVENT_DAYS)} days "
-        "(December 2013 + 2 days), one summary event at a time through forecast_household"
-    )
-    events = event_cpu(events_sample, render_every=args.render_every)
-    print(
-        f"  {events['events']} events {events['outcomes']}: CPU p50 {events['cpu_p50_s']:.4f} s, "
-        f"p90 {events['cpu_p90_s']:.4f} s (goal p50 < {GOAL_CPU_P50_S} s); rendering the PNG "
-        f"per event would add {events['render_cpu_p50_s']:.4f} s (p50 of "
-        f"{events['renders_timed']}): baseline p50 {events['baseline_cpu_p50_s']:.4f} s; "
-        f"December scored for {events['december_scored_households']} households"
-    )
+    sample = sample_households(args.data, args.sample, args.seed) if args.sample > 0 else []
     summary = {
         "households": report.households,
         "seconds": round(report.seconds, 1),
         "fleet_cpu_seconds": round(fleet_cpu, 1),
         "fleet_cpu_seconds_per_worker": round(fleet_cpu / report.workers, 1),
-        "ours_seconds_per_household": round(result["ours_seconds"], 4),
-        "default_prophet_seconds_per_household": round(result["default_seconds"], 4),
-        "speedup": round(speedup, 2),
-        "cpu_speedup": round(result["default_cpu_seconds"] / result["ours_cpu_seconds"], 2),
+        **_comparison(sample, args.seed),
         "fleet_seconds_per_household_per_worker": round(
             report.seconds * report.workers / max(1, report.households), 4
         ),
-        "ours_mape": round(result["ours_mape"], 2),
-        "default_prophet_mape": round(result["default_mape"], 2),
-        "trailing_28d_mean_mape": round(result["trailing_mape"], 2),
-        "sample_households": len(sample),
-        "sample_forecasts": result["forecasts"],
+        "fleet_cpu_ms_per_household": round(1000 * fleet_cpu / max(1, report.households), 2),
         "prophet": report.prophet,
         "fallbacks": report.fallbacks,
         "fallbacks_by_reason": report.fallbacks_by_reason,
@@ -239,18 +295,12 @@ def main(argv: list[str] | None = None) -> int:
         "as_of": args.as_of.isoformat(),
         "megabytes_written": round(written / 1e6, 1),
         "load_average_before": round(load_before[0], 2),
-        "load_average_after": round(os.getloadavg()[0], 2),
+        "load_average_after": None,  # set below, after the sections that follow
         "goal_seconds": GOAL_SECONDS,
         "goal_speedup": GOAL_SPEEDUP,
-        "events": events["events"],
-        "cpu_p50_s": round(events["cpu_p50_s"], 4),
-        "cpu_p90_s": round(events["cpu_p90_s"], 4),
-        "render_cpu_p50_s": round(events["render_cpu_p50_s"], 4),
-        "baseline_cpu_p50_s": round(events["baseline_cpu_p50_s"], 4),
-        "cpu_ratio": round(events["baseline_cpu_p50_s"] / events["cpu_p50_s"], 2),
-        "months_scored": events["months_scored"],
-        "december_forecasts_scored": events["december_forecasts_scored"],
+        **_events(sample[: args.events_households], args.render_every),
         "goal_cpu_p50_s": GOAL_CPU_P50_S,
     }
+    summary["load_average_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(summary))
     return 0

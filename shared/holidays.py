@@ -20,7 +20,7 @@ import datetime as dt
 import functools
 from typing import Final
 
-__all__ = ["SPECIAL", "bank_holidays", "easter_sunday", "is_bank_holiday"]
+__all__ = ["SPECIAL", "bank_holidays", "easter_sunday", "french_public_holidays", "is_bank_holiday"]
 
 SPECIAL: Final[dict[int, tuple[tuple[dt.date, ...], tuple[dt.date, ...]]]] = {
     # year: (added days, removed days)
@@ -90,3 +90,12 @@ def bank_holidays(year: int) -> frozenset[dt.date]:
 def is_bank_holiday(day: dt.date) -> bool:
     """Whether ``day`` is a bank holiday in England and Wales."""
     return day in bank_holidays(day.year)
+
+
+@functools.lru_cache(maxsize=64)
+def french_public_holidays(year: int) -> frozenset[dt.date]:
+    """France's eleven public holidays of ``year`` (the UCI household is near Paris)."""
+    easter = easter_sunday(year)
+    fixed = ((1, 1), (5, 1), (5, 8), (7, 14), (8, 15), (11, 1), (11, 11), (12, 25))
+    moving = (easter + dt.timedelta(days=n) for n in (1, 39, 50))  # Monday, Ascension, Whit
+    return frozenset({dt.date(year, m, d) for m, d in fixed} | set(moving))

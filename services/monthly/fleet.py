@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from services.monthly.adapters.datasets import lcl_blocks, read_lcl_block
+from services.monthly.adapters.datasets import lcl_block_ids, lcl_blocks, read_lcl_block
 from services.monthly.adapters.local import LocalResultStore
 from services.monthly.core.debounce import (
     DEFAULT_FINAL_COVERAGE,
@@ -110,6 +110,24 @@ def _as_of(series: DailySeries, limit: dt.date | None, final_coverage: float) ->
     return target_day(tail, final_coverage)
 
 
+def _window(series: DailySeries, day: dt.date) -> dict[dt.date, str]:
+    """The fitted days' inputs as the forecast's fingerprint sees them: ``kwh/coverage``.
+
+    Each value is written as numpy 2 writes a float64 (``np.float64(0.25)``), which is
+    what the fleet has always hashed; built from Python floats in one pass (numpy's
+    shortest repr is Python's) because a per-day numpy scalar repr cost ~4 % of a forecast.
+    """
+    known = series.until(day)
+    present = np.flatnonzero(np.isfinite(known.kwh))
+    days = known.dates[present].astype("datetime64[D]").tolist()
+    kwh = known.kwh[present].tolist()
+    coverage = known.coverage[present].tolist()
+    return {
+        d: f"np.float64({k!r})/np.float64({c!r})"
+        for d, k, c in zip(days, kwh, coverage, strict=True)
+    }
+
+
 def forecast_one(
     series: DailySeries,
     store: LocalResultStore | None,
@@ -119,8 +137,13 @@ def forecast_one(
     plots: bool = False,
     checkpoints: bool = True,
     final_coverage: float = DEFAULT_FINAL_COVERAGE,
+    settings_fingerprint: str | None = None,
 ) -> HouseholdRun:
-    """Forecast one household and write its objects to ``store`` (None: write nothing)."""
+    """Forecast one household and write its objects to ``store`` (None: write nothing).
+
+    ``settings_fingerprint``: ``settings.fingerprint()`` when the caller has it already
+    (a worker computes it once per block, not once per household).
+    """
     started = time.perf_counter()
     day = _as_of(series, as_of, final_coverage)
     if day is None:
@@ -133,6 +156,7 @@ def forecast_one(
             time.perf_counter() - started,
         )
     result = forecast_month(series, day, settings=settings, checkpoint=checkpoints)
+    settings_print = settings_fingerprint or settings.fingerprint()
     forecast = result.forecast
     if store is not None:
         if plots:
@@ -146,11 +170,7 @@ def forecast_one(
             forecast = forecast.model_copy(update={"plot_keys": {"components": key}})
         if result.checkpoint is not None:
             store.put_checkpoint(series.household_id, result.checkpoint)
-        window = {
-            series.start + dt.timedelta(days=int(i)): f"{series.kwh[i]!r}/{series.coverage[i]!r}"
-            for i in np.flatnonzero(np.isfinite(series.until(day).kwh))
-        }
-        store.put_forecast(forecast, input_fingerprint(settings.fingerprint(), day, window))
+        store.put_forecast(forecast, input_fingerprint(settings_print, day, _window(series, day)))
     return HouseholdRun(
         series.household_id,
         day,
@@ -175,6 +195,7 @@ class _Job:
 def _run_block(job: _Job) -> list[HouseholdRun]:
     quiet_prophet_logging()
     store = LocalResultStore(job.out_dir) if job.out_dir is not None else None
+    settings_print = job.settings.fingerprint()
     runs = []
     for series in read_lcl_block(job.path):
         if job.households is not None and series.household_id not in job.households:
@@ -188,6 +209,7 @@ def _run_block(job: _Job) -> list[HouseholdRun]:
                     as_of=job.as_of,
                     plots=job.plots,
                     checkpoints=job.checkpoints,
+                    settings_fingerprint=settings_print,
                 )
             )
         except Exception as error:  # one household fails, not the fleet; reported
@@ -229,6 +251,24 @@ def _single_threaded_blas() -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _first_households(
+    paths: list[str], wanted: frozenset[str] | None, limit: int
+) -> tuple[list[str], frozenset[str]]:
+    """The block files holding the first ``limit`` (wanted) households, and their ids."""
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    chosen: list[str] = []
+    used: list[str] = []
+    for path in paths:
+        if len(chosen) >= limit:
+            break
+        ids = [i for i in lcl_block_ids(path) if wanted is None or i in wanted]
+        if ids:
+            used.append(path)
+            chosen.extend(ids[: limit - len(chosen)])
+    return used, frozenset(chosen)
+
+
 def run_fleet(
     data_dir: str | Path,
     out_dir: str | Path | None,
@@ -240,6 +280,7 @@ def run_fleet(
     plots: bool = False,
     checkpoints: bool = True,
     households: Sequence[str] | None = None,
+    limit: int | None = None,
 ) -> FleetReport:
     """Forecast every household of an LCL ``daily_dataset`` folder, in parallel.
 
@@ -248,11 +289,15 @@ def run_fleet(
     ``as_of``: forecast as of this day (each household's newest final day on or before
     it); default each household's own last final day. ``plots``: also write the
     components plot's data (the gateway renders the PNG when it is first requested).
-    ``households``: only these ids.
+    ``households``: only these ids. ``limit``: only the first ``limit`` of them (of all
+    households if ``households`` is None) in block order, for a quick run; only the block
+    files that hold them are read.
     """
     started = time.perf_counter()
     paths = [str(p) for p in lcl_blocks(data_dir)]
     wanted = frozenset(households) if households is not None else None
+    if limit is not None:
+        paths, wanted = _first_households(paths, wanted, limit)
     jobs = [
         _Job(
             p,

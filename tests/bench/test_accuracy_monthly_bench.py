@@ -14,6 +14,9 @@ from bench.accuracy_monthly import (
     DEFAULT_SETTINGS,
     FleetModels,
     _days,
+    common_shock_mape,
+    mape_table,
+    noise_floor_pct,
     rest_of_month_rows,
     retrain_days,
     summarize,
@@ -124,3 +127,32 @@ def test_bench_accuracy_monthly_small_run_prints_the_contract(
         assert key in result["short_history"]
     assert result["as_of_days"] == [5, 19]
     assert result["brownlee_weekly_rmse"] == pytest.approx(340.3, abs=0.5)
+
+
+def test_common_shock_mape_removes_what_every_household_shares():
+    # Every household's rest of month came out 10 % above its forecast: a common shock.
+    rows = [
+        {"household_id": h, "as_of": "2013-03-08", "actual_to_date": 70.0, "actual": 70 + 1.1 * f}
+        | {"trailing_28d_mean": 70.0 + f}
+        for h, f in (("a", 200.0), ("b", 230.0), ("c", 180.0))
+    ]
+
+    assert mape_table(rows, ["trailing_28d_mean"])["trailing_28d_mean"] > 5
+    assert common_shock_mape(rows, "trailing_28d_mean") == pytest.approx(0.0, abs=1e-9)
+
+
+def test_noise_floor_is_zero_for_a_steady_household_and_sees_alternating_weeks():
+    days = 31 + 28
+    steady = series_of([10.0] * days, start=dt.date(2013, 1, 1), household="a")
+    weeks = [10.0 + 2.0 * ((i - 32) // 7 % 2) for i in range(days)]  # +2 from Feb 9 on, ...
+    swinging = series_of(weeks, start=dt.date(2013, 1, 1), household="b")
+    rows = [
+        {"household_id": h, "as_of": "2013-02-01", "actual": sum(s.kwh[31:])}
+        for h, s in (("a", steady), ("b", swinging))
+    ]
+    series = {"a": steady, "b": swinging}
+
+    assert noise_floor_pct(rows[:1], series, 1) == 0.0
+    assert noise_floor_pct(rows[:1], series, 7) == 0.0
+    assert noise_floor_pct(rows[1:], series, 7) > 3.0  # weeks of 10 and 12 kWh a day
+    assert noise_floor_pct(rows[1:], series, 1) < noise_floor_pct(rows[1:], series, 7)

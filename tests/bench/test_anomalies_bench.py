@@ -75,5 +75,7 @@ def test_bench_anomalies_full_run_meets_the_flag_rate_goal(
     assert main(["anomalies", "--lcl", str(lcl), "--uci", str(full_uci)]) == 0
     result = _result(capsys)
     assert result["flag_rate_normal"] <= 0.01
+    assert all(d["flag_rate_normal"] <= 0.01 for d in result["by_dataset"].values())  # UCI too
+    assert result["recall"] >= 0.8
     assert result["by_kind"]["stuck_zero"]["recall"] >= 0.8
     assert result["flag_rate_ratio_vs_baseline"] < 0.1

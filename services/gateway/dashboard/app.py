@@ -30,6 +30,8 @@ from services.gateway.dashboard import views
 from services.gateway.dashboard.client import GatewayApiError, GatewayClient, Viewer
 
 WINDOWS_H = {"1 h": 1, "6 h": 6, "24 h": 24, "3 days": 72, "7 days": 168}
+# The live tab lists at most this many anomaly marks under its chart, latest first.
+LIVE_ANOMALY_LINES = 10
 # The operator's anomaly table asks for at most this many households (latest first). A
 # comment, not a docstring: Streamlit's "magic" would print a bare string on the page.
 FLEET_ANOMALY_HOUSEHOLDS = 50
@@ -76,6 +78,15 @@ def live_panel(client: GatewayClient, household: str, hours: int) -> None:
         st.info(f"no readings for {household} in this window yet")
         return
     st.altair_chart(views.live_chart(actual, predicted, marks, past), use_container_width=True)
+    if not marks.empty:  # as text, latest first (a data grid is a canvas: not readable)
+        latest = marks.sort_values("time", ascending=False).head(LIVE_ANOMALY_LINES)
+        st.markdown(
+            "\n".join(
+                f"- anomaly flagged {row.time:%Y-%m-%d %H:%M} UTC: {row.what} "
+                f"(score {row.score:.2f})"
+                for row in latest.itertuples()
+            )
+        )
     st.caption(
         f"{household}: {len(actual)} {resolution} points (times in UTC; a break in the "
         "line is a gap in the readings), forecast "

@@ -21,6 +21,7 @@ __all__ = [
     "MonthSummary",
     "accuracy_frame",
     "accuracy_rows",
+    "anomaly_label",
     "fallback_notice",
     "fleet_rows",
     "history_frame",
@@ -154,10 +155,44 @@ def live_frames(
     marks = pd.DataFrame(
         {
             "time": pd.to_datetime([a["timestamp"] for a in anomalies], utc=True),
+            "kind": [a.get("kind") or "anomaly" for a in anomalies],
+            "kwh": [a.get("kwh") for a in anomalies],
+            "minutes": [
+                None if a.get("duration_s") is None else a["duration_s"] / 60 for a in anomalies
+            ],
+            "what": [anomaly_label(a) for a in anomalies],
             "score": [a["score"] for a in anomalies],
         }
     )
     return actual, predicted, marks
+
+
+def anomaly_label(mark: Mapping[str, Any]) -> str:
+    """What an anomaly mark says, in words: its kind and how large (energy above or below
+    the household's usual use, over how long); the score alone from older producers.
+
+    >>> anomaly_label({"kind": "excess", "kwh": 3.25, "duration_s": 9000, "score": 2.0})
+    'excess: +3.25 kWh vs usual over 2 h 30 min'
+    >>> anomaly_label({"score": 3.5})
+    'anomaly (score 3.50)'
+    """
+    kind, kwh, duration_s = mark.get("kind"), mark.get("kwh"), mark.get("duration_s")
+    if kind is None:
+        return f"anomaly (score {mark['score']:.2f})"
+    parts = [kind.replace("_", " ")]
+    if kwh is not None:
+        parts.append(f": {kwh:+.2f} kWh vs usual")
+    if duration_s:
+        hours, minutes = divmod(round(duration_s / 60), 60)
+        span = (
+            f"{hours} h {minutes} min"
+            if hours and minutes
+            else f"{hours} h"
+            if hours
+            else f"{minutes} min"
+        )
+        parts.append(f" over {span}")
+    return "".join(parts)
 
 
 def live_chart(
@@ -225,7 +260,16 @@ def live_chart(
         layers.append(
             alt.Chart(marks)
             .mark_rule(color="red", strokeDash=[4, 2])
-            .encode(x=x, tooltip=[_time_tooltip(), "score:Q"])
+            .encode(
+                x=x,
+                tooltip=[
+                    _time_tooltip(),
+                    alt.Tooltip("what:N", title="anomaly"),
+                    alt.Tooltip("kwh:Q", title="energy vs usual (kWh)", format="+.2f"),
+                    alt.Tooltip("minutes:Q", title="duration (min)", format=".0f"),
+                    alt.Tooltip("score:Q", format=".2f"),
+                ],
+            )
         )
     return alt.LayerChart(layer=layers, height=320)
 

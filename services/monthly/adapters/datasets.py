@@ -25,6 +25,7 @@ from shared.uci import iter_uci
 
 __all__ = [
     "HALF_HOURS_PER_DAY",
+    "lcl_block_ids",
     "lcl_blocks",
     "read_lcl_block",
     "read_lcl_daily",
@@ -42,6 +43,12 @@ def lcl_blocks(data_dir: str | Path) -> list[Path]:
     if not found:
         raise FileNotFoundError(f"no block_<n>.csv[.gz] files in {data_dir}")
     return sorted(found, key=lambda p: int(_BLOCK.search(p.name)[1]))  # type: ignore[index]
+
+
+def lcl_block_ids(path: str | Path) -> list[str]:
+    """The household ids of one block file, in the order :func:`read_lcl_block` yields them."""
+    ids = pd.read_csv(path, usecols=["LCLid"], dtype={"LCLid": str})["LCLid"]
+    return sorted(ids.dropna().unique().tolist())
 
 
 def read_lcl_block(path: str | Path) -> list[DailySeries]:

@@ -45,24 +45,31 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 from collections import OrderedDict
+from copy import deepcopy
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 # Prophet logs an ERROR at import when plotly is missing; we never use plotly. Muted here,
 # before the import, because that message is the only thing it would ever say there.
 logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)
 
-from prophet.models import IStanBackend  # noqa: E402  (after muting its import noise)
+from prophet import Prophet  # noqa: E402  (after muting its import noise)
+from prophet.models import IStanBackend  # noqa: E402
 
 __all__ = [
     "MapBackend",
     "MapFit",
     "MapOptions",
+    "MapProphet",
+    "model_json",
     "negative_log_posterior",
     "quiet_prophet_logging",
 ]
@@ -136,10 +143,17 @@ def negative_log_posterior(
 ) -> float:
     """The objective of ``prophet.stan``'s ``optimize`` (up to a constant), for comparisons."""
     residual = y - z @ theta
+    return _objective(theta, sigma, float(residual @ residual), len(y), precision, n_changes, tau)
+
+
+def _objective(
+    theta: Array, sigma: float, rss: float, n: int, precision: Array, n_changes: int, tau: float
+) -> float:
+    """:func:`negative_log_posterior` given the residual sum of squares already computed."""
     delta = theta[2 : 2 + n_changes]
     return float(
-        len(y) * np.log(sigma)
-        + residual @ residual / (2 * sigma**2)
+        n * np.log(sigma)
+        + rss / (2 * sigma**2)
         + 0.5 * theta @ (precision * theta)
         + np.abs(delta).sum() / tau
         + sigma**2 / (2 * _SIGMA_PRIOR_SD**2)
@@ -242,8 +256,9 @@ class MapBackend(IStanBackend):
         else:
             scale = np.sqrt(theta[changes] ** 2 + opts.eps**2)
         residual = y - z @ theta
-        sigma = _sigma_given(float(residual @ residual), n)
-        best = negative_log_posterior(theta, sigma, z, y, precision, n_changes, tau)
+        rss = float(residual @ residual)
+        sigma = _sigma_given(rss, n)
+        best = _objective(theta, sigma, rss, n, precision, n_changes, tau)
         converged = False
         iterations = 0
         for iterations in range(1, opts.max_iter + 1):  # noqa: B007  (reported below)
@@ -252,10 +267,9 @@ class MapBackend(IStanBackend):
             system = gram / sigma**2 + np.diag(weights)
             candidate: Array = np.linalg.solve(system, zty / sigma**2).astype(np.float64)
             residual = y - z @ candidate
-            candidate_sigma = _sigma_given(float(residual @ residual), n)
-            value = negative_log_posterior(
-                candidate, candidate_sigma, z, y, precision, n_changes, tau
-            )
+            rss = float(residual @ residual)  # once: the objective reuses it
+            candidate_sigma = _sigma_given(rss, n)
+            value = _objective(candidate, candidate_sigma, rss, n, precision, n_changes, tau)
             if not np.isfinite(value):
                 break
             decrease = best - value
@@ -267,3 +281,127 @@ class MapBackend(IStanBackend):
                 break
             scale = np.sqrt(theta[changes] ** 2 + opts.eps**2)
         return theta, sigma, MapFit(iterations, converged, best, warm)
+
+
+_LAYOUTS_KEPT: Final = 64  # distinct model layouts remembered per process (a handful in use)
+
+
+class MapProphet(Prophet):
+    """Prophet, with the bookkeeping that depends only on the model's layout done once
+    and its Fourier features computed on numpy arrays.
+
+    Why: ``Prophet.fit`` builds, for every fit, the table of which feature columns make
+    up which component (``regressor_column_matrix``: a ``pd.crosstab`` and several
+    concatenations). It depends only on the columns' names, the seasonality modes, the
+    holidays and the extra regressors, never on the data, yet it was measured at ~30 %
+    of a fleet forecast's CPU (London households, MAP fit, 2 cores). Here it is computed
+    once per layout and copied afterwards: the model, its parameters and its
+    ``model_to_json`` are the same as :class:`prophet.Prophet`'s (tested). Everything
+    else, ``predict`` included, is Prophet's own.
+    """
+
+    @staticmethod
+    def fourier_series(
+        dates: pd.Series, period: float, series_order: int
+    ) -> npt.NDArray[np.float64]:
+        """Prophet's own ``fourier_series``, the same arithmetic on the numpy array.
+
+        Prophet multiplies and takes sines of a pandas Series, once per order (26 pandas
+        operations with yearly seasonality, ~7 % of a fleet forecast); numpy gives the
+        same values, bit for bit (tested against Prophet).
+        """
+        if not (series_order >= 1):
+            raise ValueError("series_order must be >= 1")
+        epoch = pd.Timestamp("1970-01-01", tz=dates.dt.tz)
+        t = ((dates - epoch).dt.total_seconds() / (24 * 60 * 60)).to_numpy(dtype=np.float64)
+        x_t = np.pi * 2 * t
+        components = np.empty((dates.shape[0], 2 * series_order))
+        for i in range(series_order):
+            c = (i + 1) / period * x_t
+            components[:, 2 * i] = np.sin(c)
+            components[:, (2 * i) + 1] = np.cos(c)
+        return components
+
+    _layouts: ClassVar[dict[tuple[Any, ...], tuple[pd.DataFrame, dict[str, list[str]]]]] = {}
+    _layouts_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def _layout_key(
+        self, seasonal_features: pd.DataFrame, modes: dict[str, list[str]]
+    ) -> tuple[Any, ...]:
+        holidays = self.train_holiday_names
+        return (
+            tuple(seasonal_features.columns),
+            tuple((mode, tuple(names)) for mode, names in sorted(modes.items())),
+            None if holidays is None else tuple(pd.unique(holidays)),
+            tuple((name, props["mode"]) for name, props in self.extra_regressors.items()),
+            self.holidays_mode,
+        )
+
+    def regressor_column_matrix(
+        self, seasonal_features: pd.DataFrame, modes: dict[str, list[str]]
+    ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+        if self.train_component_cols is not None:  # predict: Prophet checks against training
+            return super().regressor_column_matrix(seasonal_features, modes)
+        key = self._layout_key(seasonal_features, modes)
+        with self._layouts_lock:
+            known = self._layouts.get(key)
+        if known is None:
+            columns, grouped = super().regressor_column_matrix(seasonal_features, deepcopy(modes))
+            known = (columns.copy(), deepcopy(grouped))
+            with self._layouts_lock:
+                if len(self._layouts) >= _LAYOUTS_KEPT:
+                    self._layouts.clear()
+                self._layouts[key] = known
+        columns, grouped = known
+        # Prophet extends the caller's ``modes`` in place and returns it: the same here.
+        for mode, names in grouped.items():
+            modes[mode] = list(names)
+        return columns.copy(), modes
+
+
+_component_json: dict[tuple[Any, ...], str] = {}
+_component_json_lock = threading.Lock()
+
+
+def _component_table_key(columns: pd.DataFrame) -> tuple[Any, ...]:
+    values = columns.to_numpy()
+    return (
+        tuple(columns.columns),
+        columns.columns.name,
+        tuple(columns.index),
+        columns.index.name,
+        tuple(str(dtype) for dtype in columns.dtypes),
+        values.shape,
+        values.tobytes(),
+    )
+
+
+def model_json(model: Prophet) -> str:
+    """``prophet.serialize.model_to_json(model)``, byte for byte, in less time.
+
+    Why: pandas' ``to_json(orient="table")`` has a fixed cost of ~1 ms, and one of the
+    tables a checkpoint holds, the component columns (``train_component_cols``), is the
+    same for every model of a layout; its JSON is made once per layout and reused.
+    Everything else is Prophet's own ``model_to_dict``.
+    """
+    from prophet.serialize import model_to_dict
+
+    columns = model.train_component_cols
+    if columns is None:
+        return json.dumps(model_to_dict(model))
+    key = _component_table_key(columns)
+    with _component_json_lock:
+        text = _component_json.get(key)
+    if text is None:
+        text = columns.to_json(orient="table", index=False)
+        with _component_json_lock:
+            if len(_component_json) >= _LAYOUTS_KEPT:
+                _component_json.clear()
+            _component_json[key] = text
+    model.train_component_cols = None  # Prophet's model_to_dict writes None for it...
+    try:
+        data = model_to_dict(model)
+    finally:
+        model.train_component_cols = columns
+    data["train_component_cols"] = text  # ...in its place, which the JSON keeps
+    return json.dumps(data)

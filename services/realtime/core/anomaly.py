@@ -16,10 +16,16 @@ Per household, kept in its window state (:class:`AnomalyState`, a few KB):
   the side the actual lies (consumption is skewed: a household's high side is wider),
   floored at ``floor_kw`` and at ``floor_ratio`` of the median. Medians and quantiles
   ignore the odd kettle or holiday; the neighbouring slots forgive a routine that shifts
-  by a bin.
+  by a bin. Above the median, the reference is the larger of the median and the same
+  slots a week earlier (their median): a household's Saturday is compared with last
+  Saturday too, not only with the weekdays.
 * **Persistence** (two one-sided CUSUMs of ``z = (actual - expected) / spread``, each step
   clipped at ``cap_z``, minus a ``drift`` allowance, capped at ``cusum_cap`` limits): an
   excess or a deficit that lasts accumulates towards ``cusum_h``; noise drains to zero.
+  Each bin adds its evidence in proportion to its length (per ``cusum_pace_s``, half an
+  hour), so a 15-minute meter is not flagged twice as fast as a half-hourly one: per
+  bin, the UCI house at 15 minutes flagged 1.3 % of its untouched bins where London's
+  half-hourly meters flagged 0.7 % at the same threshold.
 * **Spikes:** one bin ``spike_z`` spreads above expectation.
 * **Stuck at zero:** readings of at most ``zero_kw`` for ``zero_s`` while the household
   usually uses at least ``zero_min_expected_kw``.
@@ -81,7 +87,7 @@ _SPIKE, _EXCESS, _DEFICIT, _SHIFT, _ZERO = (
 
 #: Multiple of the limits above which a bin is flagged, measured on untouched London and
 #: UCI data (``python -m bench anomalies --calibrate``; see the README).
-DEFAULT_THRESHOLD: Final = 1.1
+DEFAULT_THRESHOLD: Final = 0.85
 
 
 @dataclass(frozen=True)
@@ -108,10 +114,13 @@ class AnomalyConfig:
     shift_s: int = 8 * 3600
     min_deficit_s: int = 3 * 3600
     max_run_s: int = 24 * 3600
+    #: The CUSUMs add one bin's evidence per this much time (a 15-minute bin counts half),
+    #: so a 15-minute meter is not flagged twice as fast as a half-hourly one.
+    cusum_pace_s: int = 1800
 
     def __post_init__(self) -> None:
-        if self.threshold <= 0 or self.days < 2 or self.neighbours < 0:
-            raise ValueError("threshold must be > 0, days >= 2, neighbours >= 0")
+        if self.threshold <= 0 or self.days < 2 or self.neighbours < 0 or self.cusum_pace_s <= 0:
+            raise ValueError("threshold and cusum_pace_s must be > 0, days >= 2, neighbours >= 0")
 
 
 @dataclass(frozen=True, eq=False)
@@ -322,23 +331,33 @@ def _step(
     ref = st.ring[h[:, None, None], ref_bins % n[:, None, None]].reshape(count, -1)
     (q_lo, q50, q_hi), known = _quantiles(ref, (1 - cfg.spread_q, 0.5, cfg.spread_q))
     ready = (known >= cfg.min_reference) & ~np.isnan(x)
-    expected = np.where(ready, q50, np.nan)
     floor = np.maximum(cfg.floor_kw, cfg.floor_ratio * np.where(ready, q50, 0.0))
     spread = np.where(x >= q50, np.maximum(q_hi - q50, floor), np.maximum(q50 - q_lo, floor))
     spread = np.where(ready, spread, 1.0)
+    # the high side's reference: not below the same slot a week earlier (a household's
+    # Saturday is compared with last Saturday too, not only with the weekdays)
+    high = q50
+    if cfg.days >= 7:
+        week = ref.reshape(count, cfg.days, -1)[:, 6]
+        (wk,), wk_known = _quantiles(week, (0.5,))
+        high = np.where(wk_known > 0, np.maximum(q50, wk), q50)
+    # what the actual is measured against: the reference on the side it lies
+    expected = np.where(ready, np.where(x > q50, high, q50), np.nan)
     st.ring[h, b % n] = x
     st.last[h] = b
     st.fresh[h] = False
 
-    dev = np.where(ready, x - np.where(ready, q50, 0.0), 0.0)
+    centre = np.where(x > high, high, np.where(x < q50, q50, x))
+    dev = np.where(ready, x - np.where(ready, centre, 0.0), 0.0)
     z = dev / spread
     kwh = dev * bin_h
     clipped = np.clip(z, -cfg.cap_z, cfg.cap_z)
     # persistence: one-sided CUSUMs (a run starts when its sum leaves zero)
     u0, d0 = st.up[h], st.down[h]
     top = cfg.cusum_cap * cfg.cusum_h
-    u1 = np.where(ready, np.clip(u0 + clipped - cfg.drift, 0.0, top), u0)
-    d1 = np.where(ready, np.clip(d0 - clipped - cfg.drift, 0.0, top), d0)
+    pace = res / cfg.cusum_pace_s
+    u1 = np.where(ready, np.clip(u0 + (clipped - cfg.drift) * pace, 0.0, top), u0)
+    d1 = np.where(ready, np.clip(d0 + (-clipped - cfg.drift) * pace, 0.0, top), d0)
     u_new, d_new = (u0 <= 0) & (u1 > 0), (d0 <= 0) & (d1 > 0)
     st.up_start[h] = np.where(u_new, b, st.up_start[h])
     st.down_start[h] = np.where(d_new, b, st.down_start[h])

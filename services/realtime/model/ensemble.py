@@ -8,24 +8,28 @@ directly. So the ensemble has three members, each a direct multi-horizon forecas
 
 * **profile regression** (:class:`ProfileRegression`, NumPy only): per horizon step a
   ridge regression on the seasonal profile of the target bin (the training period's mean
-  load at that local day of week and time of day), that profile times the input's mean
-  level and times the day of the year (sine/cosine), plus the input window summarised
-  (the last four hours as they are, four-hour means, day means) and the origin's
-  calendar. Least squares, so it estimates the conditional mean: the point RMSE asks for.
+  load at that local day of week and time of day, and the same over its last year), that
+  profile times the input's mean level and times the day of the year (sine/cosine), the
+  same time of day on the input's days (smoothed over five bins), the Sunday habit on a
+  public holiday, plus the input window summarised (the last four hours as they are,
+  four-hour means, day means, the other channels' means) and the origin's calendar.
+  Least squares, so it estimates the conditional mean: the point RMSE asks for.
 * **MLP** (Keras, mean squared error) on the same regressors: nonlinear interactions of
   level, habit and recent load.
 * **LSTM**: the protocol's quantile LSTM, its mean from the quantiles (Swanson's rule).
 
-The weights of the average are chosen on a validation slice of the training period (a
-grid on the simplex, step 0.05), never on the test; see
+The regression and the MLP learn from the windows issued near the test origins' time of
+day (see ``evaluation.py``). The weights of the average are chosen on a validation slice
+of the training period (a grid on the simplex, step 0.05), never on the test; see
 :func:`services.realtime.model.evaluation.evaluate_protocol` for the whole procedure.
 Everything here is a pure function of arrays: no I/O, seeded where random.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -44,6 +48,7 @@ __all__ = [
     "combine",
     "fit_mlp",
     "fit_profile_regression",
+    "holiday_days",
     "interval_scale",
     "profile_regressors",
     "seasonal_profile",
@@ -55,8 +60,10 @@ _YEAR_S: Final = 365.25 * _DAY_S
 _TARGET: Final = 0  # the target is the first feature column
 _RECENT_S: Final = 4 * 3600  # the last four hours enter the regression bin by bin
 _BLOCK_S: Final = 4 * 3600  # and the whole window as four-hour means
+_LAG_SMOOTH: Final = 2  # the same time of day on the input's days: +-2 bins averaged
+_SUNDAY: Final = 6
 #: Regressors per target bin (see :func:`profile_regressors`).
-PER_STEP: Final = 6
+PER_STEP: Final = 12
 #: The ensemble's members, in the order of :func:`best_weights`'s weights.
 MEMBERS: Final = ("profile_regression", "mlp", "lstm")
 
@@ -114,12 +121,18 @@ def profile_regressors(
     horizon_steps: int,
     resolution_s: int,
     utc_offset_s: int,
+    recent_profile: npt.NDArray[np.float64] | None = None,
+    holidays: npt.NDArray[np.int64] | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Regressors of each window: ``common (n, k)`` shared by every step, and
     ``per_step (n, horizon, PER_STEP)`` for the target bin itself: its habit (the
     profile), and the habit times the window's mean level, times the day of the year
     (sine, cosine) and times the window's load relative to its own habit (whole window,
-    last day).
+    last day); the load at the same time of day on the input's days (their mean, and the
+    last day's; each smoothed over five bins, never past the origin); the
+    ``recent_profile`` (default: ``profile``) and it times the level; and on a public holiday
+    (``holidays``: local day numbers, days since 1970-01-01 on the local clock) the
+    Sunday habit and the habit.
 
     Only the window's inputs (rows before the origin) and the origin's and target bins'
     *timestamps* are read: never a target value.
@@ -144,6 +157,17 @@ def profile_regressors(
             np.ones((n, 1)),
         ]
     )
+    # the other channels (reactive power, voltage, current, sub-meters): where the energy
+    # went over the window, its last day and its last four hours
+    channels = features[origins[:, None] + np.arange(-input_steps, 0), 1 : len(MEASUREMENTS)]
+    common = np.column_stack(
+        [
+            common,
+            channels.mean(axis=1),
+            channels[:, -per_day:].mean(axis=1),
+            channels[:, -recent:].mean(axis=1),
+        ]
+    )
     # the window's load relative to the habit of its own bins (a window holding a
     # weekend is compared with the weekend's habit), over all of it and its last day
     back = origins[:, None] + np.arange(-input_steps, 0)
@@ -153,7 +177,30 @@ def profile_regressors(
     habitual_day = np.maximum(habit_in[:, -per_day:].sum(axis=1, keepdims=True), 1e-6)
     ratio_day = window[:, -per_day:].sum(axis=1, keepdims=True) / habitual_day
     targets = origins[:, None] + np.arange(horizon_steps)
-    habit = profile[_local_days_and_bins(starts_us[targets], resolution_s, utc_offset_s)]
+    days, bins = _local_days_and_bins(starts_us[targets], resolution_s, utc_offset_s)
+    habit = profile[days, bins]
+    recent_habit = (profile if recent_profile is None else recent_profile)[days, bins]
+    # the same time of day on each input day, smoothed; indices clipped into the window
+    first, last = origins[:, None] - input_steps, origins[:, None] - 1
+    same_time = np.stack(
+        [
+            np.mean(
+                [
+                    features[np.clip(targets - k * per_day + j, first, last), _TARGET]
+                    for j in range(-_LAG_SMOOTH, _LAG_SMOOTH + 1)
+                ],
+                axis=0,
+            )
+            for k in range(1, input_steps // per_day + 1)
+        ],
+        axis=-1,
+    )
+    local_day = (starts_us[targets] // _US_PER_S + utc_offset_s) // _DAY_S
+    holiday = (
+        np.isin(local_day, holidays).astype(np.float64)
+        if holidays is not None and len(holidays)
+        else np.zeros(targets.shape)
+    )
     per_step = np.stack(
         [
             habit,
@@ -162,10 +209,22 @@ def profile_regressors(
             habit * seasons[:, 1:],
             habit * ratio,
             habit * ratio_day,
+            same_time.mean(axis=-1),
+            same_time[..., 0],
+            recent_habit,
+            recent_habit * level,
+            holiday * profile[_SUNDAY, bins],
+            holiday * habit,
         ],
         axis=-1,
     )
     return common, per_step
+
+
+def holiday_days(holidays: Iterable[dt.date]) -> npt.NDArray[np.int64]:
+    """Local day numbers (days since 1970-01-01) of ``holidays``, for the regressors."""
+    epoch = dt.date(1970, 1, 1)
+    return np.array(sorted((d - epoch).days for d in holidays), dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,6 +240,10 @@ class ProfileRegression:
     horizon_steps: int
     resolution_s: int
     utc_offset_s: int
+    #: The profile over the last ``recent_days`` before ``stop`` (a habit that drifts).
+    recent: npt.NDArray[np.float64] | None = None
+    #: Local day numbers of public holidays (see :func:`holiday_days`).
+    holidays: npt.NDArray[np.int64] | None = None
 
     def regressors(
         self,
@@ -197,6 +260,8 @@ class ProfileRegression:
             horizon_steps=self.horizon_steps,
             resolution_s=self.resolution_s,
             utc_offset_s=self.utc_offset_s,
+            recent_profile=self.recent,
+            holidays=self.holidays,
         )
 
     def predict(
@@ -243,11 +308,14 @@ def fit_profile_regression(
     horizon_steps: int,
     resolution_s: int,
     utc_offset_s: int,
-    ridge: float = 1e-3,
+    holidays: Iterable[dt.date] = (),
+    recent_days: int = 365,
+    ridge: float = 1e-2,
     chunk: int = 8192,
 ) -> ProfileRegression:
     """Fit on the windows at ``origins`` (all targets before ``stop``, all measured);
-    the profile is learned from rows before ``stop`` only.
+    the profiles are learned from rows before ``stop`` only (the recent one from the
+    last ``recent_days`` of them).
 
     Accumulates the normal equations chunk by chunk (memory: one chunk), then solves one
     small ridge system per step on columns scaled to unit RMS.
@@ -260,9 +328,19 @@ def fit_profile_regression(
     profile = seasonal_profile(
         target, starts_us, stop, resolution_s=resolution_s, utc_offset_s=utc_offset_s
     )
-    model = ProfileRegression(
-        profile, np.zeros(0), np.zeros(0), input_steps, horizon_steps, resolution_s, utc_offset_s
-    )
+    begin = max(0, stop - recent_days * (_DAY_S // resolution_s))
+    recent = profile
+    if not np.isnan(target[begin:stop]).all():
+        recent = seasonal_profile(
+            target[begin:stop],
+            starts_us[begin:stop],
+            stop - begin,
+            resolution_s=resolution_s,
+            utc_offset_s=utc_offset_s,
+        )
+    shape = (input_steps, horizon_steps, resolution_s, utc_offset_s)
+    days = holiday_days(holidays)
+    model = ProfileRegression(profile, np.zeros(0), np.zeros(0), *shape, recent, days)
     k = len(model.regressors(features, starts_us, origins[:1])[0][0]) + PER_STEP
     gram = np.zeros((horizon_steps, k, k))
     cross = np.zeros((horizon_steps, k))
@@ -278,9 +356,7 @@ def fit_profile_regression(
     scaled = gram / scales[:, :, None] / scales[:, None, :]
     scaled += ridge * len(origins) * np.eye(gram.shape[1])
     weights = np.linalg.solve(scaled, (cross / scales)[..., None])[..., 0]
-    return ProfileRegression(
-        profile, weights, scales, input_steps, horizon_steps, resolution_s, utc_offset_s
-    )
+    return ProfileRegression(profile, weights, scales, *shape, recent, days)
 
 
 # --- MLP -------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ from services.realtime.model.ensemble import (
     fit_profile_regression,
     interval_scale,
 )
+from shared.holidays import french_public_holidays
 from shared.uci import UCI_UTC_OFFSET
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ __all__ = [
 
 _US_PER_S: Final = 1_000_000
 _DAY_S: Final = 86_400
+_NEAR_S: Final = 2 * 3600  # the ensemble's members train on windows this near the test time
 _TARGET_COLUMN: Final = 0  # the target is the first feature (FEATURES = MEASUREMENTS + ...)
 assert MEASUREMENTS[_TARGET_COLUMN] == "global_active_power_kw"
 
@@ -489,9 +491,10 @@ def _with_ensemble(
     """Add the ensemble (see ``ensemble.py``) as our point forecast.
 
     1. The LSTM's own split of the training windows (``training_origins``: the last tenth
-       in time validates) is reused. The profile regression and the MLP are fitted on its
-       training part (the profile from the rows before the validation slice), the MLP's
-       epochs chosen on the whole validation slice.
+       in time validates) is reused, keeping the windows issued within two hours of the
+       test origins' time of day. The profile regression and the MLP are fitted on its
+       training part (the profiles from the rows before the validation slice), the MLP's
+       epochs chosen on the validation slice.
     2. The weights are chosen on the validation windows issued at the test origins' time
        of day (midnight here), where every member forecasts from data before the slice
        (the LSTM's and the MLP's epochs were picked on that slice, as is usual).
@@ -518,6 +521,7 @@ def _with_ensemble(
         "horizon_steps": config.horizon_steps,
         "resolution_s": config.resolution_s,
         "utc_offset_s": UCI_UTC_OFFSET // dt.timedelta(seconds=1),
+        "holidays": _uci_holidays(series),
     }
     starts, target = series.starts_us, series.target
     train, val = training_origins(series, config, split.train_stop, features)
@@ -528,8 +532,13 @@ def _with_ensemble(
     picked = val[np.isin(val % day, test_times)]
     if len(picked) == 0:
         raise ValueError("no validation window at the test origins' time of day")
+    # the regression and the MLP learn from the windows issued near the test origins'
+    # time of day (within two hours): one day ahead from midnight is its own problem
+    near = _near_times(test_times, day, _NEAR_S // series.resolution_s)
+    val_start = int(val[0])
+    train, val = train[near(train)], val[near(val)]
     emit(TrainProgress("train", message=f"ensemble: members on {len(train):,} windows"))
-    regression = fit_profile_regression(features, target, starts, train, stop=int(val[0]), **shape)
+    regression = fit_profile_regression(features, target, starts, train, stop=val_start, **shape)
     mlp_predict, mlp_epochs = fit_mlp(
         regression, features, target, starts, train, config=mlp, val=val
     )
@@ -579,6 +588,30 @@ def _with_ensemble(
         validation=validation,
         validation_windows=len(picked),
         train_seconds=result.train_seconds + time.perf_counter() - started,
+    )
+
+
+def _near_times(
+    times: npt.NDArray[np.int64], day: int, span: int
+) -> Callable[[npt.NDArray[np.int64]], npt.NDArray[np.bool_]]:
+    """``origins -> mask``: origins within ``span`` bins of one of ``times`` (bins of
+    the day), on the circle of the day."""
+
+    def mask(origins: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        distance = np.abs((origins[:, None] % day - times[None, :] + day // 2) % day - day // 2)
+        return (distance <= span).any(axis=1)
+
+    return mask
+
+
+def _uci_holidays(series: BinnedSeries) -> frozenset[dt.date]:
+    """France's public holidays over the series' years (the UCI house is near Paris)."""
+    years = {
+        dt.datetime.fromtimestamp(int(us) // _US_PER_S, dt.UTC).year
+        for us in (series.starts_us[0], series.starts_us[-1])
+    }
+    return frozenset().union(
+        *(french_public_holidays(y) for y in range(min(years), max(years) + 1))
     )
 
 

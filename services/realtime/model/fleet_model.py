@@ -5,7 +5,7 @@ flat vector of normalised features (:mod:`.fleet_features`), not raw windows, an
 output is a correction to the 7-day same-slot median in units of the household's level.
 :class:`FleetModel` takes the port's raw windows (kW + each bin's start), builds the
 features, runs the one LiteRT wrapper on the whole batch, and returns kW quantiles with
-the interval widths calibrated on the training run's validation slice.
+the interval widths calibrated per horizon step on households left out of fitting.
 
 A fleet bundle is a directory ``artifacts/fleet/<version>/``::
 
@@ -26,7 +26,7 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
 
 from services.realtime.backends import LiteRtModel
 from services.realtime.core.spec import QUANTILES_DEFAULT, ModelSpec
@@ -70,12 +70,26 @@ class FleetSpec(BaseModel):
     horizon_steps: int = DAY_BINS
     quantiles: tuple[float, ...] = QUANTILES_DEFAULT
     features: int = Field(default_factory=feature_count)
-    #: Conformal widening of the lower and upper gaps (median to outer quantile), chosen
-    #: on the validation slice so that each tail holds its nominal share.
-    scale_low: float = Field(default=1.0, gt=0)
-    scale_high: float = Field(default=1.0, gt=0)
+    #: Conformal widening of the lower and upper gaps (median to outer quantile), one per
+    #: horizon step (or one for every step), chosen on households left out of fitting so
+    #: that each tail holds its nominal share.
+    scale_low: tuple[PositiveFloat, ...] = (1.0,)
+    scale_high: tuple[PositiveFloat, ...] = (1.0,)
     #: Bank holidays the model was trained with (epoch days); serving adds the rules'.
     holidays: tuple[int, ...] = ()
+
+    @field_validator("scale_low", "scale_high", mode="before")
+    @classmethod
+    def _one_for_every_step(cls, value: object) -> object:
+        """A bundle written before per-step calibration has one number."""
+        return (value,) if isinstance(value, int | float) else value
+
+    @model_validator(mode="after")
+    def _scales_fit_the_horizon(self) -> FleetSpec:
+        for name in ("scale_low", "scale_high"):
+            if len(getattr(self, name)) not in (1, self.horizon_steps):
+                raise ValueError(f"{name} needs 1 or {self.horizon_steps} values")
+        return self
 
     def port_spec(self) -> ModelSpec:
         """The :class:`ModelSpec` of the port: raw windows ``(n, 336, 2)`` in, kW out."""
@@ -167,11 +181,12 @@ class FleetModel:
 
     def to_kw(self, raw: FloatArray, base: FloatArray, level: FloatArray) -> FloatArray:
         """Network output (normalised residual quantiles) -> calibrated kW quantiles."""
-        middle = raw.shape[-1] // 2
+        steps, q = raw.shape[-2:]
+        middle = q // 2
         center = raw[..., middle : middle + 1]
-        scale = np.ones(raw.shape[-1])
-        scale[:middle] = self.fleet.scale_low
-        scale[middle + 1 :] = self.fleet.scale_high
+        scale = np.ones((steps, q))
+        scale[:, :middle] = np.broadcast_to(self.fleet.scale_low, steps)[:, None]
+        scale[:, middle + 1 :] = np.broadcast_to(self.fleet.scale_high, steps)[:, None]
         calibrated = center + (raw - center) * scale
         return (calibrated + base[:, :, None]) * level[:, None, None]
 

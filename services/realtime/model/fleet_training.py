@@ -7,10 +7,10 @@ non-crossing head as in :func:`~services.realtime.model.training.build_model`) t
 a minute on two cores and serves >10k windows per CPU second.
 
 Honest splits: windows are sampled from the training households and the training period
-only; the last ``validation_days`` of it pick the best epoch, and the same days of
+only; the last ``validation_days`` of it pick the best epoch, and
 ``calibration_households`` (left out of fitting: new meters, as most of a fleet is)
-calibrate the interval widths (conformal scale of each tail), so no test month is ever
-looked at.
+calibrate the interval widths over the whole training period (a conformal scale of each
+tail per horizon step), so no test month is ever looked at.
 
 Determinism: :func:`~services.realtime.model.training.seed_everything` (seeds, op
 determinism) and a NumPy generator of the same seed for sampling and shuffling: same
@@ -103,12 +103,15 @@ class FleetConfig:
     windows_per_household: int = 1200
     #: Share of training windows whose oldest 1-6 days are masked (cold start).
     cold_start_fraction: float = 0.25
-    #: The last days of the training period: best epoch and interval calibration.
+    #: The last days of the training period: best epoch (and the intervals when no
+    #: household is left out of fitting).
     validation_days: int = 21
-    #: Share of the households left out of fitting; the validation slice of these (new
-    #: meters to the network) calibrates the intervals. 0: calibrate on the validation
-    #: slice of the fitted households.
-    calibration_households: float = 0.1
+    #: Share of the households left out of fitting; their windows over the whole
+    #: training period (new meters to the network, every season of it) calibrate the
+    #: intervals. 0: calibrate on the validation slice of the fitted households.
+    calibration_households: float = 0.2
+    #: Calibration windows start every ``calibration_stride`` bins (odd: every time of day).
+    calibration_stride: int = 11
     #: Validation windows start every ``validation_stride`` bins.
     validation_stride: int = 5
     quantiles: tuple[float, ...] = QUANTILES_DEFAULT
@@ -189,18 +192,30 @@ def build_fleet_network(config: FleetConfig, n_features: int | None = None) -> k
 
 def calibrate(
     raw: npt.NDArray[np.floating], y: npt.NDArray[np.floating], quantiles: tuple[float, ...]
-) -> tuple[float, float]:
-    """Conformal scales of the lower and upper gaps so that, on these (validation)
-    windows, each tail holds its nominal share (0.1 below, 0.1 above by default)."""
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Conformal scales of the lower and upper gaps, one per horizon step, so that on
+    these windows ``(n, steps, q)`` each tail of each step holds its nominal share (0.1
+    below, 0.1 above by default; split-conformal rank ``ceil((n + 1) p)``).
+
+    >>> raw = np.tile([-1.0, 0.0, 1.0], (200, 2, 1))
+    >>> y = np.stack([np.linspace(-2, 2, 200), np.linspace(-1, 1, 200)], axis=1)
+    >>> [np.round(s, 1).tolist() for s in calibrate(raw, y, (0.1, 0.5, 0.9))]
+    [[1.6, 0.8], [1.6, 0.8]]
+    """
     middle = raw.shape[-1] // 2
     center = raw[..., middle]
     low_gap = np.maximum(center - raw[..., 0], 1e-6)
     high_gap = np.maximum(raw[..., -1] - center, 1e-6)
-    below = ((center - y) / low_gap).ravel()
-    above = ((y - center) / high_gap).ravel()
-    s_low = float(np.quantile(below, 1.0 - quantiles[0]))
-    s_high = float(np.quantile(above, quantiles[-1]))
-    return max(s_low, 0.05), max(s_high, 0.05)
+    below = (center - y) / low_gap
+    above = (y - center) / high_gap
+    n = len(y)
+
+    def rank(p: float) -> float:
+        return min(1.0, np.ceil((n + 1) * p) / n)
+
+    s_low = np.quantile(below, rank(1.0 - quantiles[0]), axis=0)
+    s_high = np.quantile(above, rank(quantiles[-1]), axis=0)
+    return np.maximum(s_low, 0.05), np.maximum(s_high, 0.05)
 
 
 def _mase_weights(grid: EnergyGrid, samples: FleetSamples, stop: int) -> npt.NDArray[np.float32]:
@@ -260,10 +275,11 @@ def train_fleet_model(
     val = sample_windows(grid, np.repeat(rows, len(origins)), np.tile(origins, len(rows)), holidays)
     calibration = val
     if len(calibration_rows):
+        spread = np.arange(INPUT_BINS, stop - DAY_BINS + 1, config.calibration_stride)
         calibration = sample_windows(
             grid,
-            np.repeat(calibration_rows, len(origins)),
-            np.tile(origins, len(calibration_rows)),
+            np.repeat(calibration_rows, len(spread)),
+            np.tile(spread, len(calibration_rows)),
             holidays,
         )
     if not len(train.x) or not len(val.x):
@@ -302,7 +318,7 @@ def train_fleet_model(
         callbacks=[_Progress(on_progress, config.epochs, steps), _Best()],
     )
     model.set_weights(best["weights"])
-    on_progress(TrainProgress("evaluate", "calibrating intervals on the validation slice"))
+    on_progress(TrainProgress("evaluate", "calibrating intervals on the calibration households"))
     raw = np.asarray(model(calibration.x[:, None, :], training=False), dtype=np.float64)
     s_low, s_high = calibrate(raw, calibration.y, config.quantiles)
     version = model_version(model, config.version_prefix, dt.datetime.now(dt.UTC))
@@ -310,8 +326,8 @@ def train_fleet_model(
         version=version,
         quantiles=config.quantiles,
         features=int(train.x.shape[1]),
-        scale_low=round(s_low, 6),
-        scale_high=round(s_high, 6),
+        scale_low=tuple(round(float(s), 6) for s in s_low),
+        scale_high=tuple(round(float(s), 6) for s in s_high),
         holidays=tuple(sorted(holidays)),
     )
     served = FleetModel.__new__(FleetModel)
@@ -334,8 +350,8 @@ def train_fleet_model(
             "coverage_80": round(
                 float(((actual >= kw[..., 0]) & (actual <= kw[..., -1])).mean()), 4
             ),
-            "scale_low": spec.scale_low,
-            "scale_high": spec.scale_high,
+            "scale_low_mean": round(float(np.mean(spec.scale_low)), 6),
+            "scale_high_mean": round(float(np.mean(spec.scale_high)), 6),
         },
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
         "train_seconds": round(time.perf_counter() - started, 1),
@@ -356,7 +372,8 @@ def _readme(spec: FleetSpec, metrics: dict[str, Any]) -> str:
             "`services.realtime.model.fleet_model.FleetModel`.",
             "Made by `wattstream train fleet --data DIR` "
             "(`services.realtime.model.fleet_training.train_fleet`).",
-            f"Validation slice ({metrics.get('val_windows')} windows): MAE {val.get('mae_kw')} "
+            f"Households left out of fitting ({metrics.get('calibration_windows')} windows over "
+            f"the training period): MAE {val.get('mae_kw')} "
             "kW (median of the slot and its neighbours, 7 days: "
             f"{val.get('mae_neighbour_median_kw')}), 80 % interval coverage "
             f"{val.get('coverage_80')}.",

@@ -363,6 +363,7 @@ def test_dashboard_browser_household_and_operator_sign_in(deploy_stack, clients,
     assert f"{HOUSEHOLD}: 360 minute points" in live_text  # a 6-hour window of real minutes
     assert "latest reading (UTC)" in live_text
     assert "prediction interval" in live_text
+    assert "excess: +1.50 kWh vs usual over 1 h (score 3.50)" in live_text  # the mark's size
     assert _series_pixels(live_png, (31, 119, 180)) > 200  # the actual series (blue)
     assert _series_pixels(live_png, (255, 127, 14)) > 10  # the forecast (orange)
     assert _green_pixels(live_png) > 200  # past forecasts (green steps over their band)

@@ -63,6 +63,24 @@ def test_dashboard_views_live_frames_and_chart(client):
     assert len(spec["layer"]) == 4  # actual, band, forecast, anomaly rules
 
 
+def test_dashboard_views_anomaly_marks_say_their_kind_and_size(client):
+    start = NOW - dt.timedelta(hours=3)
+    actual, predicted, marks = views.live_frames(
+        client.consumption(A, start, NOW, "minute"), None, client.anomalies(A, start, NOW)
+    )
+
+    assert marks["what"].tolist() == ["excess: +1.50 kWh vs usual over 1 h"]
+    assert marks["kind"].tolist() == ["excess"]
+    assert marks["minutes"].tolist() == [60]
+    rule = views.live_chart(actual, predicted, marks).to_dict()["layer"][-1]
+    assert {"what", "kwh", "minutes", "score"} <= {t["field"] for t in rule["encoding"]["tooltip"]}
+    older = {"timestamp": NOW.isoformat(), "score": 3.5}  # an older producer's mark
+    assert views.live_frames(None, None, [older])[2]["what"].tolist() == ["anomaly (score 3.50)"]
+    assert views.anomaly_label(
+        {"kind": "stuck_zero", "kwh": -0.9, "duration_s": 1800, "score": 2}
+    ) == ("stuck zero: -0.90 kWh vs usual over 30 min")
+
+
 def test_dashboard_views_month_cost_at_tariff(client):
     monthly = client.monthly(A, "2007-04")
 

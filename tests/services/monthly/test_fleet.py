@@ -8,11 +8,13 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from services.monthly.adapters.datasets import lcl_blocks, read_lcl_block
 from services.monthly.core.debounce import checkpoint_key, result_key
-from services.monthly.fleet import run_fleet
+from services.monthly.core.series import DailySeries
+from services.monthly.fleet import _window, run_fleet
 from tests.services.monthly.fakes import daily_kwh
 
 HEADER = (
@@ -97,3 +99,33 @@ def test_run_fleet_as_of_day_and_household_subset_in_process(data_dir):
 
     assert sorted(r.household_id for r in report.runs) == ["MAC000001", "MAC000003"]
     assert {r.as_of for r in report.runs} == {dt.date(2013, 3, 15)}
+
+
+def test_run_fleet_limit_forecasts_the_first_households_in_block_order(data_dir):
+    report = run_fleet(data_dir, None, workers=1, limit=3)
+    subset = run_fleet(data_dir, None, workers=1, households=["MAC000005", "MAC000002"], limit=1)
+    none = run_fleet(data_dir, None, workers=1, limit=0)
+
+    assert [r.household_id for r in report.runs] == ["MAC000001", "MAC000002", "MAC000003"]
+    assert [r.household_id for r in subset.runs] == ["MAC000002"]
+    assert none.households == 0
+    with pytest.raises(ValueError, match="limit"):
+        run_fleet(data_dir, None, workers=1, limit=-1)
+
+
+def test_window_writes_each_day_as_numpy_did():
+    """The fingerprint's inputs are the same strings as the numpy-scalar formula's."""
+    kwh = [0.1, None, 1e-05, 0.0, 12.345678901234567, 1e16, 3.0, 2.5e-7, 7.25]
+    days = [dt.date(2013, 1, 1) + dt.timedelta(days=i) for i in range(len(kwh))]
+    coverage = [1.0, 0.0, 47 / 48, 0.5, 1.0, 1 / 3, 1.0, 1 / 48, 1.0]
+    series = DailySeries.from_days("h1", days, [np.nan if v is None else v for v in kwh], coverage)
+    day = days[-2]
+
+    window = _window(series, day)
+
+    expected = {
+        series.start + dt.timedelta(days=int(i)): f"{series.kwh[i]!r}/{series.coverage[i]!r}"
+        for i in np.flatnonzero(np.isfinite(series.until(day).kwh))
+    }
+    assert window == expected
+    assert len(window) == 7

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
@@ -40,7 +41,8 @@ def test_forecast_month_covers_the_month_with_actuals_then_forecasts(result, his
     assert [p.is_actual for p in f.daily] == [True] * 10 + [False] * 20
     assert f.actual_to_date_kwh == pytest.approx(history.kwh[-10:].sum(), abs=1e-3)
     assert f.month_total_kwh == pytest.approx(f.actual_to_date_kwh + f.rest_of_month_kwh, abs=1e-3)
-    assert f.model_version == DEFAULT_SETTINGS.model_version  # 254 days: Prophet answers
+    # 254 days: Prophet blended with the fleet model
+    assert f.model_version.startswith(f"{DEFAULT_SETTINGS.model_version}+fleet-mlp-")
 
 
 def test_forecast_month_intervals_are_nested_and_the_total_comes_from_joint_paths(result):
@@ -301,3 +303,68 @@ def test_forecast_month_first_week_gets_the_fleet_model_with_intervals():
     assert "Prophet not fitted" in (f.fallback_reason or "")
     assert f.month_total_lower_95 < f.month_total_lower_80 < f.month_total_kwh
     assert f.month_total_kwh < f.month_total_upper_80 < f.month_total_upper_95
+
+
+def test_forecast_month_below_prophets_minimum_is_the_recent_level_with_the_fleet_band():
+    # Validation (2012, new households outside the benchmark's sample): below 28 days the
+    # fleet model's point lost to the trailing mean; its calibrated band is kept.
+    kwh = daily_kwh(10)
+    series = series_of(kwh)
+    f = forecast_month(series, series.end, checkpoint=False).forecast
+    days_left = 31 - series.end.day
+
+    assert f.rest_of_month_kwh == pytest.approx(np.mean(kwh) * days_left, rel=1e-3)
+    fleet_alone = dataclasses.replace(DEFAULT_SETTINGS, fleet_weight_first=1.0)
+    g = forecast_month(series, series.end, checkpoint=False, settings=fleet_alone).forecast
+    assert g.rest_of_month_kwh != pytest.approx(f.rest_of_month_kwh, rel=1e-3)
+
+
+def test_forecast_month_blend_weights_follow_the_history_length():
+    series = series_of(daily_kwh(45))  # 28..60 days: fleet, Prophet and the recent level
+    r = dataclasses.replace
+    totals = {
+        name: forecast_month(series, series.end, checkpoint=False, settings=s).forecast
+        for name, s in {
+            "level": r(DEFAULT_SETTINGS, fleet_weight_short=0.0, prophet_weight_short=0.0),
+            "prophet": r(DEFAULT_SETTINGS, fleet_weight_short=0.0, prophet_weight_short=1.0),
+            "fleet": r(DEFAULT_SETTINGS, fleet_weight_short=1.0, prophet_weight_short=0.0),
+            "blend": DEFAULT_SETTINGS,
+        }.items()
+    }
+    rest = {k: f.rest_of_month_kwh for k, f in totals.items()}
+    s = DEFAULT_SETTINGS
+    expected = (
+        s.fleet_weight_short * rest["fleet"]
+        + s.prophet_weight_short * rest["prophet"]
+        + (1 - s.fleet_weight_short - s.prophet_weight_short) * rest["level"]
+    )
+    assert rest["blend"] == pytest.approx(expected, rel=1e-3)
+    assert len({round(v, 2) for v in rest.values()}) == 4
+
+
+def test_forecast_month_band_95_scale_widens_only_the_95_band():
+    series = series_of(daily_kwh(120))
+    narrow = dataclasses.replace(DEFAULT_SETTINGS, band_95_scale=1.0)
+    f = forecast_month(series, series.end, checkpoint=False, settings=narrow).forecast
+    g = forecast_month(series, series.end, checkpoint=False).forecast
+
+    assert (g.month_total_lower_80, g.month_total_upper_80) == (
+        f.month_total_lower_80,
+        f.month_total_upper_80,
+    )
+    k = DEFAULT_SETTINGS.band_95_scale
+    assert g.month_total_upper_95 - g.month_total_kwh == pytest.approx(
+        k * (f.month_total_upper_95 - f.month_total_kwh), rel=1e-3
+    )
+    assert g.month_total_kwh - g.month_total_lower_95 == pytest.approx(
+        k * (f.month_total_kwh - f.month_total_lower_95), rel=1e-3
+    )
+
+
+def test_forecast_month_without_the_fleet_is_prophet_alone():
+    series = series_of(daily_kwh(120))
+    alone = dataclasses.replace(DEFAULT_SETTINGS, use_fleet=False)
+    f = forecast_month(series, series.end, checkpoint=False, settings=alone).forecast
+
+    assert f.model_version == alone.model_version
+    assert "fleet" not in f.model_version

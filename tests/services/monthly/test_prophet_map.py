@@ -9,12 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from prophet import Prophet
+from prophet.serialize import model_to_json
 
 from services.monthly.core.forecast import predict_mean
 from services.monthly.core.prophet_map import (
     MapBackend,
     MapOptions,
+    MapProphet,
     _design,
+    _objective,
+    model_json,
     negative_log_posterior,
 )
 from tests.services.monthly.fakes import daily_kwh
@@ -113,3 +117,80 @@ def test_predict_mean_equals_prophets_predict():
 
     expected = model.predict(pd.DataFrame({"ds": days.astype("datetime64[ns]")}))["yhat"]
     np.testing.assert_allclose(ours, expected.to_numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_objective_from_rss_equals_negative_log_posterior():
+    inputs = dataclasses.asdict(Prophet(uncertainty_samples=0).preprocess(frame()))
+    z, precision, n_changes = _design(inputs)
+    y = np.asarray(inputs["y"])
+    theta = np.random.default_rng(3).normal(0, 0.1, z.shape[1])
+    residual = y - z @ theta
+
+    direct = negative_log_posterior(theta, 0.2, z, y, precision, n_changes, 0.05)
+    from_rss = _objective(
+        theta, 0.2, float(residual @ residual), len(y), precision, n_changes, 0.05
+    )
+
+    assert from_rss == direct
+
+
+@pytest.mark.parametrize("days", [60, 240, 800])  # weekly only; weekly + yearly from 730
+def test_map_prophet_fits_and_serialises_exactly_like_prophet(days):
+    """The layout cache changes nothing: same parameters, tables and checkpoint bytes,
+    for the first model of a layout and for later ones (served from the cache)."""
+    for seed in (0, 1):
+        data = frame(days, seed=seed)
+        plain = Prophet(uncertainty_samples=0)
+        plain.stan_backend = MapBackend()
+        plain.fit(data)
+        fast = MapProphet(uncertainty_samples=0)
+        fast.stan_backend = MapBackend()
+        fast.fit(data)
+
+        assert fast.component_modes == plain.component_modes
+        pd.testing.assert_frame_equal(fast.train_component_cols, plain.train_component_cols)
+        for name, value in plain.params.items():
+            np.testing.assert_array_equal(fast.params[name], value)
+        assert model_to_json(fast) == model_to_json(plain)
+        assert model_json(fast) == model_json(plain) == model_to_json(plain)  # cached twice
+    future = pd.DataFrame({"ds": pd.date_range(data["ds"].max(), periods=5, freq="D")})
+    pd.testing.assert_frame_equal(fast.predict(future), plain.predict(future))
+
+
+def test_map_prophet_cached_layout_is_not_shared_between_models():
+    first = MapProphet(uncertainty_samples=0)
+    first.stan_backend = MapBackend()
+    first.fit(frame(120))
+    first.train_component_cols.iloc[0, 0] = 99  # a caller's change stays in its model
+    first.component_modes["additive"].append("mine")
+
+    second = MapProphet(uncertainty_samples=0)
+    second.stan_backend = MapBackend()
+    second.fit(frame(120, seed=4))
+
+    assert (second.train_component_cols.to_numpy() <= 1).all()
+    assert "mine" not in second.component_modes["additive"]
+
+
+@pytest.mark.parametrize(("period", "order"), [(7, 3), (365.25, 10), (30.5, 5)])
+def test_map_prophet_fourier_series_is_prophets_bit_for_bit(period, order):
+    dates = pd.Series(pd.date_range("2011-11-23", periods=900, freq="D")).sample(
+        frac=1.0, random_state=1
+    )
+
+    ours = MapProphet.fourier_series(dates, period, order)
+
+    np.testing.assert_array_equal(ours, Prophet.fourier_series(dates, period, order))
+
+
+def test_model_json_of_other_layouts_and_without_component_table():
+    """Different layouts get their own component table; an unfitted model is refused."""
+    weekly = map_model(frame(100))
+    yearly = Prophet(uncertainty_samples=0)
+    yearly.stan_backend = MapBackend()
+    yearly.fit(frame(800))
+
+    assert model_json(weekly) == model_to_json(weekly)
+    assert model_json(yearly) == model_to_json(yearly)
+    with pytest.raises(ValueError, match="fit"):
+        model_json(Prophet())

@@ -134,6 +134,34 @@ def test_detector_drop_in_consumption_is_a_deficit():
     assert verdicts.kwh[hits[-1]] < -1.0
 
 
+def test_detector_fifteen_minute_meter_is_flagged_when_a_half_hourly_one_is():
+    """The CUSUMs add evidence per half hour, not per bin: the same lasting excess is
+    flagged after the same time at 15 minutes (each half hour read as two bins)."""
+    values = household()
+    values[INJECT_AT : INJECT_AT + 8] += 1.5  # 4 h
+    half = flagged(run(values))
+    quarter = flagged(detect_series(np.repeat(values, 2)[None, :], 2 * FIRST_BIN, 900, CONFIG))
+    assert half
+    assert quarter
+    first_half_s = (half[0] - INJECT_AT + 1) * HALF_HOUR  # seconds into the excess
+    first_quarter_s = (quarter[0] - 2 * INJECT_AT + 1) * 900
+    assert abs(first_quarter_s - first_half_s) <= 900
+
+
+def test_detector_compares_a_high_bin_with_the_same_slot_a_week_earlier():
+    """A household's Saturday is measured against last Saturday too, not only against
+    the weekdays' median."""
+    values = household(days=21)
+    slots = np.arange(20, 32)  # 10:00-16:00
+    for day in (7, 14):
+        values[day * PER_DAY + slots] += 1.0
+    verdicts = run(values)
+    at = 14 * PER_DAY + slots
+    usual = np.median(household(days=21)[7 * PER_DAY + slots])
+    assert np.median(verdicts.expected_kw[at]) == pytest.approx(usual + 1.0, abs=0.15)
+    assert not verdicts.flag[at].any()
+
+
 def test_detector_missing_bins_are_never_flagged_and_change_nothing():
     values = household()
     values[INJECT_AT : INJECT_AT + 6] = np.nan
@@ -227,6 +255,8 @@ def test_detector_real_london_year_flags_at_most_one_percent():
 def test_detector_config_rejects_nonsense():
     with pytest.raises(ValueError, match="threshold"):
         AnomalyConfig(threshold=0)
+    with pytest.raises(ValueError, match="cusum_pace_s"):
+        AnomalyConfig(cusum_pace_s=0)
     with pytest.raises(ValueError, match="divide a day"):
         AnomalyState.fresh(7 * 60 + 1, CONFIG)
     assert AnomalyConfig().threshold == DEFAULT_THRESHOLD

@@ -25,9 +25,11 @@ from services.realtime.model.evaluation import (
     DAY_AHEAD_15MIN,
     ProtocolWindows,
     PublishedProtocol,
+    _near_times,
     evaluate_protocol,
     score,
 )
+from shared.holidays import french_public_holidays
 from tests.conftest import APRIL_2007
 from tests.services.realtime.model.conftest import TINY
 
@@ -196,3 +198,41 @@ def test_evaluate_protocol_with_the_ensemble_scores_every_member_on_the_same_win
     # the LSTM's median is still reported, and the baselines are on the same windows
     assert result.members["lstm_median"].rmse > 0
     assert all(m.n == n for m in result.baselines.values())
+
+
+def test_profile_regression_learns_that_a_public_holiday_looks_like_a_sunday() -> None:
+    series = weekly(150)
+    hours = np.arange(len(series))
+    dow = (hours // 24) % 7
+    # a steady weekly habit (no drift); every other Wednesday is a holiday lived like a Sunday
+    wednesdays = [d for d in range(150) if d % 7 == 2][::2]
+    dow[np.isin(hours // 24, wednesdays)] = 6
+    values = series.values.copy()
+    values[:, 0] = 1 + np.sin(2 * np.pi * (hours % 24) / 24) * (1 + 0.1 * dow)
+    series = BinnedSeries(series.starts_us, values, 3600)
+    features = series.features()
+    holidays = {dt.date(2007, 1, 1) + dt.timedelta(days=d) for d in wednesdays}
+    stop = 120 * 24
+    train = np.arange(48, stop - 24 + 1)
+    test = np.array([d * 24 for d in wednesdays if d * 24 >= stop + 48])
+    assert len(test) >= 1
+    actual = series.target[test[:, None] + np.arange(24)]
+    args = (features, series.target, series.starts_us, train)
+    told = fit_profile_regression(*args, stop=stop, holidays=holidays, **SHAPE)
+    blind = fit_profile_regression(*args, stop=stop, **SHAPE)
+    on_holidays = score(told.predict(features, series.starts_us, test), actual).rmse
+    assert on_holidays < 0.75 * score(blind.predict(features, series.starts_us, test), actual).rmse
+
+
+def test_near_times_keeps_origins_within_the_span_around_midnight() -> None:
+    near = _near_times(np.array([0]), 96, 8)
+    origins = np.array([0, 8, 9, 88, 87, 96 + 4, 48])
+    assert near(origins).tolist() == [True, True, False, True, False, True, False]
+
+
+def test_french_public_holidays_has_the_eleven_days_with_easter_moving_ones() -> None:
+    days = french_public_holidays(2010)
+    assert len(days) == 11
+    assert {dt.date(2010, 4, 5), dt.date(2010, 5, 13), dt.date(2010, 5, 24)} <= days
+    assert dt.date(2010, 7, 14) in days
+    assert dt.date(2010, 12, 26) not in days

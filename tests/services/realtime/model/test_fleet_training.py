@@ -80,8 +80,9 @@ def test_fleet_bundle_litert_serves_calibrated_quantiles(fleet_bundle: Path):
     assert quantiles.shape == (4, 48, 3)
     assert np.isfinite(quantiles).all()
     assert (np.diff(quantiles, axis=-1) >= 0).all()  # lower <= median <= upper
-    assert spec.scale_low > 0
-    assert spec.scale_high > 0
+    assert len(spec.scale_low) == len(spec.scale_high) == 48  # one per horizon step
+    assert min(spec.scale_low) > 0
+    assert min(spec.scale_high) > 0
     assert (fleet_bundle / "model.keras").is_file()
 
 
@@ -124,4 +125,34 @@ def test_train_fleet_model_calibrates_on_households_left_out_of_fitting():
 
     assert trained.metrics["calibration_households"] == 1
     assert trained.metrics["households"] == 3  # fitted on the other three
-    assert 0 < trained.metrics["calibration_windows"] < trained.metrics["val_windows"]
+    # its windows span the whole training period, not only the validation slice
+    assert trained.metrics["calibration_windows"] == len(range(336, 20 * 48 - 48 + 1, 11))
+
+
+def test_fleet_spec_reads_one_scale_for_every_step_and_refuses_a_wrong_count():
+    from pydantic import ValidationError
+
+    from services.realtime.model.fleet_model import FleetSpec
+
+    old = FleetSpec.model_validate_json('{"version": "v", "scale_low": 1.5, "scale_high": 2}')
+
+    assert old.scale_low == (1.5,)
+    assert old.scale_high == (2.0,)
+    with pytest.raises(ValidationError, match="scale_low"):
+        FleetSpec(version="v", scale_low=(1.0, 2.0))
+
+
+def test_fleet_model_widens_each_step_by_its_own_scale():
+    from services.realtime.model.fleet_model import FleetSpec
+
+    model = FleetModel.__new__(FleetModel)
+    model.fleet = FleetSpec(
+        version="v", scale_low=(1.0,) * 47 + (2.0,), scale_high=(3.0,) + (1.0,) * 47
+    )
+    raw = np.tile([-0.1, 0.0, 0.1], (1, 48, 1))
+
+    kw = model.to_kw(raw, np.ones((1, 48)), np.array([2.0]))
+
+    np.testing.assert_allclose(kw[0, 0], [1.8, 2.0, 2.6])  # (1 + 0.1 * 3) * 2
+    np.testing.assert_allclose(kw[0, -1], [1.6, 2.0, 2.2])
+    np.testing.assert_allclose(kw[0, 1], [1.8, 2.0, 2.2])
