@@ -36,9 +36,20 @@ class StreamBusSettings(BaseSettings):
 
 
 def publisher_for(
-    stream_name: str, aws: AwsSettings, settings: StreamBusSettings | None = None
+    stream_name: str,
+    aws: AwsSettings,
+    settings: StreamBusSettings | None = None,
+    *,
+    ordered: bool = True,
 ) -> StreamPublisher:
-    """The publisher of ``stream_name`` on the configured bus (built in composition roots)."""
+    """The publisher of ``stream_name`` on the configured bus (built in composition roots).
+
+    ``ordered=False`` is for streams whose consumers do not depend on the order of one
+    partition key's records (they supersede by event time): Kinesis may then put several
+    records of a key in one PutRecords request, so a household's records stay together in
+    the consumer's batches instead of being spread over one request per record. A Kafka
+    partition keeps its order either way.
+    """
     settings = settings or StreamBusSettings()
     if settings.bus == "kafka":
         from shared.streams.kafka import KafkaPublisher, make_producer
@@ -47,4 +58,4 @@ def publisher_for(
         return KafkaPublisher(stream_name, make_producer(settings.kafka_bootstrap_servers))
     from shared.streams.kinesis import KinesisPublisher
 
-    return KinesisPublisher(stream_name, aws.client("kinesis"))
+    return KinesisPublisher(stream_name, aws.client("kinesis"), preserve_order=ordered)

@@ -112,14 +112,14 @@ class KinesisPublisher:
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._preserve_order = preserve_order
+        self.preserve_order = preserve_order
 
     def publish(self, records: Sequence[StreamRecord]) -> PublishReport:
         """Write all records or raise PublishError with the ones that could not be written."""
         for record in records:
             check_record(record)
         requests = retried = throttled = 0
-        for indexes in plan_requests(records, one_per_key=self._preserve_order):
+        for indexes in plan_requests(records, one_per_key=self.preserve_order):
             batch = [records[i] for i in indexes]
             r, t, n = self._put_with_retries(batch)
             retried += r

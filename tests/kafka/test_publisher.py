@@ -116,6 +116,8 @@ def test_publisher_for_chooses_the_bus_from_the_environment(monkeypatch):
     aws = AwsSettings()
     monkeypatch.delenv("STREAM_BUS", raising=False)
     assert isinstance(publisher_for("s", aws), KinesisPublisher)
+    assert publisher_for("s", aws).preserve_order is True
+    assert publisher_for("s", aws, ordered=False).preserve_order is False
     monkeypatch.setenv("STREAM_BUS", "kafka")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     kafka = publisher_for("readings", aws)

@@ -269,8 +269,14 @@ def deps_from_environment(environment: Mapping[str, str] | None = None) -> Realt
     return RealtimeDeps(
         model=model,
         store=DynamoStateStore(settings.state_table, aws.client("dynamodb")),
+        # the forecast consumers keep the newest issue and join steps by their target time,
+        # so order within a household does not matter; packing a household's forecasts
+        # into one request keeps them together in the gateway's batches (bench fleet-day)
         publisher=publisher_for(
-            settings.forecasts_stream_name, aws, settings_from(StreamBusSettings, env)
+            settings.forecasts_stream_name,
+            aws,
+            settings_from(StreamBusSettings, env),
+            ordered=False,
         ),
         logger=logger_for(env),
         metrics=metrics_for(env),

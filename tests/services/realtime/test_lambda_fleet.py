@@ -8,6 +8,7 @@ import pytest
 
 from services.realtime.model.fleet_model import FleetModel, shipped_fleet_bundle
 from services.realtime.shells.lambda_handler import deps_from_environment
+from shared.streams.kinesis import KinesisPublisher
 
 
 @pytest.fixture
@@ -66,3 +67,12 @@ def test_realtime_composition_root_reads_the_given_environment_not_os_environ(
     assert deps.publisher.stream_name == "forecasts-from-mapping"
     assert deps.publisher._client.meta.endpoint_url == "http://mapping.invalid:4566"
     assert deps.logger.service == "realtime-from-mapping"
+
+
+def test_realtime_composition_root_publishes_a_households_forecasts_together(environment):
+    publisher = deps_from_environment().publisher
+
+    # forecast consumers supersede by issue time, so one request may carry a household's
+    # several forecasts (bench fleet-day: they stay together in the gateway's batches)
+    assert isinstance(publisher, KinesisPublisher)
+    assert publisher.preserve_order is False
