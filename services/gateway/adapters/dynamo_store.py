@@ -92,6 +92,11 @@ def _household_pk(household_id: str) -> str:
     return f"H#{household_id}"
 
 
+def _household_key(household_id: str, sk: str) -> dict[str, Any]:
+    """The key of one of a household's items (``sk``: ``D#<day>``, ``T#<day>``, ...)."""
+    return {"pk": {"S": _household_pk(household_id)}, "sk": {"S": sk}}
+
+
 def _minute_label(moment: dt.datetime) -> str:
     return f"{moment.astimezone(dt.UTC):%Y%m%dT%H%M}"
 
@@ -225,7 +230,7 @@ class DynamoGatewayStore:
 
     @staticmethod
     def _day_key(key: DayKey) -> dict[str, Any]:
-        return {"pk": {"S": _household_pk(key.household_id)}, "sk": {"S": f"D#{key.day}"}}
+        return _household_key(key.household_id, f"D#{key.day}")
 
     def _merge_day(self, key: DayKey, update: MinuteUpdate, item: dict[str, Any] | None) -> bool:
         """Merge into the day as read (``item``); on a conflict read it again and retry."""
@@ -449,7 +454,7 @@ class DynamoGatewayStore:
             for target in household_targets:
                 sk, name = _target_attribute(target)
                 named.setdefault((household_id, sk), {})[name] = _target_value(target)
-        keys = {day: {"pk": {"S": _household_pk(day[0])}, "sk": {"S": day[1]}} for day in named}
+        keys = {day: _household_key(*day) for day in named}
         try:
             stored = self._get_items(list(keys.values()), consistent=True)
         except Exception as error:  # nothing read: every household is retried
@@ -513,7 +518,7 @@ class DynamoGatewayStore:
 
     def targets(self, household_id: str, days: Sequence[dt.date]) -> list[TargetForecast]:
         items = self._get_items(
-            [{"pk": {"S": _household_pk(household_id)}, "sk": {"S": f"T#{d}"}} for d in days],
+            [_household_key(household_id, f"T#{d}") for d in days],
             consistent=True,
         )
         return _targets_of(items.values())
@@ -522,7 +527,7 @@ class DynamoGatewayStore:
         self, wanted: Mapping[str, tuple[Sequence[dt.date], Sequence[dt.date]]]
     ) -> dict[str, tuple[dict[dt.date, FloatArray], list[TargetForecast]]]:
         keys = [
-            {"pk": {"S": _household_pk(household_id)}, "sk": {"S": f"{prefix}{day}"}}
+            _household_key(household_id, f"{prefix}{day}")
             for household_id, (minute_days, target_days) in wanted.items()
             for prefix, days in (("D#", minute_days), ("T#", target_days))
             for day in days

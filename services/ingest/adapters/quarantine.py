@@ -25,9 +25,9 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
+from shared.parallel import each
 from shared.quarantine import (
     SQS_MAX_MESSAGE_BYTES,
     QuarantineError,
@@ -163,14 +163,14 @@ class S3SqsQuarantine:
                 Bucket=self.bucket, Key=key, Body=body, ContentType="application/x-ndjson"
             )
 
-        failures: list[str] = []
         # boto3 clients are thread-safe; PUTs are independent, so a few run at once.
-        with ThreadPoolExecutor(max_workers=min(self._max_workers, len(keys))) as pool:
-            futures = [pool.submit(put, k, b) for k, b in zip(keys, bodies, strict=True)]
-            for key, future in zip(keys, futures, strict=True):
-                error = future.exception()
-                if error is not None:
-                    failures.append(f"{key}: {type(error).__name__}: {error}")
+        body_of = dict(zip(keys, bodies, strict=True))
+        written = each(keys, lambda key: put(key, body_of[key]), max_workers=self._max_workers)
+        failures = [
+            f"{key}: {type(error).__name__}: {error}"
+            for key, error in written.items()
+            if isinstance(error, Exception)
+        ]
         if failures:
             raise QuarantineError(
                 f"{len(failures)} of {len(keys)} quarantine objects could not be written to "
