@@ -810,7 +810,9 @@ def _blend(
     settings: ModelSettings,
     rng: np.random.Generator,
 ) -> tuple[FloatArray, FloatArray]:
-    """The blended point by history length and the fleet model's paths moved with it.
+    """The blended point by history length and the fleet model's training span, spread
+    over the days by Prophet's shape where it was fitted, and the fleet model's paths
+    moved with it.
 
     ``prophet``: Prophet's point on the predicted days (None: not fitted). The weights
     are :class:`ModelSettings`'; the band is the fleet model's calibrated one, scaled by
@@ -823,6 +825,11 @@ def _blend(
     if prophet is not None and wp > 0:
         blended = blended + wp * np.maximum(prophet, 0.0)
     ratio = blended.sum() / point.sum() if point.sum() > 0 else 1.0
+    if prophet is not None and np.maximum(prophet, 0.0).sum() > 0:
+        # The blend sets the total; Prophet's fitted weekly/yearly shape spreads it over
+        # the days (the fleet model's shape is the recent weekday profile, shrunk).
+        shape = np.maximum(prophet, 0.0)
+        blended = shape * (blended.sum() / shape.sum())
     return blended, paths * ratio
 
 
