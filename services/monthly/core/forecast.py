@@ -239,6 +239,18 @@ moved with the blended point covered 80.5 % (80 %) and 92.1 % (95 %) of the Lond
 totals; scaling the 95 % band's distance from the point by 1.2/1.25/1.3 gave 94.5/-/95.6 %
 (new households 94.8/-/95.4 %), hence 1.25.
 
+**The span rule** (``fleet_weight_per_month``, ``fleet_weight_short_per_month``,
+``fleet_short_offset_months``, ``fleet_weight_max``, ``fleet_weight_first_max``,
+``prophet_share_short``; the fixed weights above are now unset): the fleet model's best
+share grew with the months it was trained on. Validation rows of 2012 (models of 7 and
+10 months) and January 2014 (``--year 2014 --households 100 --short-households 0 --seed
+11 --as-of-days 3,10,17,24``, 25 months), >= 61 days, best fleet share of a blend with
+Prophet: ~0.25 / ~0.35 / ~0.9. ``min(0.035 x span, 0.85)`` scores 6.68 / 6.54 / 5.62 %
+there (fixed 0.25: 6.67 / 6.55 / 6.75 %); 28-60 days ``min(0.025 x (span - 2), 0.85)``
+with the rest half Prophet, half the level: 6.41 / 5.44 % (fixed: 6.47 / 5.44 %). The
+band moved with that point covered 80.3 / 94.3 % of London 2012 and 84.7 / 98.1 % of
+January 2014 with the 95 % band widened 1.15x, hence ``band_95_scale`` 1.15.
+
 Hence: the in-process MAP optimizer (same accuracy as Stan's L-BFGS, 2.8x less CPU per
 forecast, 6x per weekly fit; ``tol=1e-5`` converges in ~10-30 steps, ~3-6 warm);
 all history (a shorter window loses the yearly seasonality: Brownlee 388 instead of 340);
