@@ -31,7 +31,9 @@
 Every forecast's row (truth, baselines, ours, Prophet alone, the fleet model alone with
 its calibrated band) is kept in ``--cache``/``last-rows.json``: the blend weights of
 :class:`~services.monthly.core.forecast.ModelSettings` were read off a 2012 validation
-run's rows (see the README), never off the 2013 test months.
+run's rows (see the README), never off the 2013 test months. JSON ``previous_blend``: the
+fixed blend shipped before the span rule (:data:`PREVIOUS_BLEND`), rebuilt from the same
+rows (the row's ``level`` is the blend's third partner), to compare in the same run.
 
 **Honest splits.** The fleet model is trained every ``--retrain-months`` months from
 2012-07-01 on, each time only on months that end before that day
