@@ -31,7 +31,9 @@
 Every forecast's row (truth, baselines, ours, Prophet alone, the fleet model alone with
 its calibrated band) is kept in ``--cache``/``last-rows.json``: the blend weights of
 :class:`~services.monthly.core.forecast.ModelSettings` were read off a 2012 validation
-run's rows (see the README), never off the 2013 test months.
+run's rows (see the README), never off the 2013 test months. JSON ``previous_blend``: the
+fixed blend shipped before the span rule (:data:`PREVIOUS_BLEND`), rebuilt from the same
+rows (the row's ``level`` is the blend's third partner), to compare in the same run.
 
 **Honest splits.** The fleet model is trained every ``--retrain-months`` months from
 2012-07-01 on, each time only on months that end before that day
@@ -96,7 +98,7 @@ from services.monthly.core.backtest import (
     week_one_year_ago,
     weekly_persistence,
 )
-from services.monthly.core.fleet_model import FEATURES, FleetModel, situation
+from services.monthly.core.fleet_model import FEATURES, FleetModel, situation, span_months
 from services.monthly.core.forecast import (
     DEFAULT_SETTINGS,
     ModelSettings,
@@ -295,8 +297,25 @@ def fleet_models(
                 f"{time.perf_counter() - started:.0f} s",
                 flush=True,
             )
+        elif "span_months" not in json.loads(path.read_text()).get("meta", {}):
+            # cached before the span was recorded: add it (the blend weights depend on it)
+            if samples is None:
+                samples = _samples(lcl_dir, info_file, samples_file, options, workers, max_blocks)
+            _record_span(path, samples, until)
         paths.append((until, str(path)))
     return FleetModels(tuple(paths), options.seed, options.holdout)
+
+
+def _record_span(path: Path, samples: SampleSet, until: dt.date) -> None:
+    """Add ``first_month_end``/``span_months`` to a cached model trained before they
+    were recorded (the first month of its samples before ``until``)."""
+    data = json.loads(path.read_text())
+    first = str(samples.month_end[samples.month_end < np.datetime64(until, "D")].min())
+    data["meta"]["first_month_end"] = first
+    data["meta"]["span_months"] = span_months(first, data["meta"]["last_month_end"])
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
 
 
 def _samples(
@@ -387,6 +406,9 @@ def rest_of_month_rows(
                 row["fleet"] = task.actual_to_date + s.base * q[2] * task.days_left
                 # its calibrated month-total band (2.5/10/50/90/97.5 %), to study blends
                 row["fleet:q"] = [task.actual_to_date + s.base * v * task.days_left for v in q]
+                # the household's recent level (the blend's third partner) and the span
+                row["level"] = task.actual_to_date + s.base * float(s.shape.sum())
+                row["fleet:span"] = fleet.span_months
                 row["fleet:cpu"] = cpu_seconds() - started
         for name, config in configs.items():
             started = cpu_seconds()
@@ -682,6 +704,48 @@ def blend_sweep(rows: list[dict[str, Any]]) -> dict[float, float]:
     }
 
 
+PREVIOUS_BLEND: Final = ((0.0, 0.0), (0.2, 0.4), (0.25, 0.75))
+"""The fixed blend shipped before the span rule, (fleet, Prophet) weights for < 28,
+28-60 and >= 61 days of history (the rest the recent level): reported next to ours."""
+
+
+def previous_blend(rows: list[dict[str, Any]], ours: str) -> dict[str, Any]:
+    """MAPE and win rate of :data:`PREVIOUS_BLEND` on the same forecasts (the blend is
+    linear in the totals, so it is rebuilt from each row's fleet, Prophet and level)."""
+    rebuilt = []
+    for r in rows:
+        total = r[ours]
+        if "fleet" in r and "level" in r and "prophet" in r:
+            h = r["history_days"]
+            prophet_fitted = not r.get("prophet:fallback", True)
+            if not prophet_fitted or h < DEFAULT_SETTINGS.min_history_days:
+                wf, wp = PREVIOUS_BLEND[0]
+            elif h < DEFAULT_SETTINGS.fleet_short_days:
+                wf, wp = PREVIOUS_BLEND[1]
+            else:
+                wf, wp = PREVIOUS_BLEND[2]
+            total = wf * r["fleet"] + wp * r["prophet"] + (1 - wf - wp) * r["level"]
+        rebuilt.append(total)
+    if not rebuilt:
+        return {"forecasts": 0}
+    table = mape_table(rows, BASELINES)
+    best_name = min(BASELINES, key=lambda n: table[n])
+    best = table[best_name]
+    errors = [ape(r["actual"], total) for r, total in zip(rows, rebuilt, strict=True)]
+    mape = float(np.mean(errors))
+    wins = [e < ape(r["actual"], r[best_name]) for r, e in zip(rows, errors, strict=True)]
+    return {
+        "rest_of_month_mape": round(mape, 2),
+        "best_naive": best_name,
+        "best_naive_rest_of_month_mape": round(best, 2),
+        "improvement_over_best_naive_pct": round((best - mape) / best * 100, 1)
+        if best > 0
+        else 0.0,
+        "win_rate": round(float(np.mean(wins)), 3),
+        "forecasts": len(rows),
+    }
+
+
 def _line(label: str, s: dict[str, Any]) -> str:
     if not s.get("forecasts"):
         return f"  {label:26s} {'no forecasts':>8s}"
@@ -749,8 +813,19 @@ def report(
     if sweep:
         cells = ", ".join(f"{w:.2f} -> {m:.2f} %" for w, m in sweep.items())
         print(f"  fleet weight for >= {DEFAULT_SETTINGS.fleet_short_days} days of history: {cells}")
+    previous = previous_blend(rows, ours)
+    previous_short = previous_blend(short_rows, ours)
+    if previous.get("forecasts"):
+        print(
+            "  previous fixed blend, same forecasts: pooled "
+            f"{previous['rest_of_month_mape']:.2f} % "
+            f"({previous['improvement_over_best_naive_pct']:.1f} % better, win "
+            f"{previous['win_rate'] * 100:.1f} %), short history "
+            f"{previous_short.get('rest_of_month_mape', float('nan')):.2f} %"
+        )
     fallbacks = int(sum(r[f"{ours}:fallback"] for r in rows))
     return {
+        "previous_blend": {**previous, "short_history": previous_short},
         "fleet_weight_sweep_mape": {f"{w:.2f}": round(m, 2) for w, m in sweep.items()},
         "brownlee_weekly_rmse": round(brownlee[ours], 1),
         "brownlee_baselines": {

@@ -43,6 +43,7 @@ from services.monthly.core.fleet_model import (
     HouseholdInfo,
     history_bucket,
     situation,
+    span_months,
 )
 from services.monthly.core.series import DailySeries, month_end, month_start
 
@@ -325,8 +326,10 @@ def train(
         "holdout": options.holdout,
         "epochs": options.epochs,
         "hidden": list(options.hidden),
+        "first_month_end": str(fit.month_end.min()),
         "last_month_end": str(fit.month_end.max()),
     }
+    meta["span_months"] = span_months(meta["first_month_end"], meta["last_month_end"])
     return FleetModel(final.layers, final.mean, final.scale, offsets, meta)
 
 

@@ -17,6 +17,7 @@ from bench.accuracy_monthly import (
     common_shock_mape,
     mape_table,
     noise_floor_pct,
+    previous_blend,
     rest_of_month_rows,
     retrain_days,
     summarize,
@@ -104,6 +105,9 @@ def test_rest_of_month_rows_use_only_models_trained_before_the_as_of_day(tmp_pat
         assert r["ours"] > 0
         assert r["actual"] > 0
         assert {"trailing_28d_mean", "same_weekday_4w_mean", "last_year_scaled"} <= set(r)
+        if "fleet" in r:  # the blend's partners, to rebuild other blends from the rows
+            assert r["level"] > 0
+            assert "fleet:span" in r
     assert models.for_day(dt.date(2024, 2, 20)) is None
     assert models.for_day(dt.date(2024, 3, 3)) is not None
 
@@ -156,3 +160,22 @@ def test_noise_floor_is_zero_for_a_steady_household_and_sees_alternating_weeks()
     assert noise_floor_pct(rows[:1], series, 7) == 0.0
     assert noise_floor_pct(rows[1:], series, 7) > 3.0  # weeks of 10 and 12 kWh a day
     assert noise_floor_pct(rows[1:], series, 1) < noise_floor_pct(rows[1:], series, 7)
+
+
+def test_previous_blend_is_rebuilt_from_the_rows_partners():
+    base = row(100, 101, 110, 104, True)
+    long = base | {"history_days": 400, "fleet": 96.0, "prophet": 104.0, "level": 90.0}
+    long |= {"prophet:fallback": False}
+    short = base | {"history_days": 40, "fleet": 100.0, "prophet": 110.0, "level": 95.0}
+    short |= {"prophet:fallback": False}
+    first = base | {"history_days": 10, "fleet": 80.0, "prophet": 80.0, "level": 105.0}
+    first |= {"prophet:fallback": True}
+
+    p = previous_blend([long, short, first], "ours")
+
+    # 0.25*96 + 0.75*104 = 102; 0.2*100 + 0.4*110 + 0.4*95 = 102; the level 105 (loses
+    # to the weekday rule's 104)
+    assert p["rest_of_month_mape"] == pytest.approx((2 + 2 + 5) / 3, abs=0.01)
+    assert p["best_naive"] == "same_weekday_4w_mean"
+    assert p["win_rate"] == pytest.approx(2 / 3, abs=0.001)
+    assert previous_blend([], "ours") == {"forecasts": 0}

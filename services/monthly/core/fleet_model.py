@@ -274,6 +274,13 @@ def situation(
 # ------------------------------------------------------------------------------- model
 
 
+def span_months(first_month_end: str, last_month_end: str) -> float:
+    """Months from the first to the last training month, both included (ISO dates)."""
+    a = dt.date.fromisoformat(first_month_end[:10])
+    b = dt.date.fromisoformat(last_month_end[:10])
+    return float((b.year - a.year) * 12 + b.month - a.month + 1)
+
+
 def _relu(x: FloatArray) -> FloatArray:
     return np.maximum(x, 0.0)
 
@@ -300,6 +307,16 @@ class FleetModel:
         """``fleet-mlp-<hash of the weights>``: changes whenever the model does."""
         digest = hashlib.sha256(self.to_json().encode()).hexdigest()
         return f"fleet-mlp-{digest[:8]}"
+
+    @property
+    def span_months(self) -> float | None:
+        """How many months of data it was trained on (``meta``: ``span_months``, else
+        from ``first_month_end``/``last_month_end``); None when its artifact does not say.
+        The blend trusts a model more the more seasons it has seen."""
+        if self.meta.get("span_months") is not None:
+            return float(self.meta["span_months"])
+        first, last = self.meta.get("first_month_end"), self.meta.get("last_month_end")
+        return span_months(str(first), str(last)) if first and last else None
 
     def raw(self, x: FloatArray) -> FloatArray:
         """The network's five quantiles of ``y`` for features ``x`` (rows), sorted."""

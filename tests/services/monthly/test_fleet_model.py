@@ -14,6 +14,7 @@ from services.monthly.core.fleet_model import (
     HouseholdInfo,
     history_bucket,
     situation,
+    span_months,
 )
 from services.monthly.core.series import DailySeries
 from tests.services.monthly.fakes import daily_kwh, series_of
@@ -111,3 +112,27 @@ def test_fleet_model_paths_are_distinct_and_keep_the_calibrated_band():
     assert hi == pytest.approx(1.1, abs=0.02)
     assert point.sum() == pytest.approx(s.base * len(s.rest_dates))
     assert np.all(paths >= 0)
+
+
+def test_span_months_from_the_meta_or_the_first_and_last_training_months():
+    model = toy_model()
+    assert model.span_months is None  # the artifact does not say
+    dated = FleetModel(
+        model.layers,
+        model.mean,
+        model.scale,
+        model.offsets,
+        {"first_month_end": "2011-12-31", "last_month_end": "2013-06-30"},
+    )
+    assert dated.span_months == 19.0
+    assert FleetModel.from_json(dated.to_json()).span_months == 19.0
+    assert span_months("2013-01-31", "2013-01-31") == 1.0
+
+
+def test_shipped_fleet_model_records_its_training_span():
+    from services.monthly.artifacts import default_fleet_model
+
+    model = default_fleet_model()
+    assert model.meta["span_months"] == model.span_months
+    assert model.span_months is not None
+    assert model.span_months >= 24

@@ -11,6 +11,7 @@ import pytest
 from services.monthly.core.forecast import (
     DEFAULT_SETTINGS,
     FALLBACK_VERSION,
+    blend_weights,
     daily_profile,
     forecast_month,
     point_forecast,
@@ -305,21 +306,36 @@ def test_forecast_month_first_week_gets_the_fleet_model_with_intervals():
     assert f.month_total_kwh < f.month_total_upper_80 < f.month_total_upper_95
 
 
-def test_forecast_month_below_prophets_minimum_is_the_recent_level_with_the_fleet_band():
-    # Validation (2012, new households outside the benchmark's sample): below 28 days the
-    # fleet model's point lost to the trailing mean; its calibrated band is kept.
+def test_forecast_month_below_prophets_minimum_blends_the_level_and_the_fleet_model():
+    # Below 28 days Prophet is not fitted: the recent level and the fleet model, weighted
+    # by the fleet model's training span (the shipped one's), with the fleet band.
+    from services.monthly.artifacts import default_fleet_model
+
     kwh = daily_kwh(10)
     series = series_of(kwh)
-    f = forecast_month(series, series.end, checkpoint=False).forecast
+    r = dataclasses.replace
+    rest = {
+        name: forecast_month(series, series.end, checkpoint=False, settings=s).forecast
+        for name, s in {
+            "level": r(DEFAULT_SETTINGS, fleet_weight_first=0.0),
+            "fleet": r(DEFAULT_SETTINGS, fleet_weight_first=1.0),
+            "blend": DEFAULT_SETTINGS,
+        }.items()
+    }
     days_left = 31 - series.end.day
+    wf, wp = blend_weights(DEFAULT_SETTINGS, default_fleet_model().span_months, 10, False)
 
-    assert f.rest_of_month_kwh == pytest.approx(np.mean(kwh) * days_left, rel=1e-3)
-    fleet_alone = dataclasses.replace(DEFAULT_SETTINGS, fleet_weight_first=1.0)
-    g = forecast_month(series, series.end, checkpoint=False, settings=fleet_alone).forecast
-    assert g.rest_of_month_kwh != pytest.approx(f.rest_of_month_kwh, rel=1e-3)
+    assert wp == 0.0
+    assert 0.0 < wf <= DEFAULT_SETTINGS.fleet_weight_first_max
+    assert rest["level"].rest_of_month_kwh == pytest.approx(np.mean(kwh) * days_left, rel=1e-3)
+    assert rest["fleet"].rest_of_month_kwh != pytest.approx(rest["level"].rest_of_month_kwh)
+    expected = wf * rest["fleet"].rest_of_month_kwh + (1 - wf) * rest["level"].rest_of_month_kwh
+    assert rest["blend"].rest_of_month_kwh == pytest.approx(expected, rel=1e-3)
 
 
 def test_forecast_month_blend_weights_follow_the_history_length():
+    from services.monthly.artifacts import default_fleet_model
+
     series = series_of(daily_kwh(45))  # 28..60 days: fleet, Prophet and the recent level
     r = dataclasses.replace
     totals = {
@@ -332,14 +348,34 @@ def test_forecast_month_blend_weights_follow_the_history_length():
         }.items()
     }
     rest = {k: f.rest_of_month_kwh for k, f in totals.items()}
-    s = DEFAULT_SETTINGS
-    expected = (
-        s.fleet_weight_short * rest["fleet"]
-        + s.prophet_weight_short * rest["prophet"]
-        + (1 - s.fleet_weight_short - s.prophet_weight_short) * rest["level"]
-    )
+    wf, wp = blend_weights(DEFAULT_SETTINGS, default_fleet_model().span_months, 45, True)
+    expected = wf * rest["fleet"] + wp * rest["prophet"] + (1 - wf - wp) * rest["level"]
+    assert 0 < wf < 1
+    assert 0 < wp < 1 - wf
     assert rest["blend"] == pytest.approx(expected, rel=1e-3)
     assert len({round(v, 2) for v in rest.values()}) == 4
+
+
+def test_blend_weights_trust_the_fleet_model_more_the_longer_it_was_trained():
+    s = DEFAULT_SETTINGS
+    for days, prophet in ((10, False), (45, True), (400, True)):
+        fleet = [blend_weights(s, span, days, prophet)[0] for span in (3, 7, 13, 25, 60)]
+        assert fleet == sorted(fleet), days
+        assert fleet[0] < fleet[-1], days
+        assert fleet[-1] <= s.fleet_weight_max
+        for span in (3, 25, 60):
+            wf, wp = blend_weights(s, span, days, prophet)
+            assert 0 <= wp <= 1 - wf
+    assert blend_weights(s, 400 / 30, 400, True)[1] == pytest.approx(
+        1 - blend_weights(s, 400 / 30, 400, True)[0]
+    )  # long histories: fleet model + Prophet, no level
+    # an artifact that does not say how long it trained: the default span
+    assert blend_weights(s, None, 400, True) == blend_weights(
+        s, s.fleet_span_default_months, 400, True
+    )
+    # fixed weights, when set, win over the span rule
+    fixed = dataclasses.replace(s, fleet_weight=0.3)
+    assert blend_weights(fixed, 3, 400, True) == blend_weights(fixed, 60, 400, True) == (0.3, 0.7)
 
 
 def test_forecast_month_band_95_scale_widens_only_the_95_band():

@@ -95,6 +95,8 @@ def test_train_is_reproducible_and_honest_in_time(samples):
     assert a.meta["last_month_end"] < "2013-01-01"
     assert a.meta["calibration_from"] < a.meta["last_month_end"]  # calibrated out of time
     assert a.meta["until"] == "2013-01-01"
+    assert a.meta["first_month_end"] <= a.meta["last_month_end"]
+    assert a.span_months == a.meta["span_months"] >= 1  # the blend weighs it by this
 
 
 def test_train_calibrates_the_bands_on_unseen_households(samples):
