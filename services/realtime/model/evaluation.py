@@ -498,7 +498,8 @@ def _with_ensemble(
        in time validates) is reused, keeping the windows issued within two hours of the
        test origins' time of day. The profile regression and the MLP are fitted on its
        training part (the profiles from the rows before the validation slice), the MLP's
-       epochs chosen on the validation slice.
+       epochs and the regression's ridge and step pooling (``SHRINKAGE_GRID``) chosen on
+       the validation slice.
     2. The weights are chosen on the validation windows issued at the test origins' time
        of day (midnight here), where every member forecasts from data before the slice
        (the LSTM's and the MLP's epochs were picked on that slice, as is usual).
