@@ -118,6 +118,7 @@ def run(data: Path, *, seed: int | None, epochs: int | None, only: str | None) -
                     "interval_scale": r.interval_scale,
                     "validation": {k: m.as_dict() for k, m in r.validation.items()},
                     "validation_windows": r.validation_windows,
+                    "regression_shrinkage": r.regression_shrinkage,
                 }
             )
         for name, m in r.baselines.items():

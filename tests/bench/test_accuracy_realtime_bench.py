@@ -36,6 +36,7 @@ def test_bench_accuracy_realtime_prints_the_protocol_json_last(
         day_ahead["validation"][k]["rmse"] for k in ("profile_regression", "mlp", "lstm")
     )
     assert day_ahead["validation_windows"] > 0
+    assert set(day_ahead["regression_shrinkage"]) == {"ridge", "pool"}
     assert result["hourly_one_step"]["point"] == "median"
     # one epoch is enough to beat persistence on both protocols
     assert (

@@ -27,6 +27,7 @@ Everything here is a pure function of arrays: no I/O, seeded where random.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 from collections.abc import Iterable, Mapping
@@ -41,6 +42,7 @@ from services.realtime.core.features import MEASUREMENTS
 __all__ = [
     "MEMBERS",
     "PER_STEP",
+    "SHRINKAGE_GRID",
     "MlpConfig",
     "ProfileRegression",
     "best_weights",
@@ -48,6 +50,7 @@ __all__ = [
     "combine",
     "fit_mlp",
     "fit_profile_regression",
+    "fit_profile_regressions",
     "holiday_days",
     "interval_scale",
     "profile_regressors",
@@ -297,7 +300,32 @@ def _normal_equations(
     return gram, cross
 
 
+#: ``(ridge, pool)`` pairs :func:`fit_profile_regressions` offers the validation slice:
+#: the ridge on unit-RMS columns, and how many neighbouring steps on either side share
+#: a step's fit (the 96 per-step fits are noisy; neighbours are nearly the same problem).
+SHRINKAGE_GRID: Final = tuple(
+    (ridge, pool) for ridge in (3e-3, 1e-2, 3e-2, 1e-1) for pool in (0, 2, 4, 8)
+)
+
+
 def fit_profile_regression(
+    features: npt.NDArray[np.float64],
+    target: npt.NDArray[np.float64],
+    starts_us: npt.NDArray[np.int64],
+    origins: npt.NDArray[np.int64],
+    *,
+    ridge: float = 1e-2,
+    pool: int = 0,
+    **kwargs: Any,
+) -> ProfileRegression:
+    """One profile regression (see :func:`fit_profile_regressions` for the arguments)."""
+    fits = fit_profile_regressions(
+        features, target, starts_us, origins, shrinkage=((ridge, pool),), **kwargs
+    )
+    return fits[(ridge, pool)]
+
+
+def fit_profile_regressions(
     features: npt.NDArray[np.float64],
     target: npt.NDArray[np.float64],
     starts_us: npt.NDArray[np.int64],
@@ -310,15 +338,17 @@ def fit_profile_regression(
     utc_offset_s: int,
     holidays: Iterable[dt.date] = (),
     recent_days: int = 365,
-    ridge: float = 1e-2,
+    shrinkage: Iterable[tuple[float, int]] = SHRINKAGE_GRID,
     chunk: int = 8192,
-) -> ProfileRegression:
-    """Fit on the windows at ``origins`` (all targets before ``stop``, all measured);
-    the profiles are learned from rows before ``stop`` only (the recent one from the
-    last ``recent_days`` of them).
+) -> dict[tuple[float, int], ProfileRegression]:
+    """Fit on the windows at ``origins`` (all targets before ``stop``, all measured),
+    once per ``(ridge, pool)`` of ``shrinkage``; the profiles are learned from rows
+    before ``stop`` only (the recent one from the last ``recent_days`` of them).
 
-    Accumulates the normal equations chunk by chunk (memory: one chunk), then solves one
-    small ridge system per step on columns scaled to unit RMS.
+    Accumulates the normal equations chunk by chunk (memory: one chunk), once for every
+    setting, then per setting averages each step's equations with its ``pool`` neighbours
+    on either side and solves one small ridge system per step on columns scaled to unit
+    RMS (``ridge`` times the window count on the diagonal).
     """
     origins = np.asarray(origins, dtype=np.int64)
     if len(origins) == 0:
@@ -351,12 +381,26 @@ def fit_profile_regression(
         g, c = _normal_equations(common, per_step, y)
         gram += g
         cross += c
-    scales = np.sqrt(np.einsum("hii->hi", gram) / len(origins))
-    scales = np.where(scales > 1e-9, scales, 1.0)
-    scaled = gram / scales[:, :, None] / scales[:, None, :]
-    scaled += ridge * len(origins) * np.eye(gram.shape[1])
-    weights = np.linalg.solve(scaled, (cross / scales)[..., None])[..., 0]
-    return ProfileRegression(profile, weights, scales, *shape, recent, days)
+    fits = {}
+    for ridge, pool in shrinkage:
+        g, c = (_pooled(gram, pool), _pooled(cross, pool)) if pool > 0 else (gram, cross)
+        scales = np.sqrt(np.einsum("hii->hi", g) / len(origins))
+        scales = np.where(scales > 1e-9, scales, 1.0)
+        scaled = g / scales[:, :, None] / scales[:, None, :]
+        scaled += ridge * len(origins) * np.eye(k)
+        weights = np.linalg.solve(scaled, (c / scales)[..., None])[..., 0]
+        fits[(ridge, pool)] = dataclasses.replace(model, weights=weights, scales=scales)
+    return fits
+
+
+def _pooled(blocks: npt.NDArray[np.float64], pool: int) -> npt.NDArray[np.float64]:
+    """Each step's normal equations averaged with its ``pool`` neighbours on either side
+    (clipped at the ends): step h is fitted on the windows of steps h-pool..h+pool."""
+    horizon = len(blocks)
+    out = np.empty_like(blocks)
+    for h in range(horizon):
+        out[h] = blocks[max(0, h - pool) : h + pool + 1].mean(axis=0)
+    return out
 
 
 # --- MLP -------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ from services.realtime.model.ensemble import (
     combine,
     fit_mlp,
     fit_profile_regression,
+    fit_profile_regressions,
     interval_scale,
 )
 from shared.holidays import french_public_holidays
@@ -379,6 +380,9 @@ class ProtocolResult:
     #: With the ensemble: each member and the ensemble on the validation slice.
     validation: dict[str, Metrics] = dataclasses.field(default_factory=dict)
     validation_windows: int = 0
+    #: With the ensemble: the profile regression's ``ridge`` and ``pool`` (neighbouring
+    #: steps sharing a step's fit), chosen on the validation slice.
+    regression_shrinkage: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def baseline_forecasts(
@@ -494,7 +498,8 @@ def _with_ensemble(
        in time validates) is reused, keeping the windows issued within two hours of the
        test origins' time of day. The profile regression and the MLP are fitted on its
        training part (the profiles from the rows before the validation slice), the MLP's
-       epochs chosen on the validation slice.
+       epochs and the regression's ridge and step pooling (``SHRINKAGE_GRID``) chosen on
+       the validation slice.
     2. The weights are chosen on the validation windows issued at the test origins' time
        of day (midnight here), where every member forecasts from data before the slice
        (the LSTM's and the MLP's epochs were picked on that slice, as is usual).
@@ -538,17 +543,20 @@ def _with_ensemble(
     val_start = int(val[0])
     train, val = train[near(train)], val[near(val)]
     emit(TrainProgress("train", message=f"ensemble: members on {len(train):,} windows"))
-    regression = fit_profile_regression(features, target, starts, train, stop=val_start, **shape)
+    val_actual = target[_ahead(picked, config.horizon_steps)]
+    fits = fit_profile_regressions(features, target, starts, train, stop=val_start, **shape)
+    on_val_fits = {key: fit.predict(features, starts, picked) for key, fit in fits.items()}
+    shrinkage = min(on_val_fits, key=lambda key: score(on_val_fits[key], val_actual).rmse)
+    regression = fits[shrinkage]
     mlp_predict, mlp_epochs = fit_mlp(
         regression, features, target, starts, train, config=mlp, val=val
     )
     val_q = forecast_kw(trained, windows_of(features, picked, config.input_steps))
     on_val = {
-        "profile_regression": regression.predict(features, starts, picked),
+        "profile_regression": on_val_fits[shrinkage],
         "mlp": mlp_predict(picked),
         "lstm": swanson_mean(val_q, config.quantiles),
     }
-    val_actual = target[_ahead(picked, config.horizon_steps)]
     weights = best_weights(on_val, val_actual)
     nominal = config.quantiles[-1] - config.quantiles[0]
     scale = interval_scale(val_q, combine(on_val, weights), val_actual, nominal)
@@ -557,13 +565,15 @@ def _with_ensemble(
     emit(
         TrainProgress(
             "train",
-            message=f"ensemble: weights {weights} on {len(picked)} validation windows; "
+            message=f"ensemble: regression (ridge, pool) {shrinkage}, weights {weights} on "
+            f"{len(picked)} validation windows; "
             f"refitting on {len(train) + len(val):,} windows ({mlp_epochs} MLP epochs)",
         )
     )
     everything = np.concatenate([train, val])
+    ridge, pool = shrinkage
     regression = fit_profile_regression(
-        features, target, starts, everything, stop=split.train_stop, **shape
+        features, target, starts, everything, stop=split.train_stop, ridge=ridge, pool=pool, **shape
     )
     mlp_predict, _ = fit_mlp(
         regression, features, target, starts, everything, config=mlp, epochs=mlp_epochs
@@ -587,6 +597,7 @@ def _with_ensemble(
         interval_scale=scale,
         validation=validation,
         validation_windows=len(picked),
+        regression_shrinkage={"ridge": ridge, "pool": pool},
         train_seconds=result.train_seconds + time.perf_counter() - started,
     )
 

@@ -17,6 +17,7 @@ from services.realtime.model.ensemble import (
     combine,
     fit_mlp,
     fit_profile_regression,
+    fit_profile_regressions,
     interval_scale,
     profile_regressors,
     seasonal_profile,
@@ -112,6 +113,30 @@ def test_profile_regression_is_near_exact_on_a_weekly_habit_and_beats_the_day_be
         fit_profile_regression(
             features, series.target, series.starts_us, np.array([stop]), stop=stop, **SHAPE
         )
+
+
+def test_fit_profile_regressions_shares_one_pass_and_pooling_shrinks_the_step_weights() -> None:
+    series = weekly(60, noise=0.3, seed=5)
+    features = series.features()
+    stop = 45 * 24
+    train = np.arange(48, stop - 24 + 1, 3)
+    args = (features, series.target, series.starts_us, train)
+    grid = ((1e-2, 0), (1e-2, 4), (1.0, 0))
+    fits = fit_profile_regressions(*args, stop=stop, shrinkage=grid, **SHAPE)
+    assert set(fits) == set(grid)
+    # each setting is exactly the single fit with that ridge and pool
+    for (ridge, pool), fit in fits.items():
+        alone = fit_profile_regression(*args, stop=stop, ridge=ridge, pool=pool, **SHAPE)
+        np.testing.assert_allclose(fit.weights, alone.weights)
+        np.testing.assert_allclose(fit.scales, alone.scales)
+
+    # neighbouring steps share their fit: the weights vary less from step to step
+    def roughness(w: np.ndarray) -> float:
+        return float(np.abs(np.diff(w, axis=0)).mean())
+
+    assert roughness(fits[(1e-2, 4)].weights) < roughness(fits[(1e-2, 0)].weights) / 2
+    # a larger ridge shrinks the weights
+    assert np.abs(fits[(1.0, 0)].weights).sum() < np.abs(fits[(1e-2, 0)].weights).sum()
 
 
 def test_fit_mlp_is_seeded_and_learns() -> None:
