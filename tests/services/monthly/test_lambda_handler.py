@@ -407,3 +407,54 @@ def test_handler_late_correction_of_a_completed_month_rescores_it():
     march_after = next(m for m in _accuracy(results).months if m.month == "2024-03")
     assert march_after.actual_kwh > march_before.actual_kwh
     assert march_after.inputs != march_before.inputs
+
+
+class _Interleaved:
+    """The archive, but the first call of ``method`` first lets ``meanwhile`` run: another
+    call of the same household, in between two steps of this one."""
+
+    def __init__(self, archive: MemoryArchive, method: str, meanwhile: Any) -> None:
+        self.archive, self.method, self.meanwhile = archive, method, meanwhile
+        self.pending = True
+
+    def __getattr__(self, name: str) -> Any:
+        inner = getattr(self.archive, name)
+        if name != self.method:
+            return inner
+
+        def step(*args: Any, **kwargs: Any) -> Any:
+            reply = inner(*args, **kwargs)  # this call's view: taken before the other's
+            if self.pending:
+                self.pending = False
+                self.meanwhile()
+            return reply
+
+        return step
+
+
+@pytest.mark.parametrize("between", ["list_summaries", "hourly"])
+def test_forecast_household_concurrent_call_with_an_older_view_does_not_overwrite_a_newer(
+    between,
+):
+    # Call A lists the summaries; a correction of a day lands and call B (its event)
+    # forecasts from it; then A goes on. B finishes before A reads the stored
+    # fingerprint ("list_summaries") or before A writes ("hourly"). A's older view must
+    # not end up stored.
+    archive = archive_with(100)
+    results = MemoryResults()
+    corrected = LAST - dt.timedelta(days=2)
+
+    def call_b() -> None:
+        archive.put(summary("h1", corrected, 40.0))
+        forecast_household(deps_for(archive, results), "h1")
+
+    call_b_alone = MemoryResults()
+    forecast_household(deps_for(archive_with(100), call_b_alone), "h1")
+    before = call_b_alone.forecasts()[result_key("h1", LAST)]
+
+    forecast_household(deps_for(_Interleaved(archive, between, call_b), results), "h1")  # type: ignore[arg-type]
+
+    stored = results.forecasts()[result_key("h1", LAST)]
+    assert stored["actual_to_date_kwh"] > before["actual_to_date_kwh"]  # B's inputs
+    again = forecast_household(deps_for(archive, results), "h1")
+    assert again.status == "duplicate"  # the stored fingerprint is that of the newest inputs
