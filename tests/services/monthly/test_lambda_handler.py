@@ -11,7 +11,9 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics
 
 from services.monthly.core.debounce import checkpoint_key, result_key
+from services.monthly.core.ports import ForecastConflict
 from services.monthly.shells.lambda_handler import (
+    MAX_CONFLICTS,
     MonthlyDeps,
     forecast_household,
     households_of,
@@ -458,3 +460,25 @@ def test_forecast_household_concurrent_call_with_an_older_view_does_not_overwrit
     assert stored["actual_to_date_kwh"] > before["actual_to_date_kwh"]  # B's inputs
     again = forecast_household(deps_for(archive, results), "h1")
     assert again.status == "duplicate"  # the stored fingerprint is that of the newest inputs
+
+
+class _AlwaysOvertaken(MemoryResults):
+    """A store where another call always writes the forecast first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tries = 0
+
+    def put_forecast(self, forecast: Any, fingerprint: str, expected: Any = ...) -> str:
+        self.tries += 1
+        raise ForecastConflict("overtaken")
+
+
+def test_handler_household_overtaken_every_time_fails_its_messages_for_redelivery():
+    results = _AlwaysOvertaken()
+    deps = deps_for(archive_with(100), results)
+
+    response = invoke(deps, s3_event([key("h1", LAST)]))
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}]}  # SQS comes back
+    assert results.tries == MAX_CONFLICTS
