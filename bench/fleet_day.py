@@ -167,8 +167,11 @@ def timed(handler: Any, clock_of: Callable[[], StageClock]) -> Any:
                 clock.calls += 1
                 clock.records += len(event.get("Records", []))
                 clock.busy_s += ended - started
-                clock.first_start = started if clock.first_start is None else clock.first_start
-                clock.last_end = ended
+                # Calls of one function overlap (SQS mappings invoke concurrently).
+                clock.first_start = (
+                    started if clock.first_start is None else min(clock.first_start, started)
+                )
+                clock.last_end = ended if clock.last_end is None else max(clock.last_end, ended)
                 if arrivals:
                     clock.max_lag_s = max(clock.max_lag_s, wall - min(arrivals))
 
@@ -297,8 +300,32 @@ class RequestCounter:
 # ------------------------------------------------------------------------ local stack
 
 
+def process_cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) a process has used: this one when ``pid`` is None.
+
+    Read from ``/proc/<pid>/stat`` for another process (Linux), so the bench can say how
+    the 2 cores were shared between the local AWS and the pipeline."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class LocalAws:
+    """A running local AWS: its endpoint and, when it has its own process, that pid."""
+
+    endpoint: str
+    pid: int | None = None
+
+    def cpu_s(self) -> float | None:
+        """CPU seconds the local AWS process used so far (None when it is a thread here)."""
+        return process_cpu_s(self.pid) if self.pid is not None else None
+
+
 @contextmanager
-def local_aws(mode: str, log_file: Path) -> Iterator[str]:
+def local_aws(mode: str, log_file: Path) -> Iterator[LocalAws]:
     """A moto server: in its own process (``subprocess``) or as a thread of this one.
 
     The server's own errors (a request it failed with 500) go to ``log_file``."""
@@ -306,7 +333,7 @@ def local_aws(mode: str, log_file: Path) -> Iterator[str]:
 
     if mode == "thread":
         with EmbeddedAws(log_file=log_file) as aws:
-            yield aws.endpoint_url
+            yield LocalAws(aws.endpoint_url)
         return
     ensure_local_credentials()
     port = free_port()
@@ -332,7 +359,7 @@ def local_aws(mode: str, log_file: Path) -> Iterator[str]:
         assert process.stdout is not None
         if process.stdout.readline().strip() != "ready":
             raise RuntimeError("the moto server process did not start")
-        yield f"http://127.0.0.1:{port}"
+        yield LocalAws(f"http://127.0.0.1:{port}", process.pid)
     finally:
         if process.stdin is not None:
             process.stdin.close()
@@ -558,7 +585,8 @@ def run(
     load_s = time.perf_counter() - started_load
     _console(f"  loaded in {load_s:.1f} s")
     moto_log = state_dir / "moto.log"
-    with local_aws(moto, moto_log) as endpoint:
+    with local_aws(moto, moto_log) as aws:
+        endpoint = aws.endpoint
         stack = provision(
             TEMPLATE, endpoint_url=endpoint, region=REGION, stack_name="bench-fleet-day"
         )
@@ -583,10 +611,10 @@ def run(
                 handlers=handlers,
                 functions=set(handlers),
                 log_dir=state_dir / "logs",
-                # An idle source is polled 4 times a second (Kinesis allows 5 GetRecords
-                # a second per shard; Lambda polls an idle shard once a second): at 20 a
-                # second the empty polls were a third of the local AWS's requests.
-                idle_sleep_s=0.25,
+                # An idle source is polled once a second, as Lambda polls an idle shard:
+                # at 20 a second the empty polls were a third of the local AWS's
+                # requests, at 4 (and an SQS mapping's pollers each polling) still ~15 %.
+                idle_sleep_s=1.0,
             )
 
         publisher = CountingPublisher(
@@ -626,6 +654,7 @@ def run(
         sampler = StackSampler().__enter__() if profile is not None else None
         requests = RequestCounter().__enter__() if profile is not None else None
         runner = new_runner()
+        cpu_before = (aws.cpu_s(), process_cpu_s())
         started = time.perf_counter()
         runner.start()
         last = [started]
@@ -658,6 +687,7 @@ def run(
         # The day is through when the last call returned (not when the quiet wait ended).
         ends = [c.last_end for c in clocks.values() if c.last_end is not None]
         seconds = max([*ends, published_s + started]) - started
+        cpu_after = (aws.cpu_s(), process_cpu_s())
         if sampler is not None:
             sampler.__exit__()
             assert profile is not None
@@ -743,6 +773,18 @@ def run(
         ),
         "stages": stage_rows,
         "slowest_stage": slowest,
+        # CPU seconds of the measured day (to its drain): the local AWS's process and the
+        # pipeline's (this process: simulator, ingest, runner, every function). Against
+        # ``seconds`` x cores they say whether the cores, not waiting, bound the run.
+        "cpu_s": {
+            "aws": (
+                round(cpu_after[0] - cpu_before[0], 1)
+                if cpu_after[0] is not None and cpu_before[0] is not None
+                else None
+            ),
+            "pipeline": round(cpu_after[1] - cpu_before[1], 1),
+            "wall_x_cpus": round(seconds * (os.cpu_count() or 1), 1),
+        },
         "handler_seconds": round(handler_s, 2),
         "handler_share_of_wall": round(handler_s / seconds, 3) if seconds else None,
         "lost": lost,

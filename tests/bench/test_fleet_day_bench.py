@@ -42,6 +42,9 @@ def test_fleet_day_bench_few_households_loses_and_duplicates_nothing(
     assert stages["gateway_forecasts"]["items"] == result["forecasts_published"] > 0
     assert result["monthly"]["results"] > 0
     assert result["runner_errors"] == {}
+    cpu = result["cpu_s"]  # the local AWS runs in its own process: both are measured
+    assert cpu["aws"] > 0
+    assert cpu["pipeline"] > 0
 
 
 def test_fleet_day_bench_rejects_an_empty_fleet(capsys: pytest.CaptureFixture[str]) -> None:

@@ -19,7 +19,7 @@ from shared.streams.ports import StreamRecord
 from tests.local import probes
 from tests.local.probes import kinesis_probe, sqs_probe
 from wattstream.hosting.template import StackDescription
-from wattstream.local.runner import EventSourceRunner
+from wattstream.local.runner import DEFAULT_SQS_CONCURRENCY, EventSourceRunner, sqs_concurrency
 
 
 class Recorder:
@@ -388,3 +388,61 @@ def test_runner_slow_function_does_not_stall_another_functions_records(
     assert fast.environments[0]["AWS_LAMBDA_FUNCTION_NAME"] == stack.functions["FastFunction"].name
     assert slow.environments[0]["AWS_LAMBDA_FUNCTION_NAME"] == stack.functions["SlowFunction"].name
     assert "PROBE_STREAM" not in os.environ
+
+
+def test_runner_sqs_mapping_keeps_maximum_concurrency_batches_in_flight(
+    deploy_stack, clients, tmp_path
+):
+    # The first three calls wait at a barrier for each other: with one batch at a time the
+    # barrier breaks (after STUCK_S) instead of opening. (The queue also holds S3's test
+    # event, so a fourth call comes after them.)
+    stack = deploy_stack(
+        sqs_probe(BatchSize=1, ScalingConfig={"MaximumConcurrency": 3}),
+        {"RawEventsVisibilityTimeout": "600"},
+    )
+    barrier = threading.Barrier(3, timeout=STUCK_S)
+    keys: list[str] = []
+    opened, done = threading.Event(), threading.Event()
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if not opened.is_set():
+            barrier.wait()
+            opened.set()
+        for record in event["Records"]:
+            for s3_record in json.loads(record["body"]).get("Records", []):
+                keys.append(unquote_plus(s3_record["s3"]["object"]["key"]))
+        if len(keys) >= 3:
+            done.set()
+        return {"batchItemFailures": []}
+
+    s3 = clients("s3")
+    for n in range(3):
+        s3.put_object(Bucket=stack.outputs["RawBucketName"], Key=f"uploads/{n}.txt", Body=b"1")
+    runner = runner_for(stack, clients, tmp_path, handler)
+    assert [p.concurrency for p in runner.pollers] == [3]
+    runner.start()
+    try:
+        assert done.wait(STUCK_S), "the three batches were not in flight together"
+    finally:
+        runner.stop()
+
+    assert sorted(keys) == ["uploads/0.txt", "uploads/1.txt", "uploads/2.txt"]
+    stats = runner.stats()["RawProbeFunctionRawEvents"]
+    assert opened.is_set()
+    assert stats.function_errors == 0
+    assert stats.records == stats.invocations >= 3
+
+
+@pytest.mark.parametrize(
+    ("scaling", "expected"),
+    [(None, DEFAULT_SQS_CONCURRENCY), ({"MaximumConcurrency": 5}, 5), ({}, 2)],
+)
+def test_sqs_concurrency_reads_scaling_config_or_the_local_default(scaling, expected):
+    properties = {} if scaling is None else {"ScalingConfig": scaling}
+    assert sqs_concurrency(properties) == expected
+
+
+@pytest.mark.parametrize("value", [1, 1001])
+def test_sqs_concurrency_refuses_what_aws_refuses(value):
+    with pytest.raises(ValueError, match="2-1000"):
+        sqs_concurrency({"ScalingConfig": {"MaximumConcurrency": value}})

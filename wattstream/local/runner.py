@@ -18,7 +18,11 @@ shard is one sequential poller, which keeps per-key order, the property it must 
 SQS mappings (S3 object events arrive this way) implement batch size, the batching
 window, ``ReportBatchItemFailures`` (only failed messages stay on the queue), and
 redelivery after the queue's visibility timeout; the queue's own redrive policy moves a
-message to its dead-letter queue after ``maxReceiveCount`` receives.
+message to its dead-letter queue after ``maxReceiveCount`` receives. Like Lambda's SQS
+pollers they invoke concurrently: up to ``ScalingConfig.MaximumConcurrency`` batches in
+flight (:data:`DEFAULT_SQS_CONCURRENCY` when the template sets none), each poller thread
+receiving and invoking on its own. An SQS queue has no order, so nothing is lost by it;
+the handlers must be safe under concurrent events of one key (they are on AWS too).
 """
 
 from __future__ import annotations
@@ -58,6 +62,23 @@ from wattstream.hosting.template import FunctionSpec, MappingSpec, StackDescript
 log = logging.getLogger("wattstream.runner")
 
 Clock = Callable[[], float]
+
+#: Batches one SQS mapping keeps in flight when its template sets no
+#: ``ScalingConfig.MaximumConcurrency``. AWS then scales up to the account's concurrency
+#: (1,000 by default); locally every invocation shares this machine's cores, so a few
+#: pollers are enough to overlap one call's S3 waits with another's CPU.
+DEFAULT_SQS_CONCURRENCY = 2
+
+
+def sqs_concurrency(properties: Mapping[str, Any], default: int = DEFAULT_SQS_CONCURRENCY) -> int:
+    """``ScalingConfig.MaximumConcurrency`` of an SQS mapping (AWS allows 2-1000)."""
+    value = (properties.get("ScalingConfig") or {}).get("MaximumConcurrency")
+    if value is None:
+        return default
+    concurrency = int(value)
+    if not 2 <= concurrency <= 1000:
+        raise ValueError(f"ScalingConfig.MaximumConcurrency must be 2-1000, not {concurrency}")
+    return concurrency
 
 
 # --- Checkpoints ------------------------------------------------------------------------
@@ -339,25 +360,31 @@ class SqsPoller:
         self.reports_item_failures = "ReportBatchItemFailures" in self.properties.get(
             "FunctionResponseTypes", []
         )
+        self.concurrency = sqs_concurrency(self.properties)
         self.stats = MappingStats()
+        self._stats_lock = threading.Lock()  # pollers of one mapping count together
         self.buffered = 0
 
     def _receive(self) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
         deadline = self.clock() + self.window
         while len(messages) < self.batch_size:
+            # Gathering inside the window: long-poll (as Lambda's pollers do) for whole
+            # seconds of it, instead of asking again every 50 ms.
+            remaining = deadline - self.clock()
+            wait = int(min(20.0, remaining)) if messages and remaining >= 1 else 0
             reply = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=min(10, self.batch_size - len(messages)),
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
-                WaitTimeSeconds=0,
+                WaitTimeSeconds=wait,
             )
             got = reply.get("Messages", [])
             messages.extend(got)
             if not got and (not messages or self.clock() >= deadline):
                 break
-            if not got:
+            if not got and not wait:
                 time.sleep(0.05)
         return messages
 
@@ -382,17 +409,15 @@ class SqsPoller:
             ]
         }
         result = self.function.invoke(event)
-        self.stats.invocations += 1
         ids = [m["MessageId"] for m in messages]
+        partial = False
         if result.failed:
-            self.stats.function_errors += 1
             failed: set[str] | None = set(ids)
         elif self.reports_item_failures:
             failed = batch_item_failures(result.response, ids)
             if failed is None:
                 failed = set(ids)
-            if failed:
-                self.stats.partial_failures += 1
+            partial = bool(failed)
         else:
             failed = set()
         done = [m for m in messages if m["MessageId"] not in failed]
@@ -404,7 +429,11 @@ class SqsPoller:
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
                 ],
             )
-        self.stats.records += len(done)
+        with self._stats_lock:
+            self.stats.invocations += 1
+            self.stats.function_errors += int(result.failed)
+            self.stats.partial_failures += int(partial)
+            self.stats.records += len(done)
         return len(messages)
 
 
@@ -525,13 +554,15 @@ class EventSourceRunner:
         return handled
 
     def start(self) -> None:
-        """Poll every mapping in its own thread until :meth:`stop`."""
+        """Poll every mapping in its own thread until :meth:`stop`; an SQS mapping in
+        ``concurrency`` threads (its batches in flight at once, as Lambda scales pollers)."""
         for poller in self.pollers:
-            thread = threading.Thread(
-                target=self._loop, args=(poller,), name=poller.mapping.logical_id, daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
+            copies = poller.concurrency if isinstance(poller, SqsPoller) else 1
+            for index in range(copies):
+                name = poller.mapping.logical_id + (f"-{index}" if copies > 1 else "")
+                thread = threading.Thread(target=self._loop, args=(poller,), name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
     def _loop(self, poller: Poller) -> None:
         while not self._stop.is_set():

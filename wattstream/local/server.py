@@ -119,7 +119,10 @@ class EmbeddedAws:
     def start(self) -> str:
         from moto.server import ThreadedMotoServer
 
+        from wattstream.local.moto_speedups import install
+
         ensure_local_credentials()
+        install()  # listings and shard reads that do not grow with the whole stack
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
         self.host, self.port = self._server.get_host_and_port()

@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import tempfile
 from pathlib import Path
+from types import EllipsisType
 
 from services.monthly.core.debounce import (
     checkpoint_key,
@@ -19,6 +20,7 @@ from services.monthly.core.debounce import (
     result_key,
     summaries_cache_key,
 )
+from services.monthly.core.ports import ForecastConflict
 from shared.monthly_results import MonthlyComponents, accuracy_key, components_key
 from shared.schema import MonthlyForecast
 
@@ -54,8 +56,19 @@ class LocalResultStore:
         data = self._read(result_key(household_id, as_of) + _FINGERPRINT_SUFFIX)
         return None if data is None else data.decode()
 
-    def put_forecast(self, forecast: MonthlyForecast, fingerprint: str) -> str:
+    def put_forecast(
+        self,
+        forecast: MonthlyForecast,
+        fingerprint: str,
+        expected: str | EllipsisType | None = ...,
+    ) -> str:
+        """``expected`` is checked, not atomically: a folder has one writer (the fleet run)."""
         key = result_key(forecast.household_id, forecast.as_of)
+        if (
+            expected is not ...
+            and self.stored_fingerprint(forecast.household_id, forecast.as_of) != expected
+        ):
+            raise ForecastConflict(f"{key}: stored fingerprint is no longer {expected}")
         self._write(key + _FINGERPRINT_SUFFIX, fingerprint.encode())
         return self._write(key, forecast.model_dump_json().encode())
 

@@ -17,6 +17,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from types import EllipsisType
 from typing import Any, Final
 
 import numpy as np
@@ -28,6 +29,7 @@ from services.monthly.core.debounce import (
     result_key,
     summaries_cache_key,
 )
+from services.monthly.core.ports import ForecastConflict
 from services.monthly.core.series import HourlySeries, hourly_mean_kw
 from shared.archive_layout import parse_summary_key, readings_key, summary_key, summary_prefix
 from shared.archive_parquet import decode_day
@@ -126,25 +128,53 @@ class S3ResultStore:
         reply = get_object_or_none(self.s3, self.bucket, key)
         return None if reply is None else bytes(reply["Body"].read())
 
-    def stored_fingerprint(self, household_id: str, as_of: dt.date) -> str | None:
+    def _head_result(self, key: str) -> tuple[str, str | None] | None:
+        """(ETag, fingerprint) of a stored forecast, None when there is none."""
         try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=result_key(household_id, as_of))
+            head = self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as error:
             if is_missing(error):
                 return None
             raise
         value = head.get("Metadata", {}).get(FINGERPRINT_METADATA)
-        return str(value) if value else None
+        return str(head["ETag"]), (str(value) if value else None)
 
-    def put_forecast(self, forecast: MonthlyForecast, fingerprint: str) -> str:
+    def stored_fingerprint(self, household_id: str, as_of: dt.date) -> str | None:
+        stored = self._head_result(result_key(household_id, as_of))
+        return None if stored is None else stored[1]
+
+    def put_forecast(
+        self,
+        forecast: MonthlyForecast,
+        fingerprint: str,
+        expected: str | EllipsisType | None = ...,
+    ) -> str:
+        """A conditional write (``expected``) is S3's: ``If-None-Match: *`` when no
+        forecast may exist yet, else ``If-Match`` on the ETag of the object whose
+        fingerprint was checked, so nothing written in between is overwritten."""
         key = result_key(forecast.household_id, forecast.as_of)
-        self.s3.put_object(
-            Bucket=self.bucket,
-            Key=key,
-            Body=forecast.model_dump_json().encode(),
-            ContentType="application/json",
-            Metadata={FINGERPRINT_METADATA: fingerprint},
-        )
+        condition: dict[str, str] = {}
+        if expected is None:
+            condition = {"IfNoneMatch": "*"}
+        elif expected is not ...:
+            stored = self._head_result(key)
+            if stored is None or stored[1] != expected:
+                raise ForecastConflict(f"{key}: stored fingerprint is no longer {expected}")
+            condition = {"IfMatch": stored[0]}
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=forecast.model_dump_json().encode(),
+                ContentType="application/json",
+                Metadata={FINGERPRINT_METADATA: fingerprint},
+                **condition,
+            )
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if condition and code in {"PreconditionFailed", "ConditionalRequestConflict", "412"}:
+                raise ForecastConflict(f"{key}: written by another call meanwhile") from error
+            raise
         return key
 
     def put_components(self, components: MonthlyComponents) -> str:

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from types import EllipsisType
 from typing import Protocol
 
 from services.monthly.core.series import HourlySeries
 from shared.monthly_results import MonthlyComponents
 from shared.schema import MonthlyForecast, Quarantined
 
-__all__ = ["RejectSink", "ResultStore", "SummarySource"]
+__all__ = ["ForecastConflict", "RejectSink", "ResultStore", "SummarySource"]
+
+
+class ForecastConflict(Exception):
+    """A conditional forecast write found another fingerprint stored than expected: a
+    concurrent call of the same household wrote first (the caller starts over)."""
 
 
 class SummarySource(Protocol):
@@ -48,8 +54,16 @@ class ResultStore(Protocol):
         """The input fingerprint of the stored forecast, None when there is none."""
         ...
 
-    def put_forecast(self, forecast: MonthlyForecast, fingerprint: str) -> str:
-        """Write the forecast JSON with its fingerprint; returns the key."""
+    def put_forecast(
+        self,
+        forecast: MonthlyForecast,
+        fingerprint: str,
+        expected: str | EllipsisType | None = ...,
+    ) -> str:
+        """Write the forecast JSON with its fingerprint; returns the key. With
+        ``expected`` (a fingerprint, or None for "no forecast yet") the write happens only
+        if the stored forecast still has it, atomically, else :class:`ForecastConflict`;
+        ``...`` writes unconditionally."""
         ...
 
     def put_components(self, components: MonthlyComponents) -> str:

@@ -66,7 +66,12 @@ from services.monthly.core.forecast import (
     warm_start_from_checkpoint,
 )
 from services.monthly.core.plot import components_document
-from services.monthly.core.ports import RejectSink, ResultStore, SummarySource
+from services.monthly.core.ports import (
+    ForecastConflict,
+    RejectSink,
+    ResultStore,
+    SummarySource,
+)
 from services.monthly.core.prophet_map import quiet_prophet_logging
 from services.monthly.core.series import DailySeries
 from shared.archive_layout import parse_summary_key, summary_key
@@ -168,8 +173,35 @@ def _refresh_cache(
     return entries, len(stale), refused
 
 
+#: Tries of one household when concurrent calls of it keep writing first (then SQS
+#: redelivers its messages).
+MAX_CONFLICTS: Final = 3
+
+
 def forecast_household(deps: MonthlyDeps, household_id: str) -> HouseholdOutcome:
-    """Bring the household's forecast up to date (see the module docstring for the steps)."""
+    """Bring the household's forecast up to date (see the module docstring for the steps).
+
+    Events of one household may be handled by concurrent calls (an SQS mapping invokes up
+    to ``MaximumConcurrency`` batches at once). The forecast write is conditional on the
+    fingerprint read before it, and a stored forecast of the same day from *other* inputs
+    makes the call list again first: a call whose listing is older than a write it meets
+    starts over instead of overwriting a newer forecast with an older one. One that
+    starts over rewrites everything (checkpoint, cache, accuracy), since the other call's
+    writes may have landed before or after its own."""
+    for attempt in range(1, MAX_CONFLICTS + 1):
+        try:
+            return _forecast_household(deps, household_id, rewrite=attempt > 1)
+        except ForecastConflict:
+            if attempt == MAX_CONFLICTS:
+                raise
+            deps.logger.info(
+                "a concurrent call wrote this household first; starting over",
+                extra={"household_id": household_id, "attempt": attempt},
+            )
+    raise AssertionError("unreachable")
+
+
+def _forecast_household(deps: MonthlyDeps, household_id: str, *, rewrite: bool) -> HouseholdOutcome:
     started = time.monotonic()
     listing = deps.source.list_summaries(household_id)
     entries, read, refused = _refresh_cache(deps, household_id, listing)
@@ -190,7 +222,8 @@ def forecast_household(deps: MonthlyDeps, household_id: str) -> HouseholdOutcome
             rejected=len(refused),
             seconds=time.monotonic() - started,
         )
-    if deps.results.stored_fingerprint(household_id, plan.as_of) == plan.fingerprint:
+    stored = deps.results.stored_fingerprint(household_id, plan.as_of)
+    if stored == plan.fingerprint and not rewrite:
         return HouseholdOutcome(
             household_id,
             "duplicate",
@@ -199,6 +232,15 @@ def forecast_household(deps: MonthlyDeps, household_id: str) -> HouseholdOutcome
             rejected=len(refused),
             seconds=time.monotonic() - started,
         )
+    # Written from other inputs: a changed summary, or a concurrent call whose listing is
+    # newer than ours. Listing again after reading the fingerprint tells them apart
+    # (whoever wrote before that read listed before it, too).
+    if (
+        stored is not None
+        and stored != plan.fingerprint
+        and deps.source.list_summaries(household_id) != listing
+    ):
+        raise ForecastConflict(f"{household_id} {plan.as_of}: summaries changed meanwhile")
 
     valid = sorted(d for d in plan.window if entries[d].kwh is not None)
     series = DailySeries.from_days(
@@ -224,7 +266,7 @@ def forecast_household(deps: MonthlyDeps, household_id: str) -> HouseholdOutcome
         deps.results.put_checkpoint(household_id, result.checkpoint)
     deps.results.put_cache(household_id, encode_cache(entries))
     scored = record_actuals(deps, household_id, entries, forecast)
-    key = deps.results.put_forecast(forecast, plan.fingerprint)
+    key = deps.results.put_forecast(forecast, plan.fingerprint, expected=stored)
     return HouseholdOutcome(
         household_id,
         "forecast",

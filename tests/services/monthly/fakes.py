@@ -6,11 +6,13 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Sequence
+from types import EllipsisType
 from typing import Any
 
 import numpy as np
 
 from services.monthly.core.debounce import checkpoint_key, month_prefix, result_key
+from services.monthly.core.ports import ForecastConflict
 from services.monthly.core.series import DailySeries, HourlySeries
 from shared.monthly_results import MonthlyComponents, accuracy_key, components_key
 from shared.schema import DailySummary, MonthlyForecast, Quarantined
@@ -106,8 +108,18 @@ class MemoryResults:
         item = self.objects.get(result_key(household_id, as_of))
         return None if item is None else item[1].get("fingerprint")
 
-    def put_forecast(self, forecast: MonthlyForecast, fingerprint: str) -> str:
+    def put_forecast(
+        self,
+        forecast: MonthlyForecast,
+        fingerprint: str,
+        expected: str | EllipsisType | None = ...,
+    ) -> str:
         key = result_key(forecast.household_id, forecast.as_of)
+        if (
+            expected is not ...
+            and self.stored_fingerprint(forecast.household_id, forecast.as_of) != expected
+        ):
+            raise ForecastConflict(f"{key}: stored fingerprint is no longer {expected}")
         return self._put(key, forecast.model_dump_json().encode(), {"fingerprint": fingerprint})
 
     def put_components(self, components: MonthlyComponents) -> str:

@@ -11,7 +11,9 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics
 
 from services.monthly.core.debounce import checkpoint_key, result_key
+from services.monthly.core.ports import ForecastConflict
 from services.monthly.shells.lambda_handler import (
+    MAX_CONFLICTS,
     MonthlyDeps,
     forecast_household,
     households_of,
@@ -407,3 +409,76 @@ def test_handler_late_correction_of_a_completed_month_rescores_it():
     march_after = next(m for m in _accuracy(results).months if m.month == "2024-03")
     assert march_after.actual_kwh > march_before.actual_kwh
     assert march_after.inputs != march_before.inputs
+
+
+class _Interleaved:
+    """The archive, but the first call of ``method`` first lets ``meanwhile`` run: another
+    call of the same household, in between two steps of this one."""
+
+    def __init__(self, archive: MemoryArchive, method: str, meanwhile: Any) -> None:
+        self.archive, self.method, self.meanwhile = archive, method, meanwhile
+        self.pending = True
+
+    def __getattr__(self, name: str) -> Any:
+        inner = getattr(self.archive, name)
+        if name != self.method:
+            return inner
+
+        def step(*args: Any, **kwargs: Any) -> Any:
+            reply = inner(*args, **kwargs)  # this call's view: taken before the other's
+            if self.pending:
+                self.pending = False
+                self.meanwhile()
+            return reply
+
+        return step
+
+
+@pytest.mark.parametrize("between", ["list_summaries", "hourly"])
+def test_forecast_household_concurrent_call_with_an_older_view_does_not_overwrite_a_newer(
+    between,
+):
+    # Call A lists the summaries; a correction of a day lands and call B (its event)
+    # forecasts from it; then A goes on. B finishes before A reads the stored
+    # fingerprint ("list_summaries") or before A writes ("hourly"). A's older view must
+    # not end up stored.
+    archive = archive_with(100)
+    results = MemoryResults()
+    corrected = LAST - dt.timedelta(days=2)
+
+    def call_b() -> None:
+        archive.put(summary("h1", corrected, 40.0))
+        forecast_household(deps_for(archive, results), "h1")
+
+    call_b_alone = MemoryResults()
+    forecast_household(deps_for(archive_with(100), call_b_alone), "h1")
+    before = call_b_alone.forecasts()[result_key("h1", LAST)]
+
+    forecast_household(deps_for(_Interleaved(archive, between, call_b), results), "h1")  # type: ignore[arg-type]
+
+    stored = results.forecasts()[result_key("h1", LAST)]
+    assert stored["actual_to_date_kwh"] > before["actual_to_date_kwh"]  # B's inputs
+    again = forecast_household(deps_for(archive, results), "h1")
+    assert again.status == "duplicate"  # the stored fingerprint is that of the newest inputs
+
+
+class _AlwaysOvertaken(MemoryResults):
+    """A store where another call always writes the forecast first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tries = 0
+
+    def put_forecast(self, forecast: Any, fingerprint: str, expected: Any = ...) -> str:
+        self.tries += 1
+        raise ForecastConflict("overtaken")
+
+
+def test_handler_household_overtaken_every_time_fails_its_messages_for_redelivery():
+    results = _AlwaysOvertaken()
+    deps = deps_for(archive_with(100), results)
+
+    response = invoke(deps, s3_event([key("h1", LAST)]))
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}]}  # SQS comes back
+    assert results.tries == MAX_CONFLICTS

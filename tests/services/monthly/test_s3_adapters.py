@@ -24,6 +24,7 @@ from services.monthly.adapters.s3 import (
 from services.monthly.core.debounce import result_key
 from services.monthly.core.forecast import forecast_month
 from services.monthly.core.plot import components_document
+from services.monthly.core.ports import ForecastConflict
 from shared.archive_layout import readings_key, summary_key
 from shared.archive_parquet import encode_day
 from shared.batch import ReadingBatch, datetime_to_us
@@ -89,6 +90,39 @@ def test_result_store_keeps_the_fingerprint_in_metadata(stack, clients):
     assert store.get_checkpoint("h1") == result.checkpoint
     assert store.get_cache("h1") == b"{}"
     assert store.get_checkpoint("nobody") is None
+
+
+@pytest.mark.parametrize("kind", ["s3", "local"])
+def test_result_store_conditional_forecast_write_refuses_what_changed_meanwhile(
+    kind, stack, clients, tmp_path
+):
+    s3, bucket = clients("s3"), stack.outputs["ModelsBucketName"]
+    store = S3ResultStore(bucket, s3=s3) if kind == "s3" else LocalResultStore(tmp_path)
+    forecast = forecast_month(series_of(daily_kwh(120)), dt.date(2024, 4, 29)).forecast
+
+    store.put_forecast(forecast, "first", expected=None)
+    with pytest.raises(ForecastConflict):
+        store.put_forecast(forecast, "second", expected=None)  # one exists now
+    with pytest.raises(ForecastConflict):
+        store.put_forecast(forecast, "second", expected="something else")
+    store.put_forecast(forecast, "second", expected="first")
+    store.put_forecast(forecast, "third")  # unconditional
+
+    assert store.stored_fingerprint("h1", dt.date(2024, 4, 29)) == "third"
+
+
+def test_result_store_conditional_write_is_the_servers_if_none_match(stack, clients):
+    # The check is S3's, not a read before the write: a forecast written between a
+    # caller's read and its write makes the write fail.
+    s3, bucket = clients("s3"), stack.outputs["ModelsBucketName"]
+    store = S3ResultStore(bucket, s3=s3)
+    forecast = forecast_month(series_of(daily_kwh(120)), dt.date(2024, 4, 29)).forecast
+    assert store.stored_fingerprint("h1", dt.date(2024, 4, 29)) is None
+    S3ResultStore(bucket, s3=s3).put_forecast(forecast, "other call")
+
+    with pytest.raises(ForecastConflict):
+        store.put_forecast(forecast, "mine", expected=None)
+    assert store.stored_fingerprint("h1", dt.date(2024, 4, 29)) == "other call"
 
 
 @pytest.mark.parametrize("kind", ["s3", "local"])
