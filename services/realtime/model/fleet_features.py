@@ -43,6 +43,7 @@ __all__ = [
     "INPUT_BINS",
     "MIN_KNOWN_BINS",
     "MIN_LEVEL_KW",
+    "SLOT_STATS",
     "FleetInputs",
     "england_bank_holidays",
     "feature_count",
@@ -60,14 +61,15 @@ MIN_KNOWN_BINS: Final = DAY_BINS
 #: Floor of the household level (kW): an empty flat must not blow up the normalisation.
 MIN_LEVEL_KW: Final = 0.02
 _EPOCH_DAY: Final = dt.date(1970, 1, 1)
-_SLOT_STATS: Final = 7
+#: Statistics per horizon slot in the feature vector (after the 336-bin history).
+SLOT_STATS: Final = 7
 _SCALARS: Final = 4
 _CALENDAR: Final = 2 + 14 + 2
 
 
 def feature_count() -> int:
     """Width of the flat feature vector of one window."""
-    return INPUT_BINS + _SLOT_STATS * DAY_BINS + _SCALARS + _CALENDAR
+    return INPUT_BINS + SLOT_STATS * DAY_BINS + _SCALARS + _CALENDAR
 
 
 @dataclass(frozen=True, eq=False)
