@@ -79,13 +79,17 @@ class FleetInputs:
     ``x`` ``(n, feature_count())`` float32; ``level`` ``(n,)`` kW; ``base`` ``(n, 48)``
     the normalised median of the slot and its neighbours over 7 days (the network
     predicts a correction to it);
-    ``ok`` whether the window has enough data (:data:`MIN_KNOWN_BINS`).
+    ``ok`` whether the window has enough data (:data:`MIN_KNOWN_BINS`);
+    ``spread`` ``(n,)`` the household's own day-to-day noise: mean absolute deviation of
+    its known bins from their slot's 7-day median, in units of its level (scales the
+    interval per household, :class:`~services.realtime.model.fleet_model.FleetSpec`).
     """
 
     x: npt.NDArray[np.float32]
     level: FloatArray
     base: FloatArray
     ok: npt.NDArray[np.bool_]
+    spread: FloatArray
 
 
 def nan_median_days(days: FloatArray) -> FloatArray:
@@ -183,7 +187,11 @@ def fleet_features(
         ]
     )
     x = np.concatenate([imputed, *stats, scalars, calendar], axis=1).astype(np.float32)
-    return FleetInputs(x=x, level=level, base=anchor, ok=ok)
+    deviation = np.abs(days - fill[:, None, :])
+    with np.errstate(invalid="ignore"):
+        spread = np.nansum(deviation, axis=(1, 2)) / np.maximum(count, 1)
+    spread = np.where(count > 0, spread, np.nan)
+    return FleetInputs(x=x, level=level, base=anchor, ok=ok, spread=spread)
 
 
 # ------------------------------------------------------------------------ bank holidays

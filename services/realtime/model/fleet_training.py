@@ -59,6 +59,7 @@ from services.realtime.model.fleet_model import (
     FLEET_FILE,
     FleetModel,
     FleetSpec,
+    household_widening,
     inner_spec,
 )
 from services.realtime.model.training import (
@@ -77,6 +78,7 @@ __all__ = [
     "TrainedFleet",
     "build_fleet_network",
     "calibrate",
+    "choose_spread_power",
     "sample_windows",
     "train_fleet",
     "train_fleet_model",
@@ -96,7 +98,7 @@ ATTRIBUTION: Final = (
 class FleetConfig:
     """Network size and training budget of the fleet model."""
 
-    hidden: tuple[int, ...] = (64, 32)
+    hidden: tuple[int, ...] = (128, 64)
     epochs: int = 8
     batch_size: int = 128
     learning_rate: float = 1e-3
@@ -132,6 +134,7 @@ class FleetSamples:
     level: npt.NDArray[np.float64]
     base: npt.NDArray[np.float64]
     households: npt.NDArray[np.int64]
+    spread: npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,7 +164,9 @@ def sample_windows(
     level, base = inputs.level[keep], inputs.base[keep]
     y = target[keep] / level[:, None] - base
     rows = np.asarray(households, dtype=np.int64)[keep]
-    return FleetSamples(inputs.x[keep], y.astype(np.float32), level, base, rows)
+    return FleetSamples(
+        inputs.x[keep], y.astype(np.float32), level, base, rows, inputs.spread[keep]
+    )
 
 
 def build_fleet_network(config: FleetConfig, n_features: int | None = None) -> keras.Model:
@@ -213,7 +218,10 @@ def build_fleet_network(config: FleetConfig, n_features: int | None = None) -> k
 
 
 def calibrate(
-    raw: npt.NDArray[np.floating], y: npt.NDArray[np.floating], quantiles: tuple[float, ...]
+    raw: npt.NDArray[np.floating],
+    y: npt.NDArray[np.floating],
+    quantiles: tuple[float, ...],
+    widen: npt.NDArray[np.floating] | None = None,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Conformal scales of the lower and upper gaps, one per horizon step, so that on
     these windows ``(n, steps, q)`` each tail of each step holds its nominal share (0.1
@@ -228,6 +236,9 @@ def calibrate(
     center = raw[..., middle]
     low_gap = np.maximum(center - raw[..., 0], 1e-6)
     high_gap = np.maximum(raw[..., -1] - center, 1e-6)
+    if widen is not None:
+        low_gap = low_gap * widen[:, None]
+        high_gap = high_gap * widen[:, None]
     below = (center - y) / low_gap
     above = (y - center) / high_gap
     n = len(y)
@@ -238,6 +249,39 @@ def calibrate(
     s_low = np.quantile(below, rank(1.0 - quantiles[0]), axis=0)
     s_high = np.quantile(above, rank(quantiles[-1]), axis=0)
     return np.maximum(s_low, 0.05), np.maximum(s_high, 0.05)
+
+
+#: Candidate powers of the per-household widening (``FleetSpec.spread_power``).
+SPREAD_POWERS: Final = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def choose_spread_power(
+    raw: npt.NDArray[np.floating], samples: FleetSamples, quantiles: tuple[float, ...]
+) -> tuple[float, npt.NDArray[np.float64], npt.NDArray[np.float64], dict[str, float]]:
+    """The widening power whose calibrated band covers the households most evenly.
+
+    Every candidate is calibrated to the nominal share over all windows (so the fleet
+    coverage is the same); what differs is how it spreads between households. The one
+    with the smallest spread of per-household coverage (standard deviation) is kept,
+    ties to the smaller power. Returns the power, its scales and each candidate's spread.
+    """
+    middle = raw.shape[-1] // 2
+    center = raw[..., middle]
+    best: tuple[float, float, Any, Any] = (np.inf, 0.0, None, None)
+    report: dict[str, float] = {}
+    households = np.unique(samples.households)
+    for power in SPREAD_POWERS:
+        widen = household_widening(raw, samples.spread, power)
+        s_low, s_high = calibrate(raw, samples.y, quantiles, widen)
+        lower = center - (center - raw[..., 0]) * s_low * widen[:, None]
+        upper = center + (raw[..., -1] - center) * s_high * widen[:, None]
+        inside = ((samples.y >= lower) & (samples.y <= upper)).mean(axis=1)
+        per = [inside[samples.households == h].mean() for h in households]
+        dispersion = float(np.std(per))
+        report[str(power)] = round(dispersion, 4)
+        if dispersion < best[0] - 1e-4:
+            best = (dispersion, power, s_low, s_high)
+    return best[1], best[2], best[3], report
 
 
 def _mase_weights(grid: EnergyGrid, samples: FleetSamples, stop: int) -> npt.NDArray[np.float32]:
@@ -342,7 +386,7 @@ def train_fleet_model(
     model.set_weights(best["weights"])
     on_progress(TrainProgress("evaluate", "calibrating intervals on the calibration households"))
     raw = np.asarray(model(calibration.x[:, None, :], training=False), dtype=np.float64)
-    s_low, s_high = calibrate(raw, calibration.y, config.quantiles)
+    power, s_low, s_high, dispersion = choose_spread_power(raw, calibration, config.quantiles)
     version = model_version(model, config.version_prefix, dt.datetime.now(dt.UTC))
     spec = FleetSpec(
         version=version,
@@ -350,11 +394,12 @@ def train_fleet_model(
         features=int(train.x.shape[1]),
         scale_low=tuple(round(float(s), 6) for s in s_low),
         scale_high=tuple(round(float(s), 6) for s in s_high),
+        spread_power=power,
         holidays=tuple(sorted(holidays)),
     )
     served = FleetModel.__new__(FleetModel)
     served.fleet = spec  # to_kw only reads the calibration
-    kw = served.to_kw(raw, calibration.base, calibration.level)
+    kw = served.to_kw(raw, calibration.base, calibration.level, calibration.spread)
     actual = (calibration.y + calibration.base) * calibration.level[:, None]
     metrics = {
         "train_windows": len(train.x),
@@ -374,6 +419,8 @@ def train_fleet_model(
             ),
             "scale_low_mean": round(float(np.mean(spec.scale_low)), 6),
             "scale_high_mean": round(float(np.mean(spec.scale_high)), 6),
+            "spread_power": power,
+            "household_coverage_std": dispersion,
         },
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
         "train_seconds": round(time.perf_counter() - started, 1),
