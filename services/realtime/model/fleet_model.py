@@ -128,9 +128,7 @@ def inner_spec(spec: FleetSpec) -> ModelSpec:
     )
 
 
-def household_widening(
-    raw: FloatArray, spread: FloatArray | None, power: float
-) -> FloatArray:
+def household_widening(raw: FloatArray, spread: FloatArray | None, power: float) -> FloatArray:
     """Per-window factor ``(spread / mean raw gap) ** power`` clipped to [1/3, 3] (1 where
     ``power`` is 0 or the spread is unknown).
 

@@ -189,9 +189,7 @@ def build_fleet_network(config: FleetConfig, n_features: int | None = None) -> k
     inputs = keras.Input((1, n_features), name="features")
     flat = layers.Flatten(name="flat")(inputs)
     history = layers.Reshape((HISTORY_DAYS, DAY_BINS), name="history_days")(flat[:, :INPUT_BINS])
-    stats = layers.Reshape((SLOT_STATS, DAY_BINS), name="slot_stats")(
-        flat[:, INPUT_BINS:per_step]
-    )
+    stats = layers.Reshape((SLOT_STATS, DAY_BINS), name="slot_stats")(flat[:, INPUT_BINS:per_step])
     slots = layers.Concatenate(axis=1, name="slot_inputs")([history, stats])
     slots = layers.Permute((2, 1), name="per_step")(slots)  # (batch, 48, 14)
     window = flat[:, per_step:]
