@@ -2,14 +2,16 @@
 
 Why an MLP on engineered windows rather than a sequence model: the useful signal of an
 energy-only meter is its own daily profile, which the 7-day same-slot statistics expose
-directly; a two-layer MLP that corrects the 7-day median (pinball loss on 0.1/0.5/0.9,
-non-crossing head as in :func:`~services.realtime.model.training.build_model`) trains in
-a minute on two cores and serves >10k windows per CPU second.
+directly; a small MLP shared by the 48 horizon steps corrects the neighbour median of
+each slot (pinball loss on 0.1/0.5/0.9, non-crossing head as in
+:func:`~services.realtime.model.training.build_model`); it trains in a few minutes on two
+cores and serves the whole batch in one LiteRT call.
 
 Honest splits: windows are sampled from the training households and the training period
 only; the last ``validation_days`` of it pick the best epoch, and
 ``calibration_households`` (left out of fitting: new meters, as most of a fleet is)
-calibrate the interval widths over the whole training period (a conformal scale of each
+calibrate the interval widths over the whole training period (a per-household widening
+by the window's own spread, :func:`choose_spread_power`, then a conformal scale of each
 tail per horizon step), so no test month is ever looked at.
 
 Determinism: :func:`~services.realtime.model.training.seed_everything` (seeds, op
