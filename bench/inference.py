@@ -340,7 +340,7 @@ def naive_fleet(
     for i in range(count):
         one = fleet_features(histories[i % len(histories)][None], [issue_s], served.holidays)
         raw = model.predict(one.x[:, None, :], verbose=0).astype(np.float64)
-        served.to_kw(raw, one.base, one.level)
+        served.to_kw(raw, one.base, one.level, one.spread)
     return count / (time.process_time() - cpu)
 
 

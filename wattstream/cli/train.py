@@ -124,8 +124,8 @@ def train_fleet_command(
     """Train the global model for energy-only meters (30-min grid, 7 days in, one day of
     quantiles out) across households, and export it (Keras + LiteRT).
 
-    The last 21 days of the data pick the best epoch and calibrate the 80 % interval.
-    Writes OUT/<version>/; seeded and deterministic.
+    The last 21 days of the data pick the best epoch; a fifth of the households, left out
+    of fitting, calibrate the 80 % interval. Writes OUT/<version>/; seeded and deterministic.
     """
     from services.realtime.model.fleet_training import train_fleet
 

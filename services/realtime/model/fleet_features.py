@@ -43,6 +43,7 @@ __all__ = [
     "INPUT_BINS",
     "MIN_KNOWN_BINS",
     "MIN_LEVEL_KW",
+    "SLOT_STATS",
     "FleetInputs",
     "england_bank_holidays",
     "feature_count",
@@ -60,14 +61,15 @@ MIN_KNOWN_BINS: Final = DAY_BINS
 #: Floor of the household level (kW): an empty flat must not blow up the normalisation.
 MIN_LEVEL_KW: Final = 0.02
 _EPOCH_DAY: Final = dt.date(1970, 1, 1)
-_SLOT_STATS: Final = 7
+#: Statistics per horizon slot in the feature vector (after the 336-bin history).
+SLOT_STATS: Final = 7
 _SCALARS: Final = 4
 _CALENDAR: Final = 2 + 14 + 2
 
 
 def feature_count() -> int:
     """Width of the flat feature vector of one window."""
-    return INPUT_BINS + _SLOT_STATS * DAY_BINS + _SCALARS + _CALENDAR
+    return INPUT_BINS + SLOT_STATS * DAY_BINS + _SCALARS + _CALENDAR
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,13 +79,17 @@ class FleetInputs:
     ``x`` ``(n, feature_count())`` float32; ``level`` ``(n,)`` kW; ``base`` ``(n, 48)``
     the normalised median of the slot and its neighbours over 7 days (the network
     predicts a correction to it);
-    ``ok`` whether the window has enough data (:data:`MIN_KNOWN_BINS`).
+    ``ok`` whether the window has enough data (:data:`MIN_KNOWN_BINS`);
+    ``spread`` ``(n,)`` the household's own day-to-day noise: mean absolute deviation of
+    its known bins from their slot's 7-day median, in units of its level (scales the
+    interval per household, :class:`~services.realtime.model.fleet_model.FleetSpec`).
     """
 
     x: npt.NDArray[np.float32]
     level: FloatArray
     base: FloatArray
     ok: npt.NDArray[np.bool_]
+    spread: FloatArray
 
 
 def nan_median_days(days: FloatArray) -> FloatArray:
@@ -181,7 +187,11 @@ def fleet_features(
         ]
     )
     x = np.concatenate([imputed, *stats, scalars, calendar], axis=1).astype(np.float32)
-    return FleetInputs(x=x, level=level, base=anchor, ok=ok)
+    deviation = np.abs(days - fill[:, None, :])
+    with np.errstate(invalid="ignore"):
+        spread = np.nansum(deviation, axis=(1, 2)) / np.maximum(count, 1)
+    spread = np.where(count > 0, spread, np.nan)
+    return FleetInputs(x=x, level=level, base=anchor, ok=ok, spread=spread)
 
 
 # ------------------------------------------------------------------------ bank holidays

@@ -46,6 +46,7 @@ __all__ = [
     "FLEET_FILE",
     "FleetModel",
     "FleetSpec",
+    "household_widening",
     "inner_spec",
     "open_fleet_model",
     "read_fleet_spec",
@@ -75,6 +76,11 @@ class FleetSpec(BaseModel):
     #: that each tail holds its nominal share.
     scale_low: tuple[PositiveFloat, ...] = (1.0,)
     scale_high: tuple[PositiveFloat, ...] = (1.0,)
+    #: Per-household widening: each window's gaps are multiplied by
+    #: ``(spread / mean raw gap) ** spread_power`` (its own 7-day noise against the
+    #: network's band, clipped to [1/3, 3]) before the conformal scales; chosen on the
+    #: calibration households (0 = off, what bundles without it mean).
+    spread_power: float = Field(default=0.0, ge=0.0, le=2.0)
     #: Bank holidays the model was trained with (epoch days); serving adds the rules'.
     holidays: tuple[int, ...] = ()
 
@@ -120,6 +126,25 @@ def inner_spec(spec: FleetSpec) -> ModelSpec:
         feature_mean=(0.0,) * spec.features,
         feature_std=(1.0,) * spec.features,
     )
+
+
+def household_widening(raw: FloatArray, spread: FloatArray | None, power: float) -> FloatArray:
+    """Per-window factor ``(spread / mean raw gap) ** power`` clipped to [1/3, 3] (1 where
+    ``power`` is 0 or the spread is unknown).
+
+    >>> household_widening(np.tile([-0.1, 0.0, 0.1], (2, 48, 1)), np.array([0.4, 0.1]), 0.5)
+    array([2., 1.])
+    """
+    ones = np.ones(len(raw))
+    if not power or spread is None:
+        return ones
+    middle = raw.shape[-1] // 2
+    gap = np.abs(raw - raw[..., middle : middle + 1]).sum(axis=-1).mean(axis=-1)
+    gap = gap / max(raw.shape[-1] - 1, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.asarray(spread, dtype=np.float64) / np.maximum(gap, 1e-6)
+    factor = np.clip(ratio, 1 / 9, 9) ** power
+    return np.where(np.isfinite(factor), np.clip(factor, 1 / 3, 3), ones)
 
 
 def read_fleet_spec(bundle: Path) -> FleetSpec:
@@ -176,18 +201,26 @@ class FleetModel:
         ok = np.flatnonzero(inputs.ok)
         if len(ok):
             raw = self._network.run_scaled(inputs.x[ok][:, None, :]).astype(np.float64)
-            out[ok] = self.to_kw(raw, inputs.base[ok], inputs.level[ok])
+            out[ok] = self.to_kw(raw, inputs.base[ok], inputs.level[ok], inputs.spread[ok])
         return out
 
-    def to_kw(self, raw: FloatArray, base: FloatArray, level: FloatArray) -> FloatArray:
-        """Network output (normalised residual quantiles) -> calibrated kW quantiles."""
+    def to_kw(
+        self,
+        raw: FloatArray,
+        base: FloatArray,
+        level: FloatArray,
+        spread: FloatArray | None = None,
+    ) -> FloatArray:
+        """Network output (normalised residual quantiles) -> calibrated kW quantiles;
+        ``spread`` (:attr:`FleetInputs.spread`) widens or narrows each window's band."""
         steps, q = raw.shape[-2:]
         middle = q // 2
         center = raw[..., middle : middle + 1]
         scale = np.ones((steps, q))
         scale[:, :middle] = np.broadcast_to(self.fleet.scale_low, steps)[:, None]
         scale[:, middle + 1 :] = np.broadcast_to(self.fleet.scale_high, steps)[:, None]
-        calibrated = center + (raw - center) * scale
+        widen = household_widening(raw, spread, self.fleet.spread_power)
+        calibrated = center + (raw - center) * scale * widen[:, None, None]
         return (calibrated + base[:, :, None]) * level[:, None, None]
 
 

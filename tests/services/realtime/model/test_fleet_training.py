@@ -156,3 +156,41 @@ def test_fleet_model_widens_each_step_by_its_own_scale():
     np.testing.assert_allclose(kw[0, 0], [1.8, 2.0, 2.6])  # (1 + 0.1 * 3) * 2
     np.testing.assert_allclose(kw[0, -1], [1.6, 2.0, 2.2])
     np.testing.assert_allclose(kw[0, 1], [1.8, 2.0, 2.2])
+
+
+def test_fleet_model_widens_a_noisier_household_more():
+    from services.realtime.model.fleet_model import FleetSpec
+
+    model = FleetModel.__new__(FleetModel)
+    model.fleet = FleetSpec(version="v", spread_power=0.5)
+    raw = np.tile([-0.1, 0.0, 0.1], (2, 48, 1))
+
+    kw = model.to_kw(raw, np.ones((2, 48)), np.ones(2), spread=np.array([0.4, 0.1]))
+
+    np.testing.assert_allclose(kw[0, 0], [0.8, 1.0, 1.2])  # twice its raw gaps
+    np.testing.assert_allclose(kw[1, 0], [0.9, 1.0, 1.1])  # spread = raw gap: unchanged
+    old = FleetSpec.model_validate_json('{"version": "v"}')
+    assert old.spread_power == 0.0  # a bundle without it serves its raw calibrated band
+
+
+def test_choose_spread_power_evens_out_coverage_between_households():
+    from services.realtime.model.fleet_training import FleetSamples, choose_spread_power
+
+    rng = np.random.default_rng(0)
+    noise = np.repeat([0.05, 0.4], 500)  # a quiet and a noisy household, same raw band
+    y = rng.normal(0, 1, (1000, 48)) * noise[:, None]
+    raw = np.tile([-0.2, 0.0, 0.2], (1000, 48, 1))
+    samples = FleetSamples(
+        np.zeros((1000, 1), np.float32),
+        y.astype(np.float32),
+        np.ones(1000),
+        np.zeros((1000, 48)),
+        np.repeat([0, 1], 500),
+        noise,
+    )
+
+    power, s_low, s_high, dispersion = choose_spread_power(raw, samples, (0.1, 0.5, 0.9))
+
+    assert power > 0  # the household's own spread is what evens it out
+    assert dispersion[str(power)] < dispersion["0.0"]
+    assert len(s_low) == len(s_high) == 48
