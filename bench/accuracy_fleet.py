@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "--windows-per-household", type=int, default=1200, help="training windows sampled"
     )
     parser.add_argument(
-        "--hidden", default="128,64", help="hidden layer sizes of the network, comma-separated"
+        "--hidden", default="64,32", help="hidden layer sizes of the network, comma-separated"
     )
     parser.add_argument(
         "--calibration-households",

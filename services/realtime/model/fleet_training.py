@@ -100,7 +100,7 @@ ATTRIBUTION: Final = (
 class FleetConfig:
     """Network size and training budget of the fleet model."""
 
-    hidden: tuple[int, ...] = (128, 64)
+    hidden: tuple[int, ...] = (64, 32)
     epochs: int = 8
     batch_size: int = 128
     learning_rate: float = 1e-3
