@@ -433,6 +433,55 @@ def test_runner_sqs_mapping_keeps_maximum_concurrency_batches_in_flight(
     assert stats.records == stats.invocations >= 3
 
 
+def test_runner_stop_waits_one_deadline_for_all_threads_not_one_each(
+    deploy_stack, clients, tmp_path, caplog
+):
+    # Three calls held in flight: stop() must share one deadline between the threads (the
+    # first join gets it all, the others nothing left), not give each thread its own.
+    stack = deploy_stack(
+        sqs_probe(BatchSize=1, ScalingConfig={"MaximumConcurrency": 3}),
+        {"RawEventsVisibilityTimeout": "600"},
+    )
+    release = threading.Event()
+    in_flight = threading.Semaphore(0)
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        in_flight.release()
+        release.wait(STUCK_S)
+        return {"batchItemFailures": []}
+
+    s3 = clients("s3")
+    for n in range(3):
+        s3.put_object(Bucket=stack.outputs["RawBucketName"], Key=f"uploads/{n}.txt", Body=b"1")
+    runner = runner_for(stack, clients, tmp_path, handler)
+    runner.start()
+    joins: list[float] = []
+
+    class RecordedJoin:
+        def __init__(self, thread: threading.Thread) -> None:
+            self.thread, self.name = thread, thread.name
+
+        def join(self, timeout: float | None = None) -> None:
+            joins.append(timeout)
+            self.thread.join(timeout)
+
+        def is_alive(self) -> bool:
+            return self.thread.is_alive()
+
+    try:
+        for _ in range(3):
+            assert in_flight.acquire(timeout=STUCK_S), "three calls never got in flight"
+        runner._threads = [RecordedJoin(t) for t in runner._threads]  # type: ignore[misc]
+        with caplog.at_level("WARNING", logger="wattstream.runner"):
+            runner.stop(timeout_s=0.2)
+    finally:
+        release.set()
+
+    assert len(joins) == 3 and joins[0] <= 0.2
+    assert joins[1:] == [0.0, 0.0]  # the deadline had passed: no second 0.2 s each
+    assert "stopped with calls still running in" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("scaling", "expected"),
     [(None, DEFAULT_SQS_CONCURRENCY), ({"MaximumConcurrency": 5}, 5), ({}, 2)],

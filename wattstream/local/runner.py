@@ -575,9 +575,20 @@ class EventSourceRunner:
                 self._stop.wait(1.0)
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop polling; wait at most ``timeout_s`` in all for in-flight calls to return.
+
+        One deadline for every thread, not ``timeout_s`` each: a mapping may poll in
+        several threads (SQS concurrency), and Ctrl-C must not wait for each in turn. A call
+        still running then is abandoned (its thread is a daemon); its records were not
+        committed, so they come again on the next start.
+        """
         self._stop.set()
+        deadline = time.monotonic() + timeout_s
         for thread in self._threads:
-            thread.join(timeout_s)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        running = [thread.name for thread in self._threads if thread.is_alive()]
+        if running:
+            log.warning("stopped with calls still running in: %s", ", ".join(running))
         self._threads.clear()
         for log_file in self._logs.values():
             log_file.flush()
