@@ -477,7 +477,8 @@ def test_runner_stop_waits_one_deadline_for_all_threads_not_one_each(
     finally:
         release.set()
 
-    assert len(joins) == 3 and joins[0] <= 0.2
+    assert len(joins) == 3
+    assert joins[0] <= 0.2
     assert joins[1:] == [0.0, 0.0]  # the deadline had passed: no second 0.2 s each
     assert "stopped with calls still running in" in caplog.text
 
