@@ -370,8 +370,16 @@ def test_cli_run_ctrl_c_exits_0_with_one_line_and_a_quiet_console(tmp_path):
         "COLUMNS": "200",
         "PYTHONUNBUFFERED": "1",
     }
+    # A shell starts background jobs with SIGINT ignored, and a child inherits that: Python
+    # then installs no KeyboardInterrupt handler and Ctrl-C never arrives. Give `run` the
+    # terminal's default, as a user's shell does, wherever this suite itself was started.
+    as_from_a_terminal = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv = ['wattstream', 'run', '--speed', '60']; "
+        "runpy.run_module('wattstream.cli', run_name='__main__')"
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "wattstream.cli", "run", "--speed", "60"],
+        [sys.executable, "-c", as_from_a_terminal],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
