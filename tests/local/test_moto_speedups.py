@@ -86,3 +86,17 @@ def test_moto_speedups_get_records_reads_a_shard_in_order_from_any_position(aws)
         StartingSequenceNumber=numbers[19],
     )["ShardIterator"]
     assert read(after, 100)[0] == [str(i).encode() for i in range(20, 25)]
+
+
+def test_moto_speedups_install_patches_moto_once_and_stays_idempotent():
+    # The equivalence tests above pass on plain moto too; this one fails if install() stops
+    # replacing moto's listing and shard reads (the local stack would walk whole stores again).
+    from moto.kinesis.models import Shard
+    from moto.s3.models import S3Backend
+
+    install()
+    patched = (S3Backend.list_objects, Shard.get_records, Shard.get_max_sequence_number)
+    install()
+    assert (S3Backend.list_objects, Shard.get_records, Shard.get_max_sequence_number) == patched
+    for method in patched:
+        assert method.__module__ == "wattstream.local.moto_speedups"
